@@ -1,0 +1,87 @@
+"""Turn a class map into a CT-like image: per-class HU, texture, partial-volume blur, correlated noise.
+
+Works on canonical slabs (numpy zyx, float32 HU) so that large volumes never need more than a few slabs in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from training.phantom_grid import CanonicalGrid, SmoothField
+
+
+@dataclass
+class ImagingParams:
+    """Per-case imaging parameters.
+
+    mean, tex_fine, tex_coarse: float32 (n_classes,) HU tables indexed by class id. blur_mm: Gaussian sigma of the
+    scanner's point spread in-plane (mm); blur_z_vox: sigma along z in slices; noise_hu: std of the final noise;
+    noise_corr_vox: sigma (voxels, in-plane) that correlates the noise; seed: of the per-slice noise.
+    """
+
+    mean: np.ndarray
+    tex_fine: np.ndarray
+    tex_coarse: np.ndarray
+    blur_mm: float
+    blur_z_vox: float
+    noise_hu: float
+    noise_corr_vox: float
+    seed: int
+
+
+def draw_imaging(rng: np.random.Generator, mean, tex_fine, tex_coarse, spacing_z: float) -> ImagingParams:
+    """Random scanner parameters: blur 0.4-0.9 mm in-plane, noise 10-25 HU, thicker slices blur more along z."""
+    return ImagingParams(
+        mean=np.asarray(mean, np.float32),
+        tex_fine=np.asarray(tex_fine, np.float32),
+        tex_coarse=np.asarray(tex_coarse, np.float32),
+        blur_mm=float(rng.uniform(0.4, 0.9)),
+        blur_z_vox=float(np.clip(rng.uniform(0.3, 0.6) * max(1.0, 2.0 / spacing_z), 0.3, 0.8)),
+        noise_hu=float(rng.uniform(10, 25)),
+        noise_corr_vox=float(rng.uniform(0.5, 0.9)),
+        seed=int(rng.integers(2**31)),
+    )
+
+
+class TextureFields:
+    """The two smooth texture fields (fine ~5 mm, coarse ~25 mm lattice) of one case."""
+
+    def __init__(self, rng: np.random.Generator, grid: CanonicalGrid):
+        fine_mm = max(5.0, 2.5 * max(grid.spacing_xyz[:2]))
+        self.fine = SmoothField(rng, grid, fine_mm)
+        self.coarse = SmoothField(rng, grid, 25.0)
+
+
+HALO = 3  # slices computed on each side of a slab so that blurring along z matches the whole-volume result
+
+
+def render_slab(classes: np.ndarray, fine: np.ndarray, coarse: np.ndarray, k0: int, params: ImagingParams,
+                spacing_xyz) -> np.ndarray:
+    """HU (float32, same zyx shape) of a class slab whose first slice is global slice `k0`.
+
+    classes: integer class ids (zyx); fine, coarse: texture fields on the same slab. The caller passes HALO extra
+    slices each side (where they exist) and crops them afterwards.
+    """
+    hu = params.mean[classes]
+    hu += params.tex_fine[classes] * fine
+    hu += params.tex_coarse[classes] * coarse
+    sig = (params.blur_z_vox, params.blur_mm / spacing_xyz[1], params.blur_mm / spacing_xyz[0])
+    hu = gaussian_filter(hu, sig, mode="nearest", truncate=3.0)
+    ny, nx = classes.shape[1:]
+    noise = np.empty(classes.shape, np.float32)
+    for i in range(classes.shape[0]):
+        noise[i] = np.random.default_rng((params.seed, k0 + i)).standard_normal((ny, nx), dtype=np.float32)
+    c = params.noise_corr_vox
+    noise = gaussian_filter(noise, (0.3, c, c), mode="nearest", truncate=3.0)
+    # std of white noise after a Gaussian of sigma s per axis: 1 / (2 sqrt(pi) s) per axis (s >~ 0.5)
+    gain = np.sqrt(2 * np.sqrt(np.pi) * c) ** 2 * np.sqrt(2 * np.sqrt(np.pi) * 0.6)
+    hu += noise * np.float32(params.noise_hu * gain)
+    return hu
+
+
+def to_int16(hu: np.ndarray) -> np.ndarray:
+    """Round and clip HU to int16 in [-1024, 3071] (the CT range)."""
+    return np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
