@@ -1,0 +1,218 @@
+"""Score predictions as the FLARE 2021 leaderboard does: DSC and NSD (1 mm) per case and organ.
+
+    python -m evaluation.evaluate --gt GT_DIR --pred PRED_DIR --out OUT_DIR [--workers 4]
+
+Pairs every ``<case>.nii.gz`` of GT_DIR (files ``<case>_0000.nii.gz`` are images and are skipped) with
+PRED_DIR/``<case>.nii.gz``. Spacing comes from the ground truth's header. A prediction must lie on its ground
+truth's grid (size equal; spacing, origin, direction within a tolerance): otherwise that case is an error,
+listed, and the exit code is 1; nothing is ever resampled. A missing, empty (0-byte) or unreadable prediction
+scores 0 for every organ and is listed. Writes OUT_DIR/metrics.csv (case, organ, DSC, NSD, status),
+OUT_DIR/summary.csv (mean, median, std per organ and overall), OUT_DIR/problems.csv, violin plots
+OUT_DIR/violin_dsc.png and violin_nsd.png, and prints the summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from evaluation.labels_io import GridMismatchError, LabelReadError, check_same_grid, read_labels
+from evaluation.metrics import FLARE21_TOLERANCE_MM, ORGANS, score_labels
+from evaluation.report import (
+    Row,
+    format_summary,
+    summarize,
+    violin_plots,
+    write_metrics_csv,
+    write_summary_csv,
+)
+
+SUFFIX = ".nii.gz"
+_IMAGE_NAME = re.compile(r"_0000\.nii\.gz$")  # FLARE images: <case>_0000.nii.gz (one modality)
+
+# Statuses: scored normally, scored 0 (the prediction is missing or unreadable), or not scored (an error).
+OK, MISSING, UNREADABLE, WRONG_GRID, GT_ERROR = "ok", "missing", "unreadable", "wrong_grid", "gt_error"
+SCORED_ZERO = (MISSING, UNREADABLE)
+ERRORS = (WRONG_GRID, GT_ERROR)
+
+
+@dataclass
+class CaseResult:
+    """Scores of one case: {label: (DSC, NSD)} (None when the case could not be scored), status, message."""
+
+    case: str
+    status: str
+    message: str = ""
+    scores: dict[int, tuple[float, float]] | None = field(default=None)
+
+
+def find_cases(gt_dir: Path) -> list[str]:
+    """Case names of the label maps ``<case>.nii.gz`` in gt_dir, sorted; images ``*_0000.nii.gz`` skipped."""
+    return sorted(
+        p.name[: -len(SUFFIX)]
+        for p in gt_dir.iterdir()
+        if p.is_file() and p.name.endswith(SUFFIX) and not _IMAGE_NAME.search(p.name)
+    )
+
+
+def score_case(
+    case: str,
+    gt_dir: Path,
+    pred_dir: Path,
+    labels: Sequence[int] = tuple(ORGANS),
+    tolerance_mm: float | Mapping[int, float] = FLARE21_TOLERANCE_MM,
+) -> CaseResult:
+    """Score one case; never raises for bad files, which are reported in the result's status and message."""
+    try:
+        gt, gt_grid = read_labels(gt_dir / f"{case}{SUFFIX}")
+    except LabelReadError as err:
+        return CaseResult(case, GT_ERROR, f"ground truth {err}")
+    zeros = dict.fromkeys(labels, (0.0, 0.0))
+    pred_path = pred_dir / f"{case}{SUFFIX}"
+    if not pred_path.exists():
+        return CaseResult(case, MISSING, f"{pred_path}: missing prediction, scored 0", zeros)
+    try:
+        pred, pred_grid = read_labels(pred_path)
+    except LabelReadError as err:
+        return CaseResult(case, UNREADABLE, f"{err}; scored 0", zeros)
+    try:
+        check_same_grid(gt_grid, pred_grid, pred_path)
+    except GridMismatchError as err:
+        return CaseResult(case, WRONG_GRID, str(err))
+    return CaseResult(case, OK, "", score_labels(gt, pred, gt_grid.spacing_zyx, labels, tolerance_mm))
+
+
+def parse_tolerance(text: str) -> float | dict[int, float]:
+    """``"1"`` -> 1.0 for every organ; ``"liver=5,kidney=3,spleen=3,pancreas=5"`` -> {label: mm}."""
+    if "=" not in text:
+        return float(text)
+    by_name = {name: label for label, name in ORGANS.items()}
+    out: dict[int, float] = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        if name.strip() not in by_name:
+            raise ValueError(f"unknown organ {name.strip()!r} in --tolerance (known: {', '.join(by_name)})")
+        out[by_name[name.strip()]] = float(value)
+    return out
+
+
+def rows_of(results: Sequence[CaseResult], labels: Sequence[int]) -> list[Row]:
+    rows = []
+    for res in results:
+        for label in labels:
+            dsc, nsd = res.scores[label] if res.scores is not None else (math.nan, math.nan)
+            rows.append(Row(res.case, ORGANS.get(label, str(label)), dsc, nsd, res.status))
+    return rows
+
+
+def evaluate(
+    gt_dir: Path,
+    pred_dir: Path,
+    out_dir: Path,
+    workers: int = 1,
+    tolerance_mm: float | Mapping[int, float] = FLARE21_TOLERANCE_MM,
+    labels: Sequence[int] = tuple(ORGANS),
+    progress: bool = True,
+) -> list[CaseResult]:
+    """Score every case of gt_dir, write the CSVs and plots to out_dir, and return the per-case results."""
+    if not gt_dir.is_dir():
+        raise FileNotFoundError(f"{gt_dir}: ground-truth folder not found")
+    if not pred_dir.is_dir():
+        raise FileNotFoundError(f"{pred_dir}: prediction folder not found")
+    cases = find_cases(gt_dir)
+    if not cases:
+        raise FileNotFoundError(f"{gt_dir}: no <case>.nii.gz label maps found")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    bar = tqdm(total=len(cases), desc="scoring", unit="case", disable=not progress, file=sys.stderr)
+    by_case: dict[str, CaseResult] = {}
+    if workers <= 1:
+        for case in cases:
+            by_case[case] = score_case(case, gt_dir, pred_dir, labels, tolerance_mm)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(score_case, c, gt_dir, pred_dir, labels, tolerance_mm): c for c in cases}
+            for fut in as_completed(futures):
+                by_case[futures[fut]] = fut.result()
+                bar.update()
+    bar.close()
+    results = [by_case[c] for c in cases]
+
+    rows = rows_of(results, labels)
+    organs = [ORGANS.get(v, str(v)) for v in labels]
+    write_metrics_csv(rows, out_dir / "metrics.csv")
+    summary = summarize(rows, organs)
+    write_summary_csv(summary, out_dir / "summary.csv")
+    with open(out_dir / "problems.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["case", "status", "message"])
+        for res in results:
+            if res.status != OK:
+                writer.writerow([res.case, res.status, res.message])
+    violin_plots(rows, organs, out_dir)
+    extra = sorted(p.name for p in pred_dir.glob(f"*{SUFFIX}") if p.name[: -len(SUFFIX)] not in by_case)
+    if extra:
+        print(
+            f"note: {len(extra)} prediction(s) without ground truth ignored: {', '.join(extra)}",
+            file=sys.stderr,
+        )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth <case>.nii.gz")
+    parser.add_argument("--pred", type=Path, required=True, help="folder of predicted <case>.nii.gz")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--workers", type=int, default=1, help="cases scored in parallel processes")
+    parser.add_argument(
+        "--tolerance",
+        default=str(FLARE21_TOLERANCE_MM),
+        help="NSD tolerance in mm: one number (FLARE21: 1) or per organ, e.g. "
+        "liver=5,kidney=3,spleen=3,pancreas=5 (FLARE22)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    try:
+        tolerance = parse_tolerance(args.tolerance)
+        labels = tuple(ORGANS)
+        if isinstance(tolerance, dict) and set(tolerance) != set(labels):
+            raise ValueError("--tolerance per organ must name all of " + ", ".join(ORGANS.values()))
+        results = evaluate(
+            args.gt, args.pred, args.out, args.workers, tolerance, labels, not args.no_progress
+        )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    organs = [ORGANS[v] for v in labels]
+    print(format_summary(summarize(rows_of(results, labels), organs)))
+    problems = [r for r in results if r.status != OK]
+    for res in problems:
+        kind = "error" if res.status in ERRORS else "warning"
+        print(f"{kind}: {res.case}: {res.message}", file=sys.stderr)
+    n_err = sum(r.status in ERRORS for r in problems)
+    n_zero = sum(r.status in SCORED_ZERO for r in problems)
+    print(
+        f"{len(results)} cases: {len(results) - len(problems)} scored, {n_zero} scored 0 "
+        f"(missing or unreadable), {n_err} not scored (errors). Results in {args.out}"
+    )
+    return 1 if n_err else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
