@@ -1,8 +1,10 @@
 """Voxel grids for synthetic CT: random geometry, orientations and smooth random fields.
 
-Every synthetic volume is first built on a *canonical* grid whose numpy axes (0, 1, 2) run along the LPS patient
+Every synthetic volume is first built on a *canonical* grid whose numpy axes (0, 1, 2) run along the LPS
+patient
 axes (z superior, y posterior, x left) with positive steps, then laid out in the output orientation by
-`to_output_array` / `make_image`. Because the output direction is a signed permutation, this relayout is exact:
+`to_output_array` / `make_image`. Because the output direction is a signed permutation, this relayout is
+exact:
 every output voxel holds the value computed at its own world position.
 
 Conventions: numpy arrays zyx; SimpleITK sizes, spacings and origins xyz; millimetres throughout.
@@ -16,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-# Signed permutation matrices as SimpleITK direction cosines (columns = world direction of the index axes x, y, z).
+# Signed permutation matrices as SimpleITK direction cosines (columns = world direction of the index axes x,
+# y, z).
 _IDENTITY = np.eye(3)
 _FLARE = np.diag([-1.0, -1.0, 1.0])
 
@@ -35,8 +38,10 @@ def _all_signed_permutations() -> list[np.ndarray]:
 def orientation_set(kind: str) -> list[np.ndarray]:
     """Direction matrices (3x3, SimpleITK column convention) to draw from.
 
-    kind: "canonical" (identity only), "axial" (the slice axis stays the patient z axis; in-plane flips and x/y
-    swaps; identity and diag(-1,-1,1) weighted up, as most FLARE cases have one of them), or "any" (all 48 signed
+    kind: "canonical" (identity only), "axial" (the slice axis stays the patient z axis; in-plane flips and
+    x/y
+    swaps; identity and diag(-1,-1,1) weighted up, as most FLARE cases have one of them), or "any" (all 48
+    signed
     axis permutations, slices may then be sagittal or coronal).
     """
     if kind == "canonical":
@@ -54,7 +59,8 @@ def orientation_set(kind: str) -> list[np.ndarray]:
 class CanonicalGrid:
     """An axis-aligned grid in LPS patient millimetres.
 
-    shape_zyx: numpy shape (nz, ny, nx). spacing_xyz: mm. origin_xyz: LPS mm of voxel [0, 0, 0] in the anatomy frame.
+    shape_zyx: numpy shape (nz, ny, nx). spacing_xyz: mm. origin_xyz: LPS mm of voxel [0, 0, 0] in the anatomy
+    frame.
     world_offset_xyz: added to anatomy coordinates to give scanner world coordinates (a table position).
     """
 
@@ -71,7 +77,7 @@ class CanonicalGrid:
 
 
 def to_output_array(canonical: np.ndarray, direction: np.ndarray) -> np.ndarray:
-    """Relay a canonical zyx array into the numpy (zyx) layout of an image with `direction` (3x3 signed permutation)."""
+    """Lay a canonical zyx array out as the zyx array of an image with `direction` (signed permutation)."""
     src_axes = []
     flips = []
     for a in range(3):  # SimpleITK index axis a (x, y, z) -> numpy axis 2 - a
@@ -109,27 +115,37 @@ def make_image(canonical: np.ndarray, grid: CanonicalGrid, direction: np.ndarray
     return img
 
 
-def interp_matrix(n_fine: int, n_coarse: int) -> np.ndarray:
-    """(n_fine, n_coarse) float32 linear-interpolation weights spreading a coarse lattice over a fine axis."""
+def interp_index(n_fine: int, n_coarse: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lo int64 (n_fine,), frac float32 (n_fine,)): fine sample i = (1 - frac) * c[lo] + frac * c[lo + 1]."""
     pos = np.linspace(0.0, n_coarse - 1.0, n_fine) if n_fine > 1 else np.zeros(1)
-    lo = np.clip(np.floor(pos).astype(int), 0, max(n_coarse - 2, 0))
-    frac = (pos - lo).astype(np.float32)
-    w = np.zeros((n_fine, n_coarse), np.float32)
-    rows = np.arange(n_fine)
-    w[rows, lo] += 1.0 - frac
-    if n_coarse > 1:
-        w[rows, np.minimum(lo + 1, n_coarse - 1)] += frac
-    return w
+    lo = np.clip(np.floor(pos).astype(np.int64), 0, n_coarse - 2)
+    return lo, (pos - lo).astype(np.float32)
+
+
+def _lerp(a: np.ndarray, axis: int, lo: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    shape = [1] * a.ndim
+    shape[axis] = len(frac)
+    f = frac.reshape(shape)
+    a0 = np.take(a, lo, axis=axis)
+    a1 = np.take(a, lo + 1, axis=axis)
+    a1 -= a0
+    a1 *= f
+    a1 += a0
+    return a1
 
 
 class SmoothField:
-    """A smooth random scalar field on a canonical grid: Gaussian noise on a coarse lattice, linearly interpolated.
+    """A smooth random scalar field on a canonical grid: Gaussian noise on a coarse lattice, linearly
+    interpolated.
 
-    Evaluated slab by slab (`slab(k0, k1)` -> float32 (k1-k0, ny, nx)) with tensor-product interpolation, so a full
-    field never needs to exist in memory. Values are roughly N(0, 1) times `amplitude`.
+    Evaluated slab by slab (`slab(k0, k1)` -> float32 (k1-k0, ny, nx)) by separable interpolation, so a full
+    field
+    never needs to exist in memory. Values are roughly N(0, 1) times `amplitude`.
     """
 
-    def __init__(self, rng: np.random.Generator, grid: CanonicalGrid, lattice_mm: float, amplitude: float = 1.0):
+    def __init__(
+        self, rng: np.random.Generator, grid: CanonicalGrid, lattice_mm: float, amplitude: float = 1.0
+    ):
         from scipy.ndimage import gaussian_filter
 
         nz, ny, nx = grid.shape_zyx
@@ -139,15 +155,16 @@ class SmoothField:
         coarse = gaussian_filter(coarse, 0.7, mode="wrap")
         coarse /= max(float(coarse.std()), 1e-6)
         self.coarse = coarse * np.float32(amplitude)
-        self.wz = interp_matrix(nz, dims[0])
-        self.wy = interp_matrix(ny, dims[1])
-        self.wx = interp_matrix(nx, dims[2])
+        self.iz = interp_index(nz, dims[0])
+        self.iy = interp_index(ny, dims[1])
+        self.ix = interp_index(nx, dims[2])
         self.max_abs = float(np.abs(self.coarse).max())
 
     def slab(self, k0: int, k1: int) -> np.ndarray:
-        a = np.tensordot(self.wz[k0:k1], self.coarse, axes=(1, 0))  # (k, cy, cx)
-        a = a @ self.wx.T  # (k, cy, nx)
-        return np.matmul(self.wy, a)  # (k, ny, nx)
+        lo, frac = self.iz[0][k0:k1], self.iz[1][k0:k1]
+        a = _lerp(self.coarse, 0, lo, frac)  # (k, cy, cx)
+        a = _lerp(a, 2, *self.ix)  # (k, cy, nx)
+        return _lerp(a, 1, *self.iy)  # (k, ny, nx)
 
 
 def draw_spacing(

@@ -1,6 +1,7 @@
 """Turn a class map into a CT-like image: per-class HU, texture, partial-volume blur, correlated noise.
 
-Works on canonical slabs (numpy zyx, float32 HU) so that large volumes never need more than a few slabs in memory.
+Works on canonical slabs (numpy zyx, float32 HU) so that large volumes never need more than a few slabs in
+memory.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from training.phantom_grid import CanonicalGrid, SmoothField
 class ImagingParams:
     """Per-case imaging parameters.
 
-    mean, tex_fine, tex_coarse: float32 (n_classes,) HU tables indexed by class id. blur_mm: Gaussian sigma of the
-    scanner's point spread in-plane (mm); blur_z_vox: sigma along z in slices; noise_hu: std of the final noise;
-    noise_corr_vox: sigma (voxels, in-plane) that correlates the noise; seed: of the per-slice noise.
+    mean, tex_fine, tex_coarse: float32 (n_classes,) HU tables indexed by class id. blur_mm: Gaussian sigma of
+    the
+    scanner's point spread in-plane (mm); blur_z_vox: sigma along z in slices; noise_hu: std of the final
+    noise (correlated by
+    the same blur); seed: of the per-slice noise.
     """
 
     mean: np.ndarray
@@ -28,12 +31,11 @@ class ImagingParams:
     blur_mm: float
     blur_z_vox: float
     noise_hu: float
-    noise_corr_vox: float
     seed: int
 
 
 def draw_imaging(rng: np.random.Generator, mean, tex_fine, tex_coarse, spacing_z: float) -> ImagingParams:
-    """Random scanner parameters: blur 0.4-0.9 mm in-plane, noise 10-25 HU, thicker slices blur more along z."""
+    """Random scanner parameters: blur 0.4-0.9 mm in-plane, noise 10-25 HU, z blur by slice spacing."""
     return ImagingParams(
         mean=np.asarray(mean, np.float32),
         tex_fine=np.asarray(tex_fine, np.float32),
@@ -41,7 +43,6 @@ def draw_imaging(rng: np.random.Generator, mean, tex_fine, tex_coarse, spacing_z
         blur_mm=float(rng.uniform(0.4, 0.9)),
         blur_z_vox=float(np.clip(rng.uniform(0.3, 0.6) * max(1.0, 2.0 / spacing_z), 0.3, 0.8)),
         noise_hu=float(rng.uniform(10, 25)),
-        noise_corr_vox=float(rng.uniform(0.5, 0.9)),
         seed=int(rng.integers(2**31)),
     )
 
@@ -58,28 +59,42 @@ class TextureFields:
 HALO = 3  # slices computed on each side of a slab so that blurring along z matches the whole-volume result
 
 
-def render_slab(classes: np.ndarray, fine: np.ndarray, coarse: np.ndarray, k0: int, params: ImagingParams,
-                spacing_xyz) -> np.ndarray:
+def render_slab(
+    classes: np.ndarray, fine: np.ndarray, coarse: np.ndarray, k0: int, params: ImagingParams, spacing_xyz
+) -> np.ndarray:
     """HU (float32, same zyx shape) of a class slab whose first slice is global slice `k0`.
 
-    classes: integer class ids (zyx); fine, coarse: texture fields on the same slab. The caller passes HALO extra
+    classes: integer class ids (zyx); fine, coarse: texture fields on the same slab. The caller passes HALO
+    extra
     slices each side (where they exist) and crops them afterwards.
     """
     hu = params.mean[classes]
     hu += params.tex_fine[classes] * fine
     hu += params.tex_coarse[classes] * coarse
-    sig = (params.blur_z_vox, params.blur_mm / spacing_xyz[1], params.blur_mm / spacing_xyz[0])
-    hu = gaussian_filter(hu, sig, mode="nearest", truncate=3.0)
     ny, nx = classes.shape[1:]
-    noise = np.empty(classes.shape, np.float32)
+    # white noise, scaled so that after the point-spread blur below its std is params.noise_hu
+    sig = (
+        params.blur_z_vox,
+        max(params.blur_mm / spacing_xyz[1], 0.5),
+        max(params.blur_mm / spacing_xyz[0], 0.5),
+    )
+    gain = np.float32(params.noise_hu / _blurred_noise_std(sig))
     for i in range(classes.shape[0]):
-        noise[i] = np.random.default_rng((params.seed, k0 + i)).standard_normal((ny, nx), dtype=np.float32)
-    c = params.noise_corr_vox
-    noise = gaussian_filter(noise, (0.3, c, c), mode="nearest", truncate=3.0)
-    # std of white noise after a Gaussian of sigma s per axis: 1 / (2 sqrt(pi) s) per axis (s >~ 0.5)
-    gain = np.sqrt(2 * np.sqrt(np.pi) * c) ** 2 * np.sqrt(2 * np.sqrt(np.pi) * 0.6)
-    hu += noise * np.float32(params.noise_hu * gain)
-    return hu
+        rng = np.random.default_rng((params.seed, k0 + i))
+        hu[i] += rng.standard_normal((ny, nx), dtype=np.float32) * gain
+    return gaussian_filter(hu, sig, mode="nearest", truncate=3.0)
+
+
+def _blurred_noise_std(sigmas) -> float:
+    """Std of unit white noise after a separable Gaussian blur (sigmas in voxels, truncate 3)."""
+    from scipy.ndimage import gaussian_filter1d
+
+    out = 1.0
+    for s in sigmas:
+        delta = np.zeros(2 * int(3 * s + 0.5) + 3)
+        delta[len(delta) // 2] = 1.0
+        out *= float(np.sqrt((gaussian_filter1d(delta, s, truncate=3.0) ** 2).sum()))
+    return out
 
 
 def to_int16(hu: np.ndarray) -> np.ndarray:

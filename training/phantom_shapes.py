@@ -1,6 +1,7 @@
 """Implicit shapes evaluated on slabs of deformed patient coordinates (mm), each within its own bounding box.
 
-A `Slab` holds the deformed LPS coordinates q = p + u(p) (float32, zyx) of the voxels of a few consecutive canonical
+A `Slab` holds the deformed LPS coordinates q = p + u(p) (float32, zyx) of the voxels of a few consecutive
+canonical
 slices. Shapes are defined in q, so the smooth displacement u deforms all of them consistently. `Slab.region`
 turns a bounding box in q into numpy slices of the slab (or None when the box misses it).
 """
@@ -15,24 +16,25 @@ Region = tuple[slice, slice, slice]
 class Slab:
     """Deformed coordinates of canonical slices k0..k1-1.
 
-    xs, ys, zs: 1-D undeformed coordinates (mm) of the slab's columns, rows and slices; ux, uy, uz: displacement
-    (mm, float32 zyx, the slab's shape); umax: an upper bound of |u| used to pad bounding boxes.
+    xs, ys, zs: 1-D undeformed coordinates (mm) of the slab's columns, rows and slices; ux, uy, uz:
+    displacement
+    (mm, float32 zyx, the slab's shape); umax: upper bounds of |ux|, |uy|, |uz| used to pad bounding boxes.
     """
 
-    def __init__(self, xs, ys, zs, ux, uy, uz, umax: float):
+    def __init__(self, xs, ys, zs, ux, uy, uz, umax):
         self.xs, self.ys, self.zs = xs, ys, zs
         self.shape = (len(zs), len(ys), len(xs))
         self.qx = xs[None, None, :] + ux
         self.qy = ys[None, :, None] + uy
         self.qz = zs[:, None, None] + uz
-        self.umax = float(umax) + 1.0
+        self.umax = np.asarray(umax, float) + 1.0
 
     def region(self, lo, hi) -> Region | None:
         """Slices covering every voxel whose q may lie in the box [lo, hi] (xyz, mm), or None."""
         out = []
         for axis, c in ((2, self.zs), (1, self.ys), (0, self.xs)):
-            a = int(np.searchsorted(c, lo[axis] - self.umax, side="left"))
-            b = int(np.searchsorted(c, hi[axis] + self.umax, side="right"))
+            a = int(np.searchsorted(c, lo[axis] - self.umax[axis], side="left"))
+            b = int(np.searchsorted(c, hi[axis] + self.umax[axis], side="right"))
             if b <= a:
                 return None
             out.append(slice(a, b))
@@ -53,7 +55,7 @@ def frame(long_axis, toward) -> np.ndarray:
 
 
 def ellipsoid_box(center, axes, rows=None) -> tuple[np.ndarray, np.ndarray]:
-    """Bounding box (lo, hi) xyz mm of an ellipsoid with semi-axes `axes` along the frame `rows` (default xyz)."""
+    """Bounding box (lo, hi) xyz mm of an ellipsoid with semi-axes `axes` along `rows` (default xyz)."""
     c = np.asarray(center, float)
     a = np.asarray(axes, float)
     if rows is None:
@@ -64,7 +66,7 @@ def ellipsoid_box(center, axes, rows=None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ellipsoid(slab: Slab, center, axes, rows=None):
-    """(region, local coordinates d (3 arrays, mm), r2) of an ellipsoid; r2 < 1 inside. None if it misses the slab."""
+    """(region, local coordinates d (3 arrays, mm), r2) of an ellipsoid; r2 < 1 inside; None if it misses."""
     r = slab.region(*ellipsoid_box(center, axes, rows))
     if r is None:
         return None
@@ -75,12 +77,17 @@ def ellipsoid(slab: Slab, center, axes, rows=None):
     else:
         m = np.asarray(rows, np.float32)
         d = tuple(m[i, 0] * dx + m[i, 1] * dy + m[i, 2] * dz for i in range(3))
-    r2 = (d[0] / np.float32(axes[0])) ** 2 + (d[1] / np.float32(axes[1])) ** 2 + (d[2] / np.float32(axes[2])) ** 2
+    r2 = (
+        (d[0] / np.float32(axes[0])) ** 2
+        + (d[1] / np.float32(axes[1])) ** 2
+        + (d[2] / np.float32(axes[2])) ** 2
+    )
     return r, d, r2
 
 
 def tube(slab: Slab, points, radii):
-    """(region, rho) of a tube around a polyline; rho = distance / local radius (< 1 inside). None if it misses.
+    """(region, rho) of a tube around a polyline; rho = distance / local radius (< 1 inside). None if it
+    misses.
 
     points: (M, 3) xyz mm; radii: (M,) mm, interpolated linearly along each segment.
     """
@@ -100,8 +107,10 @@ def tube(slab: Slab, points, radii):
         if sub is None:
             continue
         # intersect sub with r, expressed relative to r
-        rel = tuple(slice(max(s.start, t.start) - t.start, min(s.stop, t.stop) - t.start) for s, t in zip(sub, r,
-                                                                                                        strict=True))
+        rel = tuple(
+            slice(max(s.start, t.start) - t.start, min(s.stop, t.stop) - t.start)
+            for s, t in zip(sub, r, strict=True)
+        )
         if any(s.stop <= s.start for s in rel):
             continue
         absr = tuple(slice(s.start + t.start, s.stop + t.start) for s, t in zip(rel, r, strict=True))
@@ -116,7 +125,9 @@ def tube(slab: Slab, points, radii):
     return r, rho
 
 
-def paint(tissue: np.ndarray, region: Region, mask: np.ndarray, tid: int, allowed: np.ndarray | None = None) -> None:
+def paint(
+    tissue: np.ndarray, region: Region, mask: np.ndarray, tid: int, allowed: np.ndarray | None = None
+) -> None:
     """Set tissue[region][mask] = tid, only where `allowed` (a full-slab bool array) is true if given."""
     if allowed is not None:
         mask = mask & allowed[region]

@@ -1,7 +1,9 @@
 """Tissue classes of the CT phantom: FLARE label and Hounsfield units per contrast phase.
 
-Each tissue has a mean HU per phase (plain, arterial, venous), a case-to-case spread of that mean, and the standard
-deviations of a fine and a coarse smooth texture inside the tissue (HU). Labels: 0 background, 1 liver, 2 kidney,
+Each tissue has a mean HU per phase (plain, arterial, venous), a case-to-case spread of that mean, and the
+standard
+deviations of a fine and a coarse smooth texture inside the tissue (HU). Labels: 0 background, 1 liver, 2
+kidney,
 3 spleen, 4 pancreas.
 """
 
@@ -71,7 +73,7 @@ def tissue_label_lut() -> np.ndarray:
 
 
 def draw_tissue_hu(rng: np.random.Generator, phase: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-case HU tables for the phantom: (mean, fine texture std, coarse texture std), float32 (n_tissues,)."""
+    """Per-case HU tables for the phantom: (mean, fine, coarse texture std), float32 (n_tissues,)."""
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
     p = PHASES.index(phase)

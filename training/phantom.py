@@ -1,0 +1,304 @@
+"""Synthetic abdominal CT with FLARE labels (0 background, 1 liver, 2 kidney, 3 spleen, 4 pancreas).
+
+Two modes, both deterministic from a seed:
+
+- "phantom": an analytic anatomy (training/phantom_anatomy.py) built in LPS patient millimetres, deformed by a
+smooth
+  random displacement, and sampled on a random voxel grid (spacing, slice count, orientation), then given
+  Hounsfield units for a contrast phase, texture, partial-volume blur and noise.
+- "labels": a real whole-anatomy label map from the shared templates folder, deformed and given random
+  Hounsfield-like intensities per class, SynthSeg style (training/synth_from_labels.py).
+- "mix": each case draws one of the two with equal probability.
+
+Images are SimpleITK int16 HU, labels SimpleITK uint8 on the identical grid. Arrays inside are numpy zyx;
+SimpleITK
+sizes, spacings and origins are xyz, in mm.
+
+CLI: python -m training.phantom --out DIR --cases N --seed S [--mode phantom|labels|mix] [--layout
+nnunet|flare21]
+[--flat] [--images-only] [--size 512] [--slices 20 300] [--phase venous] [--render PNG]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from training.phantom_anatomy import Z_BAND, draw_anatomy, rasterize
+from training.phantom_grid import CanonicalGrid, SmoothField, draw_spacing, make_image, orientation_set
+from training.phantom_imaging import HALO, TextureFields, draw_imaging, render_slab, to_int16
+from training.phantom_shapes import Slab
+from training.phantom_tissues import PHASES, draw_tissue_hu, tissue_label_lut
+
+MODES = ("phantom", "labels", "mix")
+LAYOUTS = ("nnunet", "flare21")
+SLAB = 16  # canonical slices rasterized at a time
+MAX_EXTENT_Z = 500.0  # mm; drawn slice spacings keep slices * spacing below this
+
+
+def _check_common(seed: int, size_xy: int, phase: str | None, mode: str) -> None:
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(size_xy, (int, np.integer)) or size_xy < 32:
+        raise ValueError(f"size_xy must be an integer >= 32, got {size_xy!r}")
+    if phase is not None and phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES} or None, got {phase!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+def _draw_geometry(rng, size_xy, slices, spacing, slice_range, spacing_xy_range, spacing_z_range):
+    """(n slices, (sx, sy, sz) mm) honouring fixed `slices` / `spacing` (xyz mm) when given."""
+    lo_hi = (slices, slices) if slices is not None else tuple(slice_range)
+    if slices is not None and (not isinstance(slices, (int, np.integer)) or slices < 1):
+        raise ValueError(f"slices must be a positive integer, got {slices!r}")
+    n, sxy, sz = draw_spacing(rng, size_xy, lo_hi, spacing_xy_range, tuple(spacing_z_range), MAX_EXTENT_Z)
+    if spacing is not None:
+        sp = tuple(float(s) for s in spacing)
+        if len(sp) != 3 or min(sp) <= 0:
+            raise ValueError(f"spacing must be three positive numbers (x, y, z mm), got {spacing!r}")
+        return n, sp
+    return n, (sxy, sxy, sz)
+
+
+def _z_centre(rng, extent: float) -> float:
+    """Centre (mm) of the scanned z range: inside the organ band, or covering it if longer."""
+    lo, hi = Z_BAND
+    band = hi - lo
+    if extent >= band:
+        return (lo + hi) / 2 + rng.uniform(-1, 1) * min(60.0, (extent - band) / 2)
+    return rng.uniform(lo + extent / 2, hi - extent / 2)
+
+
+def generate_phantom_canonical(rng: np.random.Generator, size_xy: int, n: int, spacing_xyz, phase: str):
+    """Phantom mode on the canonical grid: (image int16 zyx, label uint8 zyx, CanonicalGrid)."""
+    sx, sy, sz = spacing_xyz
+    extent = n * sz
+    zc = _z_centre(rng, extent)
+    grid = CanonicalGrid(
+        shape_zyx=(n, size_xy, size_xy),
+        spacing_xyz=(sx, sy, sz),
+        origin_xyz=(
+            -(size_xy - 1) * sx / 2 + rng.uniform(-15, 15),
+            -(size_xy - 1) * sy / 2 + rng.uniform(-10, 25),
+            zc - (n - 1) * sz / 2,
+        ),
+        world_offset_xyz=(rng.uniform(-40, 40), rng.uniform(-60, 60), rng.uniform(-900, 100)),
+    )
+    anat = draw_anatomy(rng)
+    amp = rng.uniform(2, 6)
+    disp = [SmoothField(rng, grid, 45.0, amp) for _ in range(3)]
+    umax = [d.max_abs for d in disp]
+    tex = TextureFields(rng, grid)
+    bowel = [SmoothField(rng, grid, 22.0) for _ in range(2)]
+    mean, fine_sd, coarse_sd = draw_tissue_hu(rng, phase)
+    imaging = draw_imaging(rng, mean, fine_sd, coarse_sd, sz)
+    xs, ys, zs = grid.axis_coords("x"), grid.axis_coords("y"), grid.axis_coords("z")
+    image = np.empty(grid.shape_zyx, np.int16)
+    label = np.empty(grid.shape_zyx, np.uint8)
+    lut = tissue_label_lut()
+    for k0 in range(0, n, SLAB):
+        k1 = min(n, k0 + SLAB)
+        a0, a1 = max(0, k0 - HALO), min(n, k1 + HALO)
+        ux, uy, uz = (d.slab(a0, a1) for d in disp)
+        slab = Slab(xs, ys, zs[a0:a1], ux, uy, uz, umax)
+        fine = tex.fine.slab(a0, a1)
+        fields = {"fine": fine, "bowel1": bowel[0].slab(a0, a1), "bowel2": bowel[1].slab(a0, a1)}
+        tissue = rasterize(anat, slab, fields)
+        hu = render_slab(tissue, fine, tex.coarse.slab(a0, a1), a0, imaging, grid.spacing_xyz)
+        image[k0:k1] = to_int16(hu[k0 - a0 : k1 - a0])
+        label[k0:k1] = lut[tissue[k0 - a0 : k1 - a0]]
+    _outside_reconstruction_circle(rng, image, label)
+    return image, label, grid
+
+
+def _outside_reconstruction_circle(rng, image: np.ndarray, label: np.ndarray) -> None:
+    """Some scanners fill the corners outside the reconstructed circle with a padding value (in place)."""
+    if rng.random() >= 0.3:
+        return
+    ny, nx = image.shape[1:]
+    yy, xx = np.ogrid[:ny, :nx]
+    out = ((yy - (ny - 1) / 2) ** 2 + (xx - (nx - 1) / 2) ** 2) > (min(nx, ny) / 2) ** 2
+    image[:, out] = rng.choice([-1024, -2048, -3024])
+    label[:, out] = 0
+
+
+def generate_case(
+    seed: int,
+    *,
+    size_xy: int = 512,
+    slices: int | None = None,
+    spacing: Sequence[float] | None = None,
+    phase: str | None = None,
+    mode: str = "phantom",
+    slice_range: tuple[int, int] = (20, 300),
+    spacing_xy_range: tuple[float, float] | None = None,
+    spacing_z_range: tuple[float, float] = (0.8, 5.0),
+    orientations: str = "axial",
+    templates_dir: str | os.PathLike | None = None,
+) -> tuple[sitk.Image, sitk.Image]:
+    """One synthetic case: (image, label), SimpleITK int16 HU and uint8 FLARE labels on the same grid.
+
+    seed: the whole case follows from it. size_xy: in-plane voxels of the canonical grid (phantom mode; labels
+    mode
+    may differ where a template's field of view is smaller). slices: fixed slice count, else drawn from
+    slice_range. spacing: fixed (x, y, z) mm, else in-plane from spacing_xy_range (default (0.6, 1.0) * 512 /
+    size_xy, a 307-512 mm field of view) and between slices from spacing_z_range, with slices * spacing_z kept
+    <= 500 mm. phase: 'plain', 'arterial' or 'venous', else drawn. orientations: 'canonical', 'axial' or 'any'
+    (see phantom_grid.orientation_set); with 'any' the slice axis may be any image axis.
+    """
+    _check_common(seed, size_xy, phase, mode)
+    rng = np.random.default_rng(seed)
+    if mode == "mix":
+        mode = "phantom" if rng.random() < 0.5 else "labels"
+    if phase is None:
+        phase = str(rng.choice(PHASES))
+    directions = orientation_set(orientations)
+    # the orientation has its own stream, so that the anatomy of a seed is the same whatever the orientation
+    # set
+    direction = directions[int(np.random.default_rng([seed, 1]).integers(len(directions)))]
+    n, sp = _draw_geometry(rng, size_xy, slices, spacing, slice_range, spacing_xy_range, spacing_z_range)
+    if mode == "phantom":
+        image, label, grid = generate_phantom_canonical(rng, size_xy, n, sp, phase)
+    else:
+        from training.synth_from_labels import synthesize_canonical
+
+        image, label, grid = synthesize_canonical(rng, size_xy, n, sp, phase, templates_dir)
+    img = make_image(image, grid, direction)
+    lab = make_image(label, grid, direction)
+    return img, lab
+
+
+def _case_paths(out_dir: Path, name: str, layout: str, flat: bool) -> tuple[Path, Path]:
+    if flat:
+        return out_dir / f"{name}_0000.nii.gz", out_dir / f"{name}.nii.gz"
+    img_dir, lab_dir = ("imagesTr", "labelsTr") if layout == "nnunet" else ("TrainingImg", "TrainingMask")
+    return out_dir / img_dir / f"{name}_0000.nii.gz", out_dir / lab_dir / f"{name}.nii.gz"
+
+
+def write_image_atomic(image: sitk.Image, path: Path) -> None:
+    """Write `image` to `path` through a temporary file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".nii.gz", dir=path.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image, tmp, True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_dataset(
+    out_dir: str | os.PathLike,
+    cases: int,
+    seed: int,
+    *,
+    layout: str = "nnunet",
+    flat: bool = False,
+    images_only: bool = False,
+    prefix: str = "PHANTOM",
+    start: int = 0,
+    verbose: bool = False,
+    **case_options,
+) -> list[str]:
+    """Write `cases` cases and return their names (`<prefix>_0000`, ...).
+
+    layout 'nnunet': imagesTr/<case>_0000.nii.gz and labelsTr/<case>.nii.gz; 'flare21': TrainingImg/ and
+    TrainingMask/. flat: both files side by side in out_dir (as ../shared/data keeps them). images_only: skip
+    the
+    labels. Case i uses the seed sequence (seed, i), so a case does not depend on how many others are written.
+    case_options are passed to generate_case.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if not isinstance(cases, (int, np.integer)) or cases < 0:
+        raise ValueError(f"cases must be a non-negative integer, got {cases!r}")
+    out = Path(out_dir)
+    names = []
+    for i in range(start, start + cases):
+        name = f"{prefix}_{i:04d}"
+        case_seed = int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
+        img, lab = generate_case(case_seed, **case_options)
+        img_path, lab_path = _case_paths(out, name, layout, flat)
+        write_image_atomic(img, img_path)
+        if not images_only:
+            write_image_atomic(lab, lab_path)
+        if verbose:
+            print(
+                f"{name}: size {img.GetSize()} spacing {tuple(round(s, 3) for s in img.GetSpacing())}",
+                file=sys.stderr,
+            )
+        names.append(name)
+    return names
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.phantom", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, help="output folder")
+    p.add_argument("--cases", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", choices=MODES, default="phantom")
+    p.add_argument("--layout", choices=LAYOUTS, default="nnunet")
+    p.add_argument("--flat", action="store_true", help="images and labels side by side in --out")
+    p.add_argument("--images-only", action="store_true", help="write no label maps")
+    p.add_argument("--prefix", default="PHANTOM")
+    p.add_argument("--size", type=int, default=512, help="in-plane voxels")
+    p.add_argument("--slices", type=int, nargs=2, metavar=("MIN", "MAX"), default=(20, 300))
+    p.add_argument("--spacing-xy", type=float, nargs=2, metavar=("MIN", "MAX"), default=None)
+    p.add_argument("--spacing-z", type=float, nargs=2, metavar=("MIN", "MAX"), default=(0.8, 5.0))
+    p.add_argument("--phase", choices=PHASES, default=None)
+    p.add_argument("--orientations", choices=("canonical", "axial", "any"), default="axial")
+    p.add_argument("--templates", type=Path, default=None, help="templates folder for --mode labels")
+    p.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="render a phantom beside real cases to PNG (visual check) instead of writing a data set",
+    )
+    args = p.parse_args(argv)
+    options = dict(
+        size_xy=args.size,
+        slice_range=tuple(args.slices),
+        spacing_xy_range=args.spacing_xy,
+        spacing_z_range=tuple(args.spacing_z),
+        phase=args.phase,
+        mode=args.mode,
+        orientations=args.orientations,
+        templates_dir=args.templates,
+    )
+    try:
+        if args.render is not None:
+            from training.render_phantom import render_comparison
+
+            render_comparison(args.render, seed=args.seed, mode=args.mode, phase=args.phase)
+            return 0
+        if args.out is None:
+            p.error("--out is required unless --render is given")
+        write_dataset(
+            args.out,
+            args.cases,
+            args.seed,
+            layout=args.layout,
+            flat=args.flat,
+            images_only=args.images_only,
+            prefix=args.prefix,
+            verbose=True,
+            **options,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

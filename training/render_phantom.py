@@ -1,0 +1,121 @@
+"""Visual check: axial and coronal slices of synthetic cases beside the same views of real cases.
+
+`python -m training.render_phantom --out /tmp/phantom_vs_real.png [--seed S]` (or `python -m training.phantom
+--render PNG`). Every volume is reoriented to LPS first, so each axial view is radiological (patient right on
+the
+image's left, anterior at the top) and each coronal view has the head at the top and patient right on the
+left.
+Window W400/L40; outlines: liver red, kidney yellow, spleen blue, pancreas green.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+COLORS = {1: "red", 2: "yellow", 3: "deepskyblue", 4: "lime"}
+REAL_CASES = ("TSEX_0002", "TSDCM_0001")
+
+
+def shared_data_dir() -> Path:
+    """The shared data folder: $RUNET_SHARED_DATA, else <repo>/../shared/data."""
+    env = os.environ.get("RUNET_SHARED_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def to_lps_arrays(
+    image: sitk.Image, label: sitk.Image
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """(image zyx, label zyx, spacing xyz mm) reoriented so that the array axes run along +S, +P, +L."""
+    img = sitk.DICOMOrient(image, "LPS")
+    lab = sitk.DICOMOrient(label, "LPS")
+    return sitk.GetArrayFromImage(img), sitk.GetArrayFromImage(lab), img.GetSpacing()
+
+
+def pick_slices(label: np.ndarray) -> tuple[int, int]:
+    """(axial z index, coronal y index): through the pancreas and through the kidneys (else any organ)."""
+
+    def centre(mask, axis):
+        idx = np.nonzero(mask)
+        return int(np.median(idx[axis])) if idx[0].size else label.shape[axis] // 2
+
+    z_mask = label == 4 if (label == 4).any() else label > 0
+    y_mask = label == 2 if (label == 2).any() else label > 0
+    return centre(z_mask, 0), centre(y_mask, 1)
+
+
+def _panel(ax, img2d, lab2d, aspect, title):
+    ax.imshow(img2d, cmap="gray", vmin=40 - 200, vmax=40 + 200, aspect=aspect, interpolation="nearest")
+    for lab, color in COLORS.items():
+        m = lab2d == lab
+        if m.any():
+            ax.contour(m.astype(float), levels=[0.5], colors=color, linewidths=0.7)
+    ax.set_title(title, fontsize=8)
+    ax.set_axis_off()
+
+
+def render_cases(png: str | os.PathLike, cases: Sequence[tuple[str, sitk.Image, sitk.Image]]) -> None:
+    """Write a PNG with one column per (title, image, label): axial view on top, coronal view below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(cases), figsize=(3.3 * len(cases), 6.6), squeeze=False)
+    for col, (title, image, label) in enumerate(cases):
+        img, lab, (sx, sy, sz) = to_lps_arrays(image, label)
+        z, y = pick_slices(lab)
+        _panel(axes[0, col], img[z], lab[z], sy / sx, f"{title}\naxial z={z}/{img.shape[0]}")
+        _panel(axes[1, col], img[::-1, y, :], lab[::-1, y, :], sz / sx, f"coronal y={y}/{img.shape[1]}")
+    fig.tight_layout()
+    fig.savefig(png, dpi=130)
+    plt.close(fig)
+
+
+def render_comparison(
+    png: str | os.PathLike,
+    seed: int = 0,
+    mode: str = "phantom",
+    phase: str | None = None,
+    extra_seeds: Sequence[int] = (),
+) -> None:
+    """Render synthetic case(s) (512 in-plane, ~3 mm slices covering the abdomen) beside the real cases."""
+    from training.phantom import generate_case
+
+    cases = []
+    for s in (seed, *extra_seeds):
+        m = mode if mode != "mix" else ("phantom" if s % 2 == 0 else "labels")
+        ph = phase or ("venous", "arterial", "plain")[s % 3]
+        img, lab = generate_case(s, size_xy=512, slices=110, spacing=(0.8, 0.8, 3.0), phase=ph, mode=m)
+        cases.append((f"{m} seed {s} ({ph})", img, lab))
+    data = shared_data_dir()
+    for name in REAL_CASES:
+        ip, lp = data / f"{name}_0000.nii.gz", data / f"{name}.nii.gz"
+        if ip.exists() and lp.exists():
+            cases.append((f"real {name}", sitk.ReadImage(str(ip)), sitk.ReadImage(str(lp))))
+    render_cases(png, cases)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m training.render_phantom", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--out", type=Path, required=True, help="PNG to write")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--extra-seeds", type=int, nargs="*", default=())
+    p.add_argument("--mode", choices=("phantom", "labels", "mix"), default="phantom")
+    p.add_argument("--phase", choices=("plain", "arterial", "venous"), default=None)
+    args = p.parse_args(argv)
+    render_comparison(args.out, args.seed, args.mode, args.phase, args.extra_seeds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,362 @@
+"""Synthesize CT from real whole-anatomy label maps, SynthSeg style (the phantom's "labels" mode).
+
+A template label map (../shared/data/templates, classes.json names every id) is deformed by a random affine
+and a
+smooth elastic field (nearest-neighbour resampling), a body outline (subcutaneous fat, abdominal wall muscle,
+visceral fat) is added around the labelled anatomy, and every class gets a random Hounsfield-like mean drawn
+around
+the real range of its tissue, texture, noise, blur and slice thickness. Template classes map to FLARE labels
+by name
+(liver 1, kidney* 2, spleen 3, pancreas 4).
+
+Arrays are numpy zyx; SimpleITK geometry xyz; mm.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from training.phantom_grid import CanonicalGrid, SmoothField
+from training.phantom_imaging import HALO, TextureFields, draw_imaging, render_slab, to_int16
+from training.phantom_tissues import PHASES, TISSUE_ID, TISSUES
+
+# extra class ids, above every template id
+FAT, WALL, VISCERAL, GAS = 250, 251, 252, 253
+N_CLASSES = 256
+SLAB = 16
+
+# (substring of a class name, phantom tissue), first match wins
+_NAME_TISSUE = (
+    ("kidney_cyst", "gallbladder"),
+    ("liver", "liver"),
+    ("kidney", "kidney_cortex"),
+    ("spleen", "spleen"),
+    ("pancreas", "pancreas"),
+    ("gallbladder", "gallbladder"),
+    ("bladder", "urine"),
+    ("lung", "lung"),
+    ("trachea", "gas"),
+    ("aorta", "aorta"),
+    ("artery", "aorta"),
+    ("brachiocephalic_trunk", "aorta"),
+    ("portal", "portal_vein"),
+    ("vena", "ivc"),
+    ("vein", "ivc"),
+    ("heart", "heart"),
+    ("atrial", "heart"),
+    ("stomach", "stomach_wall"),
+    ("esophagus", "bowel_wall"),
+    ("bowel", "bowel_content"),
+    ("duodenum", "bowel_content"),
+    ("colon", "stool"),
+    ("cartilage", "cartilage"),
+    ("spinal_cord", "spinal_canal"),
+    ("gluteus", "muscle"),
+    ("autochthon", "muscle"),
+    ("iliopsoas", "muscle"),
+    ("brain", "muscle"),
+)
+_BONE_WORDS = (
+    "vertebra",
+    "rib",
+    "sacrum",
+    "hip",
+    "femur",
+    "humerus",
+    "scapula",
+    "clavicula",
+    "skull",
+    "sternum",
+)
+_GASSY_WORDS = ("bowel", "colon", "duodenum", "stomach")
+
+
+def templates_dir(override: str | os.PathLike | None = None) -> Path:
+    """The templates folder: `override`, else $RUNET_SHARED_DATA/templates, else ../shared/data/templates."""
+    if override is not None:
+        return Path(override)
+    env = os.environ.get("RUNET_SHARED_DATA")
+    base = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return base / "templates"
+
+
+def flare_label(name: str) -> int:
+    """FLARE label of a template class name: 1 liver, 2 kidney (incl. cysts), 3 spleen, 4 pancreas, else 0."""
+    for word, lab in (("liver", 1), ("kidney", 2), ("spleen", 3), ("pancreas", 4)):
+        if word in name:
+            return lab
+    return 0
+
+
+def class_tissue(name: str) -> str:
+    """The phantom tissue whose HU range a template class borrows (default: generic soft tissue = muscle)."""
+    if any(w in name for w in _BONE_WORDS):
+        return "bone"
+    for word, tissue in _NAME_TISSUE:
+        if word in name:
+            return tissue
+    return "muscle"
+
+
+class Template:
+    """A template label map: classes (uint8 zyx), geometry and class names, plus per-slice body ellipses."""
+
+    def __init__(self, path: Path, names: dict[int, str]):
+        img = sitk.ReadImage(str(path))
+        arr = sitk.GetArrayFromImage(img)
+        if arr.max() >= FAT:
+            raise ValueError(f"{path}: class ids must be < {FAT}, got {arr.max()}")
+        self.path = path
+        self.classes = arr.astype(np.uint8)
+        self.names = names
+        self.spacing = np.array(img.GetSpacing())
+        self.origin = np.array(img.GetOrigin())
+        self.direction = np.array(img.GetDirection()).reshape(3, 3)
+        if abs(self.direction[2, 2]) != 1.0:
+            raise ValueError(
+                f"{path}: template slices must be axial (direction[2][2] = +-1), got {img.GetDirection()}"
+            )
+        corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) * (
+            np.array(img.GetSize()) - 1
+        )
+        world = self.origin + (self.direction @ (corners * self.spacing).T).T
+        self.lo, self.hi = world.min(axis=0), world.max(axis=0)
+        present = {names.get(int(i), "") for i in np.unique(arr)}
+        # label maps without bones or muscles (AMOS) need room for the wall that the union of organs lacks
+        self.has_wall = any(("rib" in n) or ("autochthon" in n) for n in present)
+        self.ellipses = self._slice_ellipses()
+
+    def _slice_ellipses(self) -> list:
+        """Per slice: None or (mean (2,), eigenvectors (2, 2), half-axes (2,)), mm, covering the labels."""
+        sy, sx = self.spacing[1], self.spacing[0]
+        area = (self.classes > 0).sum(axis=(1, 2))
+        good = area >= max(20, 0.3 * area.max())
+        good_k = np.nonzero(good)[0]
+        self.good_range = (int(good_k.min()), int(good_k.max())) if good_k.size else (0, len(area) - 1)
+        out = []
+        for k in range(self.classes.shape[0]):
+            # slices with little labelled (e.g. only the bladder) borrow the outline of the nearest well-
+            # filled one
+            src = int(good_k[np.argmin(np.abs(good_k - k))]) if good_k.size else k
+            jj, ii = np.nonzero(self.classes[src])
+            if jj.size < 20:
+                out.append(None)
+                continue
+            pts = np.stack([jj * sy, ii * sx], axis=1)
+            mu = pts.mean(axis=0)
+            cov = np.cov((pts - mu).T) + np.eye(2)
+            w, v = np.linalg.eigh(cov)
+            proj = (pts - mu) @ v / np.sqrt(w)
+            s = np.sqrt(np.percentile((proj**2).sum(axis=1), 99.5))
+            out.append((mu, v, s * np.sqrt(w)))
+        return out
+
+    def augmented(self, rng: np.random.Generator, k_range: tuple[int, int]) -> np.ndarray:
+        """uint8 zyx classes with the body layers added: FAT, WALL, VISCERAL around the labels, 0 (air)
+        outside.
+
+        Only template slices k_range[0] <= k <= k_range[1] get the layers (the others are never sampled).
+        """
+        t_fat = rng.uniform(8, 35)
+        t_wall = rng.uniform(8, 14)
+        extra = 0.0 if self.has_wall else rng.uniform(10, 25) + t_wall
+        out = self.classes.copy()
+        ny, nx = out.shape[1:]
+        jj, ii = np.mgrid[:ny, :nx]
+        pts = np.stack([jj * self.spacing[1], ii * self.spacing[0]], axis=-1).astype(np.float32)
+        for k, e in enumerate(self.ellipses):
+            if e is None or not k_range[0] <= k <= k_range[1]:
+                continue
+            mu, v, half = e
+            proj = (pts - mu.astype(np.float32)) @ v.astype(np.float32)
+            layers = np.zeros((ny, nx), np.uint8)
+            for offset, cid in ((t_fat + extra, FAT), (extra, WALL), (extra - t_wall, VISCERAL)):
+                ax = np.maximum(half + offset, 1.0).astype(np.float32)
+                inside = ((proj / ax) ** 2).sum(axis=-1) < 1
+                layers[inside] = cid
+            sl = out[k]
+            sl[sl == 0] = layers[sl == 0]
+        return out
+
+
+@functools.lru_cache(maxsize=4)
+def load_template(path: str) -> Template:
+    p = Path(path)
+    names_all = json.loads((p.parent / "classes.json").read_text())
+    names = {int(k): v for k, v in names_all.get(p.name, {}).items()}
+    if not names:
+        raise ValueError(f"{p.parent / 'classes.json'} names no classes for {p.name}")
+    return Template(p, names)
+
+
+def list_templates(folder: str | os.PathLike | None = None) -> list[Path]:
+    """Template label maps named in classes.json that exist in the folder (sorted)."""
+    d = templates_dir(folder)
+    cj = d / "classes.json"
+    if not cj.exists():
+        raise FileNotFoundError(
+            f"no templates: {cj} is missing (set RUNET_SHARED_DATA or pass templates_dir)"
+        )
+    found = sorted(d / name for name in json.loads(cj.read_text()) if (d / name).exists())
+    if not found:
+        raise FileNotFoundError(f"no template label maps listed in {cj} exist in {d}")
+    return found
+
+
+def class_tables(tpl: Template, rng: np.random.Generator, phase: str):
+    """(mean, fine texture std, coarse texture std, FLARE label, gassy) arrays (N_CLASSES,) for a case."""
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+    p = PHASES.index(phase)
+    mean = np.zeros(N_CLASSES, np.float32)
+    fine = np.full(N_CLASSES, 5.0, np.float32)
+    coarse = np.zeros(N_CLASSES, np.float32)
+    label = np.zeros(N_CLASSES, np.uint8)
+    gassy = np.zeros(N_CLASSES, bool)
+
+    def draw(cid: int, tissue: str) -> None:
+        if tissue == "bone":
+            mean[cid] = rng.uniform(250, 550)
+            fine[cid], coarse[cid] = rng.uniform(40, 120), rng.uniform(10, 40)
+            return
+        t = TISSUES[TISSUE_ID[tissue]]
+        spread = max(2 * t.spread, 12.0)
+        mean[cid] = t.hu[p] + spread * rng.standard_normal()
+        fine[cid] = t.tex_fine * rng.uniform(0.5, 2.0)
+        coarse[cid] = t.tex_coarse * t.coarse_phase[p] * rng.uniform(0.5, 2.0)
+
+    draw(0, "air")
+    for cid, name in tpl.names.items():
+        if cid < FAT:
+            draw(cid, class_tissue(name))
+            label[cid] = flare_label(name)
+            gassy[cid] = any(w in name for w in _GASSY_WORDS)
+    draw(FAT, "fat_subcutaneous")
+    draw(WALL, "muscle")
+    draw(VISCERAL, "fat_visceral")
+    draw(GAS, "gas")
+    if phase == "arterial":
+        for cid, name in tpl.names.items():
+            if class_tissue(name) == "aorta":
+                mean[cid] = rng.uniform(180, 420)
+    return mean, fine, coarse, label, gassy
+
+
+def _rotation(rng: np.random.Generator) -> np.ndarray:
+    ax, ay, az = (
+        np.deg2rad(rng.uniform(-4, 4)),
+        np.deg2rad(rng.uniform(-4, 4)),
+        np.deg2rad(rng.uniform(-8, 8)),
+    )
+    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def synthesize_canonical(
+    rng: np.random.Generator,
+    size_xy: int,
+    n: int,
+    spacing_xyz,
+    phase: str,
+    templates: str | os.PathLike | None = None,
+):
+    """Labels mode on a canonical grid: (image int16 zyx, label uint8 zyx, CanonicalGrid).
+
+    The grid is size_xy x size_xy in-plane at spacing_xyz, centred on a random template; n slices, fewer (or
+    the
+    slice spacing lowered, not below 0.5 mm) where the template's z extent is shorter than n * spacing_z.
+    """
+    paths = list_templates(templates)
+    tpl = load_template(str(paths[int(rng.integers(len(paths)))]))
+    sx, sy, sz = spacing_xyz
+    kz_lo, kz_hi = tpl.good_range  # template slices with a well-filled body
+    zk = [
+        float(tpl.origin[2] + (tpl.direction @ (np.array([0, 0, k]) * tpl.spacing))[2])
+        for k in (kz_lo, kz_hi)
+    ]
+    zlo, zhi = min(zk), max(zk)
+    extent_z = zhi - zlo + tpl.spacing[2]
+    if n * sz > extent_z:
+        sz_fit = extent_z / n
+        if sz_fit >= 0.5:
+            sz = sz_fit
+        else:
+            n = max(1, int(extent_z // sz))
+    centre = (tpl.lo + tpl.hi) / 2
+    z_first = zlo - tpl.spacing[2] / 2 + sz / 2
+    z0 = rng.uniform(z_first, max(z_first, zhi + tpl.spacing[2] / 2 - (n - 0.5) * sz))
+    grid = CanonicalGrid(
+        shape_zyx=(n, size_xy, size_xy),
+        spacing_xyz=(sx, sy, sz),
+        origin_xyz=(
+            centre[0] - (size_xy - 1) * sx / 2 + rng.uniform(-10, 10),
+            centre[1] - (size_xy - 1) * sy / 2 + rng.uniform(-10, 10),
+            z0,
+        ),
+    )
+    # template slices the output can reach (tilts of a few degrees over the field of view, plus the elastic
+    # field)
+    reach = 0.1 * size_xy * max(sx, sy) + 15
+    ks = [
+        int(np.floor((z - tpl.origin[2]) / (tpl.direction[2, 2] * tpl.spacing[2])))
+        for z in (z0 - reach, z0 + (n - 1) * sz + reach)
+    ]
+    k_range = (max(kz_lo, min(ks) - 1), min(kz_hi, max(ks) + 1))
+    classes_t = tpl.augmented(rng, k_range)
+    # output point p -> template point c + M (p - c) + u(p)
+    m = _rotation(rng) @ np.diag(rng.uniform(0.9, 1.1, 3))
+    shift = rng.uniform(-8, 8, 3)
+    amp = rng.uniform(1.5, 4)
+    disp = [SmoothField(rng, grid, 50.0, amp) for _ in range(3)]
+    tex = TextureFields(rng, grid)
+    mean, fine_sd, coarse_sd, lut, gassy = class_tables(tpl, rng, phase)
+    imaging = draw_imaging(rng, mean, fine_sd, coarse_sd, sz)
+    imaging.blur_z_vox = float(rng.uniform(0.3, 1.0))  # random slice thickness
+    gas_thr = rng.uniform(0.5, 1.5)
+    inv = np.linalg.inv(tpl.direction) / tpl.spacing[:, None]  # world offset -> continuous index (xyz)
+    xs, ys, zs = grid.axis_coords("x"), grid.axis_coords("y"), grid.axis_coords("z")
+    shape_t = np.array(classes_t.shape[::-1])  # xyz
+    image = np.empty(grid.shape_zyx, np.int16)
+    label = np.empty(grid.shape_zyx, np.uint8)
+    for k0 in range(0, n, SLAB):
+        k1 = min(n, k0 + SLAB)
+        a0, a1 = max(0, k0 - HALO), min(n, k1 + HALO)
+        p = [
+            xs[None, None, :] - np.float32(centre[0]),
+            ys[None, :, None] - np.float32(centre[1]),
+            zs[a0:a1, None, None] - np.float32(centre[2]),
+        ]
+        u = [d.slab(a0, a1) for d in disp]
+        src = [
+            np.float32(centre[i] + shift[i] - tpl.origin[i])
+            + u[i]
+            + sum(np.float32(m[i, j]) * p[j] for j in range(3))
+            for i in range(3)
+        ]
+        idx = []
+        valid = np.ones(u[0].shape, bool)
+        for i in range(3):
+            c = np.rint(sum(np.float32(inv[i, j]) * src[j] for j in range(3))).astype(np.int32)
+            if (
+                i < 2
+            ):  # outside the template in-plane: air; beyond its first / last slice: repeat the edge slice
+                valid &= (c >= 0) & (c < shape_t[i])
+            lo_i, hi_i = (kz_lo, kz_hi) if i == 2 else (0, shape_t[i] - 1)
+            idx.append(np.clip(c, lo_i, hi_i))
+        cls = classes_t[idx[2], idx[1], idx[0]]
+        cls[~valid] = 0
+        fine = tex.fine.slab(a0, a1)
+        cls[gassy[cls] & (fine > gas_thr)] = GAS
+        hu = render_slab(cls, fine, tex.coarse.slab(a0, a1), a0, imaging, grid.spacing_xyz)
+        image[k0:k1] = to_int16(hu[k0 - a0 : k1 - a0])
+        label[k0:k1] = lut[cls[k0 - a0 : k1 - a0]]
+    return image, label, grid
