@@ -3,6 +3,7 @@ missing, corrupt and wrong-grid predictions."""
 
 from __future__ import annotations
 
+import ast
 import csv
 import os
 import shutil
@@ -203,3 +204,15 @@ def test_module_entry_point(gt_dir, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "overall" in proc.stdout and "3 scored 0" in proc.stdout
+
+
+def test_evaluation_imports_nothing_from_inference_or_training():
+    for path in (REPO / "evaluation").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in {"inference", "training"}, f"{path.name} imports {name}"
