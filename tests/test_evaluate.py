@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from evaluation import figure
 from evaluation.evaluate import find_cases, main, parse_tolerance
 from evaluation.labels_io import LabelReadError, read_labels
 from evaluation.metrics import ORGANS
@@ -216,3 +217,25 @@ def test_evaluation_imports_nothing_from_inference_or_training():
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in {"inference", "training"}, f"{path.name} imports {name}"
+
+
+def test_qualitative_figure_of_a_real_case(gt_dir, tmp_path):
+    pred_path = tmp_path / "TSEX_0002.nii.gz"
+    gt, _ = read_labels(gt_dir / "TSEX_0002.nii.gz")
+    write_like(np.roll(gt, 2, axis=2), gt_dir / "TSEX_0002.nii.gz", pred_path)
+    out = tmp_path / "fig.png"
+    args = ["--image", str(gt_dir / "TSEX_0002_0000.nii.gz"), "--gt", str(gt_dir / "TSEX_0002.nii.gz")]
+    assert figure.main([*args, "--pred", str(pred_path), "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG" and out.stat().st_size > 10_000
+    wrong = tmp_path / "wrong.nii.gz"
+    shutil.copy(gt_dir / "FLARE22C_0044.nii.gz", wrong)
+    assert figure.main([*args, "--pred", str(wrong), "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_figure_picks_the_largest_cross_section():
+    gt = np.zeros((6, 8, 8), np.uint8)
+    gt[1, 2:4, 2:4] = 1
+    gt[4, 1:7, 1:7] = 1
+    pred = np.zeros_like(gt)
+    pred[2, 3:5, 3:5] = 4  # pancreas only predicted: its rows come from the prediction
+    assert figure.organ_slices(gt, pred) == {1: 4, 4: 2}
