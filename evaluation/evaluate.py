@@ -159,7 +159,11 @@ def evaluate(
         for res in results:
             if res.status != OK:
                 writer.writerow([res.case, res.status, res.message])
-    violin_plots(rows, organs, out_dir)
+    if isinstance(tolerance_mm, Mapping):
+        note = "tolerance " + ", ".join(f"{ORGANS.get(v, v)} {tolerance_mm[v]:g}" for v in labels) + " mm"
+    else:
+        note = f"tolerance {float(tolerance_mm):g} mm"
+    violin_plots(rows, organs, out_dir, note)
     extra = sorted(p.name for p in pred_dir.glob(f"*{SUFFIX}") if p.name[: -len(SUFFIX)] not in by_case)
     if extra:
         print(

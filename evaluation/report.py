@@ -86,8 +86,11 @@ def format_summary(summary: Sequence[dict[str, float | str | int]]) -> str:
     return "\n".join(lines)
 
 
-def violin_plots(rows: Sequence[Row], organs: Sequence[str], out_dir: Path) -> list[Path]:
-    """One PNG per metric (violin_dsc.png, violin_nsd.png): a violin of the per-case values of each organ."""
+def violin_plots(rows: Sequence[Row], organs: Sequence[str], out_dir: Path, nsd_note: str = "") -> list[Path]:
+    """One PNG per metric (violin_dsc.png, violin_nsd.png): a violin of the per-case values of each organ.
+
+    ``nsd_note`` (e.g. "tolerance 1 mm") is added to the NSD plot's title.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,7 +119,8 @@ def violin_plots(rows: Sequence[Row], organs: Sequence[str], out_dir: Path) -> l
             ax.set_xticks(positions, labels)
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel(metric)
-        ax.set_title(f"{metric} per organ" + (" (NSD at the scoring tolerance)" if metric == "NSD" else ""))
+        note = f" ({nsd_note})" if metric == "NSD" and nsd_note else ""
+        ax.set_title(f"{metric} per organ{note}")
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
         path = out_dir / f"violin_{metric.lower()}.png"
