@@ -175,11 +175,12 @@ def draw_anatomy(rng: np.random.Generator) -> dict:
     a["heart"] = ((u(10, 30), u(-50, -25), a["zR"] + u(35, 55)), (u(60, 75), u(45, 55), u(50, 60)))
     # ribs: posterior height of ribs 12, 11, ... upwards; each descends anteriorly
     z12 = u(0, 30)
-    a["ribs"] = [(z12 + k * u(23, 28), u(70, 110), 100 + 25 * min(k, 3) + u(-10, 10)) for k in range(14)]
+    a["ribs"] = [(z12 + k * u(23, 28), u(90, 140), 100 + 25 * min(k, 3) + u(-10, 10)) for k in range(14)]
     a["rib_hw"] = (u(3.5, 5), u(5, 7))  # radial half-thickness, vertical half-height
     a["bowel_level"] = zp + u(-10, 15)
     a["oral_contrast"] = rng.random() < 0.3
     a["gas_thr"] = u(0.6, 1.6)
+    a["perirenal"] = u(3, 12)
     a["table_gap"] = u(0, 6)
     a["table_radius"] = u(500, 1500)
     return a
@@ -215,7 +216,7 @@ def rasterize(a: dict, slab: Slab, fields: dict) -> np.ndarray:
     full = (slice(None),) * 3
     A, Ba, Bp, tf = a["A"], a["Ba"], a["Bp"], a["tf"]
     # table under the patient (undeformed), curving up at the sides
-    y_t = Bp + a["table_gap"]
+    y_t = Bp - 4 + a["table_gap"]
     yy = slab.ys[None, :, None] + (slab.xs**2 / (2 * a["table_radius"]))[None, None, :]
     in_x = np.abs(slab.xs)[None, None, :] < 230
     t_mask = np.broadcast_to((yy > y_t) & (yy < y_t + 40) & in_x, slab.shape)
@@ -306,6 +307,17 @@ def rasterize(a: dict, slab: Slab, fields: dict) -> np.ndarray:
         if e is not None:
             liver_mask[e[0]] |= e[2] < 1
     liver_mask &= abd
+    # the liver stays out of the prevertebral space and the fat around the kidneys (Gerota's fascia), and lies
+    # anterolateral to the right kidney at the kidney's levels
+    liver_mask &= ~((qy > ys - rvy - 12) & (np.abs(qx - 5) < rvx + 28))
+    k_top = max(c[2] + 0.9 * ax[2] for c, ax, _ in a["kidneys"])
+    liver_mask &= ~((qy > ys + 30) & (qz < k_top))
+    for c, ax, rows in a["kidneys"]:
+        e = ellipsoid(slab, c, np.asarray(ax) + a["perirenal"], rows)
+        if e is not None:
+            peri = e[2] < 1
+            liver_mask[e[0]] &= ~peri
+            paint(tissue, e[0], peri, T["fat_visceral"], abd)
     tissue[liver_mask] = T["liver"]
     for pts, rad in a["liver_vessels"]:
         t = tube(slab, pts, rad)

@@ -35,7 +35,7 @@ TISSUES: tuple[Tissue, ...] = (
     Tissue("fat_visceral", 0, (-95, -95, -95), 10, 10, 8),
     Tissue("lung", 0, (-860, -860, -860), 25, 35, 25),
     Tissue("bone_cortex", 0, (850, 850, 850), 120, 80, 40),
-    Tissue("bone_marrow", 0, (210, 210, 210), 40, 40, 20),
+    Tissue("bone_marrow", 0, (180, 180, 180), 40, 50, 20),
     Tissue("disc", 0, (85, 85, 85), 10, 8, 3),
     Tissue("spinal_canal", 0, (20, 20, 20), 5, 5, 2),
     Tissue("cartilage", 0, (130, 130, 130), 30, 20, 5),
