@@ -1,0 +1,105 @@
+"""One case from CT volume to label map: normalization, strided patch inference, post-processing.
+
+Holds the network on its device and falls back on a CUDA out-of-memory error: smaller batches first, then the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from inference.checkpoint import Checkpoint
+from inference.io import CTVolume
+from inference.patching import PatchPlan, predict_labels
+from inference.postprocess import keep_largest_components
+
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """ "auto" -> CUDA when available, else CPU; "cuda" fails clearly without a GPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA device is available")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ValueError(f"unknown device {name!r} (auto, cuda, cuda:N or cpu)")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """ "auto" -> bfloat16 on CUDA devices that support it, float32 otherwise."""
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r} (auto, {', '.join(PRECISIONS)})")
+    return PRECISIONS[name]
+
+
+@dataclass
+class Segmenter:
+    """A loaded checkpoint on a device, ready to segment volumes."""
+
+    checkpoint: Checkpoint
+    device: torch.device
+    plan: PatchPlan
+    batch_size: int = 2
+    precision: torch.dtype = torch.float32
+    postprocess: bool = True
+
+    def __post_init__(self) -> None:
+        self.checkpoint.model.to(self.device).eval()
+
+    def _predict_fn(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, d, h, w) -> (B, C, d, h, w) probabilities, under autocast when a lower precision is asked for."""
+        if self.precision == torch.float32:
+            ctx = contextlib.nullcontext()
+        else:
+            ctx = torch.autocast(self.device.type, dtype=self.precision)
+        with ctx:
+            return self.checkpoint.model(x)
+
+    def predict(self, volume: np.ndarray) -> np.ndarray:
+        """(D, H, W) HU array in canonical orientation -> (D, H, W) uint8 labels (before post-processing)."""
+        norm = self.checkpoint.normalization
+        x = norm.apply(volume)
+        while True:
+            try:
+                return predict_labels(
+                    x,
+                    self._predict_fn,
+                    self.checkpoint.config.num_classes,
+                    self.plan,
+                    batch_size=self.batch_size,
+                    device=self.device,
+                    pad_value=norm.air_value,
+                )
+            except torch.OutOfMemoryError:
+                if not self._back_off():
+                    raise
+
+    def _back_off(self) -> bool:
+        """After an out-of-memory error: halve the batch, or leave CUDA for the CPU; False when nothing is left."""
+        if self.device.type != "cuda":
+            return False
+        torch.cuda.empty_cache()
+        if self.batch_size > 1:
+            self.batch_size //= 2
+            print(f"warning: CUDA out of memory; retrying with batch size {self.batch_size}", file=sys.stderr)
+        else:
+            self.device = torch.device("cpu")
+            self.precision = torch.float32
+            self.checkpoint.model.to(self.device)
+            print("warning: CUDA out of memory at batch size 1; continuing on the CPU", file=sys.stderr)
+        return True
+
+    def segment(self, volume: CTVolume) -> np.ndarray:
+        """A canonical CT volume -> (D, H, W) uint8 label map in canonical orientation, post-processed."""
+        labels = self.predict(volume.image)
+        return keep_largest_components(labels) if self.postprocess else labels

@@ -1,0 +1,218 @@
+"""Strided patch inference: the 4x4 in-plane polyphase sub-volumes of the training scheme, in z-windows.
+
+A volume of shape (D, H, W) (zyx) is split into the stride x stride in-plane phases vol[:, i::s, j::s]. Each phase is
+a sub-volume that the network sees exactly as in training; it is cut into z-windows of ``window`` slices that overlap
+by ``overlap`` (a fraction), whose probabilities are summed where they overlap. Every voxel belongs to exactly one
+phase, so with all phases computed the argmax of each phase is scattered straight into the full-resolution label map:
+no full-resolution probability volume is ever held. With fewer phases (4 or 1) the computed phases form a coarser
+regular grid whose probabilities are linearly interpolated in-plane, a few slices at a time, before the argmax.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+PredictFn = Callable[[torch.Tensor], torch.Tensor]
+"""(B, 1, d, h, w) float32 tensor on the device -> (B, C, d, h, w) class probabilities (any float dtype)."""
+
+
+@dataclass(frozen=True)
+class PatchPlan:
+    """How a volume is cut.
+
+    stride: in-plane stride of the polyphase split (4 in the paper); phases: how many of the stride**2 phases run
+    (stride**2, (stride/2)**2 or 1); window: z-window depth in slices; overlap: fraction of a window shared with the
+    next one, in [0, 1); size_multiple: the network's required size multiple (2 ** poolings); short_volume: for
+    D < window, "pad" replicates edge slices up to one full window (as in training), "fit" runs one window of depth
+    D rounded up to size_multiple.
+    """
+
+    stride: int = 4
+    phases: int = 16
+    window: int = 128
+    overlap: float = 0.5
+    size_multiple: int = 16
+    short_volume: str = "fit"
+
+    def __post_init__(self) -> None:
+        if self.stride < 1:
+            raise ValueError(f"stride must be >= 1, got {self.stride}")
+        grid = self.grid_step  # validates phases
+        if self.stride % grid:
+            raise ValueError(f"phases={self.phases} does not divide stride {self.stride} evenly")
+        if not 0.0 <= self.overlap < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        if self.window < 1 or self.window % self.size_multiple:
+            raise ValueError(f"window {self.window} must be a positive multiple of {self.size_multiple}")
+        if self.short_volume not in ("pad", "fit"):
+            raise ValueError(f"short_volume must be 'pad' or 'fit', got {self.short_volume!r}")
+
+    @property
+    def grid_step(self) -> int:
+        """In-plane spacing, in voxels, of the grid that the computed phases cover (1 when all phases run)."""
+        per_axis = math.isqrt(self.phases)
+        if per_axis * per_axis != self.phases or per_axis < 1 or self.stride % per_axis:
+            raise ValueError(f"phases must be a square dividing {self.stride**2} (e.g. 16, 4, 1), got {self.phases}")
+        return self.stride // per_axis
+
+    def offsets(self) -> list[tuple[int, int]]:
+        """The (y, x) phase offsets that run: multiples of grid_step below stride."""
+        g = self.grid_step
+        return [(i, j) for i in range(0, self.stride, g) for j in range(0, self.stride, g)]
+
+
+def z_window_starts(depth: int, window: int, overlap: float) -> list[int]:
+    """Starts of z-windows covering [0, depth) (depth >= window): evenly spread, first 0, last depth - window."""
+    if depth < window:
+        raise ValueError(f"depth {depth} < window {window}")
+    step = max(1.0, window * (1.0 - overlap))
+    n = math.ceil((depth - window) / step) + 1
+    return sorted({int(round(v)) for v in np.linspace(0, depth - window, n)})
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+def _windows(depth: int, plan: PatchPlan) -> tuple[int, list[int]]:
+    """(padded depth, window starts) for a volume of ``depth`` slices."""
+    if depth >= plan.window:
+        return depth, z_window_starts(depth, plan.window, plan.overlap)
+    padded = plan.window if plan.short_volume == "pad" else _round_up(depth, plan.size_multiple)
+    return padded, [0]
+
+
+def _phase_input(
+    volume: np.ndarray,
+    offset: tuple[int, int],
+    plan: PatchPlan,
+    depth: int,
+    hw: tuple[int, int],
+    pad_value: float,
+) -> np.ndarray:
+    """(depth, hw[0], hw[1]) float32 sub-volume of a phase: replicate-padded along z, constant-padded in-plane."""
+    sub = volume[:, offset[0] :: plan.stride, offset[1] :: plan.stride]
+    out = np.full((depth, *hw), pad_value, dtype=np.float32)
+    out[: sub.shape[0], : sub.shape[1], : sub.shape[2]] = sub
+    if depth > sub.shape[0]:
+        out[sub.shape[0] :] = out[sub.shape[0] - 1]
+    return out
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for k in range(0, len(items), size):
+        yield items[k : k + size]
+
+
+def predict_labels(
+    volume: np.ndarray,
+    predict_fn: PredictFn,
+    num_classes: int,
+    plan: PatchPlan = PatchPlan(),
+    batch_size: int = 2,
+    device: torch.device | str = "cpu",
+    pad_value: float = -1.0,
+) -> np.ndarray:
+    """Segment a normalized volume by strided patch inference.
+
+    Args:
+        volume: (D, H, W) float32, normalized intensities, canonical orientation.
+        predict_fn: the network, see :data:`PredictFn`.
+        num_classes: C, the number of classes predict_fn returns.
+        plan: how to cut the volume.
+        batch_size: windows per call of predict_fn (windows of several phases are batched together).
+        device: where windows and the per-phase probability sums live.
+        pad_value: normalized intensity used for in-plane padding (air).
+    Returns:
+        (D, H, W) uint8 argmax labels.
+    """
+    if volume.ndim != 3 or min(volume.shape) < 1:
+        raise ValueError(f"volume must be a non-empty (D, H, W) array, got shape {volume.shape}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = torch.device(device)
+    d, h, w = volume.shape
+    s = plan.stride
+    depth, starts = _windows(d, plan)
+    hw = (_round_up(-(-h // s), plan.size_multiple), _round_up(-(-w // s), plan.size_multiple))
+    win = min(plan.window, depth)
+    offsets = plan.offsets()
+    g = plan.grid_step
+    labels = np.empty((d, h, w), dtype=np.uint8)
+    grid = None
+    if g > 1:  # probabilities on the coarser grid of the computed phases, interpolated at the end
+        grid = torch.zeros((num_classes, d, -(-h // g), -(-w // g)), dtype=torch.float32, device=device)
+
+    items = [(p, z0) for p in range(len(offsets)) for z0 in starts]
+    remaining = {p: len(starts) for p in range(len(offsets))}
+    sums: dict[int, torch.Tensor] = {}
+    inputs: dict[int, torch.Tensor] = {}
+    for batch in _batches(items, batch_size):
+        for p, _ in batch:
+            if p not in inputs:
+                phase = _phase_input(volume, offsets[p], plan, depth, hw, pad_value)
+                inputs[p] = torch.from_numpy(phase).to(device)
+                sums[p] = torch.zeros((num_classes, depth, *hw), dtype=torch.float32, device=device)
+        x = torch.stack([inputs[p][z0 : z0 + win] for p, z0 in batch])[:, None]
+        with torch.inference_mode():
+            probs = predict_fn(x)
+        if probs.shape != (len(batch), num_classes, win, *hw):
+            raise ValueError(
+                f"predict_fn returned shape {tuple(probs.shape)}, expected {(len(batch), num_classes, win, *hw)}"
+            )
+        for k, (p, z0) in enumerate(batch):
+            sums[p][:, z0 : z0 + win] += probs[k].float()
+            remaining[p] -= 1
+            if remaining[p] == 0:
+                _finish_phase(sums.pop(p)[:, :d], offsets[p], plan, (d, h, w), labels, grid)
+                del inputs[p]
+    if grid is not None:
+        _upsample_argmax(grid, g, labels)
+    return labels
+
+
+def _finish_phase(
+    acc: torch.Tensor,
+    offset: tuple[int, int],
+    plan: PatchPlan,
+    shape: tuple[int, int, int],
+    labels: np.ndarray,
+    grid: torch.Tensor | None,
+) -> None:
+    """Scatter one phase's summed probabilities (C, D, hp, wp): labels directly, or into the coarse grid."""
+    _, h, w = shape
+    s, i, j = plan.stride, offset[0], offset[1]
+    hi, wj = len(range(i, h, s)), len(range(j, w, s))
+    acc = acc[:, :, :hi, :wj]
+    if grid is None:
+        labels[:, i::s, j::s] = acc.argmax(0).to(torch.uint8).cpu().numpy()
+    else:
+        g = plan.grid_step
+        grid[:, :, i // g :: s // g, j // g :: s // g] = acc
+
+
+def _linear_taps(n_out: int, n_in: int, step: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Indices and weights to interpolate samples taken at positions step*k onto positions 0..n_out-1."""
+    pos = (torch.arange(n_out, device=device, dtype=torch.float32) / step).clamp(max=n_in - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=n_in - 1)
+    frac = pos - lo.float()
+    return lo, hi, frac
+
+
+def _upsample_argmax(grid: torch.Tensor, step: int, labels: np.ndarray, slab: int = 8) -> None:
+    """Bilinear in-plane interpolation of grid (C, D, Hg, Wg) to labels' (D, H, W), then argmax, slab by slab."""
+    d, h, w = labels.shape
+    ylo, yhi, fy = _linear_taps(h, grid.shape[2], step, grid.device)
+    xlo, xhi, fx = _linear_taps(w, grid.shape[3], step, grid.device)
+    fy = fy[:, None]
+    for z0 in range(0, d, slab):
+        p = grid[:, z0 : z0 + slab]
+        p = p[:, :, ylo] * (1 - fy) + p[:, :, yhi] * fy
+        p = p[..., xlo] * (1 - fx) + p[..., xhi] * fx
+        labels[z0 : z0 + slab] = p.argmax(0).to(torch.uint8).cpu().numpy()

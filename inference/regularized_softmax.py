@@ -1,0 +1,127 @@
+"""TV-regularized softmax solved with one primal-dual iteration (the RUnet paper, section 2.1).
+
+For logits ``o`` of shape (B, C, D, H, W) (axes: batch, class, z, y, x) the layer returns
+
+    S   = softmax_C(o)
+    V   = -step * grad(S)
+    eta = V / max(1, |V|_2)         (norm over the 3 spatial components, per voxel and class)
+    U   = softmax_C(o - lam * div(eta))
+
+``grad`` takes forward differences along z, y, x with zero across the last slice/row/column (Neumann) and ``div``
+is its negative adjoint, so that <grad u, p> = -<u, div p>. With ``lam = 0`` the layer is a plain softmax.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_SPATIAL_DIMS = (2, 3, 4)  # z, y, x in a (B, C, D, H, W) tensor
+
+
+def _check_5d(t: torch.Tensor, name: str) -> None:
+    if t.dim() != 5:
+        raise ValueError(f"{name} must have shape (B, C, D, H, W), got {tuple(t.shape)}")
+
+
+def grad3d(u: torch.Tensor) -> torch.Tensor:
+    """Forward differences of ``u`` along z, y, x.
+
+    Args:
+        u: tensor of shape (B, C, D, H, W).
+    Returns:
+        tensor of shape (B, C, 3, D, H, W); component 0 is d/dz, 1 is d/dy, 2 is d/dx (unit voxel spacing),
+        each zero across the last slice, row and column respectively.
+    """
+    _check_5d(u, "u")
+    parts = []
+    for dim in _SPATIAL_DIMS:
+        diff = torch.diff(u, dim=dim)
+        pad = [0, 0, 0, 0, 0, 0]
+        pad[2 * (4 - dim) + 1] = 1  # one trailing zero along `dim` (F.pad lists the last axis first)
+        parts.append(F.pad(diff, pad))
+    return torch.stack(parts, dim=2)
+
+
+def div3d(p: torch.Tensor) -> torch.Tensor:
+    """Discrete divergence, the negative adjoint of :func:`grad3d`.
+
+    Args:
+        p: tensor of shape (B, C, 3, D, H, W), components ordered z, y, x.
+    Returns:
+        tensor of shape (B, C, D, H, W) with <grad3d(u), p> = -<u, div3d(p)> for every u.
+    """
+    if p.dim() != 6 or p.shape[2] != 3:
+        raise ValueError(f"p must have shape (B, C, 3, D, H, W), got {tuple(p.shape)}")
+    out = torch.zeros_like(p[:, :, 0])
+    for comp, dim in enumerate(_SPATIAL_DIMS):
+        q = p[:, :, comp]
+        n = q.shape[dim]
+        if n == 1:
+            continue
+        inner = q.narrow(dim, 0, n - 1)  # the components that grad3d can make non-zero
+        # backward difference: d_k = q_k - q_{k-1}, with q_{-1} = 0 and q_{n-1} treated as 0
+        zeros = torch.zeros_like(q.narrow(dim, 0, 1))
+        out = out + torch.cat([inner, zeros], dim=dim) - torch.cat([zeros, inner], dim=dim)
+    return out
+
+
+def regularized_softmax(logits: torch.Tensor, lam: float | torch.Tensor, step: float | torch.Tensor) -> torch.Tensor:
+    """One primal-dual iteration of the TV-regularized softmax.
+
+    Args:
+        logits: (B, C, D, H, W) class scores.
+        lam: the regularization weight lambda >= 0 (float or 0-d tensor; gradients flow through a tensor).
+        step: the dual step s = tau * lambda of DESIGN.md, a fixed hyper-parameter >= 0.
+    Returns:
+        probabilities of the logits' shape and dtype, positive and summing to 1 over C at every voxel.
+    """
+    _check_5d(logits, "logits")
+    s = torch.softmax(logits, dim=1)
+    # grad3d / div3d written out per axis: the same arithmetic without the (B, C, 3, D, H, W) intermediates.
+    g = []
+    for dim in _SPATIAL_DIMS:
+        gd = torch.zeros_like(s)
+        n = s.shape[dim]
+        if n > 1:
+            gd.narrow(dim, 0, n - 1).copy_(s.narrow(dim, 1, n - 1) - s.narrow(dim, 0, n - 1))
+        g.append(gd)
+    norm = torch.sqrt(g[0] * g[0] + g[1] * g[1] + g[2] * g[2])
+    # eta = V / max(1, |V|) with V = -step * grad(S)
+    factor = -step / torch.clamp(norm * step, min=1.0)
+    div = torch.zeros_like(s)
+    for gd, dim in zip(g, _SPATIAL_DIMS):
+        eta = gd * factor
+        div += eta
+        n = s.shape[dim]
+        if n > 1:
+            div.narrow(dim, 1, n - 1).sub_(eta.narrow(dim, 0, n - 1))
+    return torch.softmax(logits - lam * div, dim=1)
+
+
+class RegularizedSoftmax(nn.Module):
+    """The regularized softmax as a layer holding lambda as its single learnable parameter.
+
+    lambda is used as max(lambda, 0), so the layer never sees a negative weight; training code may also clamp the
+    stored value in place after each optimizer step.
+    """
+
+    def __init__(self, step: float = 1.0, lam_init: float = 1.0) -> None:
+        super().__init__()
+        if step < 0 or lam_init < 0:
+            raise ValueError(f"step and lam_init must be >= 0, got step={step}, lam_init={lam_init}")
+        self.step = float(step)
+        self.lam = nn.Parameter(torch.tensor(float(lam_init)))
+
+    @property
+    def lam_value(self) -> float:
+        """The lambda in use (the stored parameter clamped at 0)."""
+        return float(self.lam.detach().clamp(min=0.0))
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, C, D, H, W) logits -> probabilities of the same shape."""
+        return regularized_softmax(logits, self.lam.clamp(min=0.0).to(logits.dtype), self.step)
+
+    def extra_repr(self) -> str:
+        return f"step={self.step}"
