@@ -254,9 +254,7 @@ def rasterize(a: dict, slab: Slab, fields: dict) -> np.ndarray:
         e = ellipsoid(slab, (side * 72, ys + 42, -60.0), (20, 12, 110))
         if e is not None:
             paint(tissue, e[0], e[2] < 1, T["muscle"], abd)
-        r = slab.region(
-            (side * rvx - 60 if side < 0 else 0, ys - 40, -1e4), (0 if side < 0 else rvx + 60, ys + 40, 40)
-        )
+        r = slab.region((side * rvx - 60 if side < 0 else 0, ys - 40, -1e4), (0 if side < 0 else rvx + 60, ys + 40, 40))
         if r is not None:
             rx, ry, rz = slab.q(r)
             rad = np.clip(4 + 0.14 * (40 - rz), 0, 28)
@@ -403,9 +401,7 @@ def _paint_spine(tissue: np.ndarray, slab: Slab, a: dict) -> None:
     spin = arch_z & (np.abs(qx) < 3.5) & (qy > y_c + 12) & (qy < y_sp)
     sub[spin] = T["bone_marrow"]
     sub[spin & (np.abs(qx) > 2)] = T["bone_cortex"]
-    trans = (
-        (phase > disc / 2 + 8) & (phase < period * 0.45) & (np.abs(qy - y_c + 3) < 3.5) & (np.abs(qx) < 38)
-    )
+    trans = (phase > disc / 2 + 8) & (phase < period * 0.45) & (np.abs(qy - y_c + 3) < 3.5) & (np.abs(qx) < 38)
     sub[trans & (np.abs(qx) > 15)] = T["bone_marrow"]
     sub[rc2 < 1] = T["spinal_canal"]
 
@@ -425,13 +421,9 @@ def _paint_ribs(tissue: np.ndarray, slab: Slab, a: dict, wall: np.ndarray) -> No
     if cand[0].size == 0:
         return
     qx, qy, qz = slab.qx[cand], slab.qy[cand], slab.qz[cand]
-    n = np.sqrt(
-        (qx / np.float32(A_r)) ** 2 + (qy / np.where(qy < 0, np.float32(Ba_r), np.float32(Bp_r))) ** 2
-    )
+    n = np.sqrt((qx / np.float32(A_r)) ** 2 + (qy / np.where(qy < 0, np.float32(Ba_r), np.float32(Bp_r))) ** 2)
     theta = np.degrees(np.arctan2(np.abs(qx), qy))  # 0 posterior midline, 180 anterior midline
-    radial = (n - 1) * np.sqrt(
-        (A_r * np.sin(np.radians(theta))) ** 2 + (Bp_r * np.cos(np.radians(theta))) ** 2
-    )
+    radial = (n - 1) * np.sqrt((A_r * np.sin(np.radians(theta))) ** 2 + (Bp_r * np.cos(np.radians(theta))) ** 2)
     out = np.zeros(qx.shape, np.uint8)
     for z_post, drop, end in a["ribs"]:
         if end < 35:

@@ -143,9 +143,7 @@ class SmoothField:
     never needs to exist in memory. Values are roughly N(0, 1) times `amplitude`.
     """
 
-    def __init__(
-        self, rng: np.random.Generator, grid: CanonicalGrid, lattice_mm: float, amplitude: float = 1.0
-    ):
+    def __init__(self, rng: np.random.Generator, grid: CanonicalGrid, lattice_mm: float, amplitude: float = 1.0):
         from scipy.ndimage import gaussian_filter
 
         nz, ny, nx = grid.shape_zyx

@@ -77,11 +77,7 @@ def ellipsoid(slab: Slab, center, axes, rows=None):
     else:
         m = np.asarray(rows, np.float32)
         d = tuple(m[i, 0] * dx + m[i, 1] * dy + m[i, 2] * dz for i in range(3))
-    r2 = (
-        (d[0] / np.float32(axes[0])) ** 2
-        + (d[1] / np.float32(axes[1])) ** 2
-        + (d[2] / np.float32(axes[2])) ** 2
-    )
+    r2 = (d[0] / np.float32(axes[0])) ** 2 + (d[1] / np.float32(axes[1])) ** 2 + (d[2] / np.float32(axes[2])) ** 2
     return r, d, r2
 
 
@@ -108,8 +104,7 @@ def tube(slab: Slab, points, radii):
             continue
         # intersect sub with r, expressed relative to r
         rel = tuple(
-            slice(max(s.start, t.start) - t.start, min(s.stop, t.stop) - t.start)
-            for s, t in zip(sub, r, strict=True)
+            slice(max(s.start, t.start) - t.start, min(s.stop, t.stop) - t.start) for s, t in zip(sub, r, strict=True)
         )
         if any(s.stop <= s.start for s in rel):
             continue
@@ -125,9 +120,7 @@ def tube(slab: Slab, points, radii):
     return r, rho
 
 
-def paint(
-    tissue: np.ndarray, region: Region, mask: np.ndarray, tid: int, allowed: np.ndarray | None = None
-) -> None:
+def paint(tissue: np.ndarray, region: Region, mask: np.ndarray, tid: int, allowed: np.ndarray | None = None) -> None:
     """Set tissue[region][mask] = tid, only where `allowed` (a full-slab bool array) is true if given."""
     if allowed is not None:
         mask = mask & allowed[region]

@@ -30,9 +30,7 @@ def shared_data_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def to_lps_arrays(
-    image: sitk.Image, label: sitk.Image
-) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+def to_lps_arrays(image: sitk.Image, label: sitk.Image) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """(image zyx, label zyx, spacing xyz mm) reoriented so that the array axes run along +S, +P, +L."""
     img = sitk.DICOMOrient(image, "LPS")
     lab = sitk.DICOMOrient(label, "LPS")
@@ -104,9 +102,7 @@ def render_comparison(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m training.render_phantom", description=__doc__.split("\n\n")[0]
-    )
+    p = argparse.ArgumentParser(prog="python -m training.render_phantom", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--extra-seeds", type=int, nargs="*", default=())

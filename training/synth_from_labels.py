@@ -28,6 +28,10 @@ from training.phantom_tissues import PHASES, TISSUE_ID, TISSUES
 
 # extra class ids, above every template id
 FAT, WALL, VISCERAL, GAS = 250, 251, 252, 253
+# a synthetic spine for templates without bones (AMOS): vertebral body cortex and marrow, posterior arch, canal,
+# paraspinal muscles
+DISC, CORTEX, MARROW, CANAL, PARASPINAL = 245, 246, 247, 248, 249
+FIRST_EXTRA = DISC
 N_CLASSES = 256
 SLAB = 16
 
@@ -110,8 +114,8 @@ class Template:
     def __init__(self, path: Path, names: dict[int, str]):
         img = sitk.ReadImage(str(path))
         arr = sitk.GetArrayFromImage(img)
-        if arr.max() >= FAT:
-            raise ValueError(f"{path}: class ids must be < {FAT}, got {arr.max()}")
+        if arr.max() >= FIRST_EXTRA:
+            raise ValueError(f"{path}: class ids must be < {FIRST_EXTRA}, got {arr.max()}")
         self.path = path
         self.classes = arr.astype(np.uint8)
         self.names = names
@@ -119,18 +123,66 @@ class Template:
         self.origin = np.array(img.GetOrigin())
         self.direction = np.array(img.GetDirection()).reshape(3, 3)
         if abs(self.direction[2, 2]) != 1.0:
-            raise ValueError(
-                f"{path}: template slices must be axial (direction[2][2] = +-1), got {img.GetDirection()}"
-            )
-        corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) * (
-            np.array(img.GetSize()) - 1
-        )
+            raise ValueError(f"{path}: template slices must be axial (direction[2][2] = +-1), got {img.GetDirection()}")
+        corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) * (np.array(img.GetSize()) - 1)
         world = self.origin + (self.direction @ (corners * self.spacing).T).T
         self.lo, self.hi = world.min(axis=0), world.max(axis=0)
         present = {names.get(int(i), "") for i in np.unique(arr)}
         # label maps without bones or muscles (AMOS) need room for the wall that the union of organs lacks
         self.has_wall = any(("rib" in n) or ("autochthon" in n) for n in present)
+        self.synthetic_spine = False
+        if not any("vertebra" in n for n in present):
+            self.synthetic_spine = self._add_spine()
         self.ellipses = self._slice_ellipses()
+
+    def _world_xy(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """World x and y (mm, float32 (ny, nx)) of the pixels of template slice k."""
+        ny, nx = self.classes.shape[1:]
+        jj, ii = np.mgrid[:ny, :nx].astype(np.float32)
+        d, sp, o = self.direction, self.spacing, self.origin
+        wx = o[0] + d[0, 0] * ii * sp[0] + d[0, 1] * jj * sp[1] + d[0, 2] * k * sp[2]
+        wy = o[1] + d[1, 0] * ii * sp[0] + d[1, 1] * jj * sp[1] + d[1, 2] * k * sp[2]
+        return wx.astype(np.float32), wy.astype(np.float32)
+
+    def _add_spine(self) -> bool:
+        """Paint a vertebral column behind the aorta into unlabelled voxels; False if the map has no aorta."""
+        aorta_ids = [i for i, n in self.names.items() if n == "aorta"]
+        if not aorta_ids:
+            return False
+        nz = self.classes.shape[0]
+        centres: list = [None] * nz
+        for k in range(nz):
+            m = np.isin(self.classes[k], aorta_ids)
+            if m.sum() >= 5:
+                wx, wy = self._world_xy(k)
+                r = np.sqrt(m.sum() * self.spacing[0] * self.spacing[1] / np.pi)
+                centres[k] = (float(wx[m].mean()), float(wy[m].mean()), r)
+        have = [k for k in range(nz) if centres[k] is not None]
+        if not have:
+            return False
+        for k in range(nz):
+            ax_, ay_, ar = centres[min(have, key=lambda h: abs(h - k))]
+            wx, wy = self._world_xy(k)
+            cx, cy = ax_ - 12.0, ay_ + ar + 21.0  # vertebral body centre: right of and behind the aorta
+            yc = cy + 19.0 + 10.0  # spinal canal centre
+            sl = self.classes[k]
+            free = sl == 0
+            layers = np.zeros_like(sl)
+            for side in (-1.0, 1.0):
+                layers[((wx - cx - side * 32) / 26) ** 2 + ((wy - yc - 18) / 22) ** 2 < 1] = PARASPINAL
+            arch = (((wx - cx) / 20) ** 2 + ((wy - yc) / 16) ** 2 < 1) & (wy > cy)
+            arch |= (np.abs(wx - cx) < 3.5) & (wy > yc) & (wy < yc + 40)
+            layers[arch] = CORTEX
+            r2 = ((wx - cx) / 23) ** 2 + ((wy - cy) / 18) ** 2
+            wz = self.origin[2] + self.direction[2, 2] * k * self.spacing[2]
+            if np.mod(wz, 34.0) < 8.0:  # intervertebral discs about every 34 mm
+                layers[r2 < 1] = DISC
+            else:
+                layers[r2 < 1] = CORTEX
+                layers[r2 < 0.75] = MARROW
+            layers[((wx - cx) / 10) ** 2 + ((wy - yc) / 8) ** 2 < 1] = CANAL
+            sl[free] = layers[free]
+        return True
 
     def _slice_ellipses(self) -> list:
         """Per slice: None or (mean (2,), eigenvectors (2, 2), half-axes (2,)), mm, covering the labels."""
@@ -138,7 +190,13 @@ class Template:
         area = (self.classes > 0).sum(axis=(1, 2))
         good = area >= max(20, 0.3 * area.max())
         good_k = np.nonzero(good)[0]
-        self.good_range = (int(good_k.min()), int(good_k.max())) if good_k.size else (0, len(area) - 1)
+        # the sampled z range: well-filled slices that hold at least one of the four FLARE organs
+        organ_ids = [i for i, n in self.names.items() if flare_label(n) > 0]
+        has_organ = np.isin(self.classes, organ_ids).any(axis=(1, 2))
+        sample_k = np.nonzero(good & has_organ)[0]
+        if sample_k.size == 0:
+            sample_k = good_k if good_k.size else np.arange(len(area))
+        self.good_range = (int(sample_k.min()), int(sample_k.max()))
         out = []
         for k in range(self.classes.shape[0]):
             # slices with little labelled (e.g. only the bladder) borrow the outline of the nearest well-
@@ -200,9 +258,7 @@ def list_templates(folder: str | os.PathLike | None = None) -> list[Path]:
     d = templates_dir(folder)
     cj = d / "classes.json"
     if not cj.exists():
-        raise FileNotFoundError(
-            f"no templates: {cj} is missing (set RUNET_SHARED_DATA or pass templates_dir)"
-        )
+        raise FileNotFoundError(f"no templates: {cj} is missing (set RUNET_SHARED_DATA or pass templates_dir)")
     found = sorted(d / name for name in json.loads(cj.read_text()) if (d / name).exists())
     if not found:
         raise FileNotFoundError(f"no template label maps listed in {cj} exist in {d}")
@@ -233,7 +289,7 @@ def class_tables(tpl: Template, rng: np.random.Generator, phase: str):
 
     draw(0, "air")
     for cid, name in tpl.names.items():
-        if cid < FAT:
+        if cid < FIRST_EXTRA:
             draw(cid, class_tissue(name))
             label[cid] = flare_label(name)
             gassy[cid] = any(w in name for w in _GASSY_WORDS)
@@ -241,6 +297,11 @@ def class_tables(tpl: Template, rng: np.random.Generator, phase: str):
     draw(WALL, "muscle")
     draw(VISCERAL, "fat_visceral")
     draw(GAS, "gas")
+    draw(DISC, "disc")
+    draw(CORTEX, "bone_cortex")
+    draw(MARROW, "bone_marrow")
+    draw(CANAL, "spinal_canal")
+    draw(PARASPINAL, "muscle")
     if phase == "arterial":
         for cid, name in tpl.names.items():
             if class_tissue(name) == "aorta":
@@ -279,10 +340,7 @@ def synthesize_canonical(
     tpl = load_template(str(paths[int(rng.integers(len(paths)))]))
     sx, sy, sz = spacing_xyz
     kz_lo, kz_hi = tpl.good_range  # template slices with a well-filled body
-    zk = [
-        float(tpl.origin[2] + (tpl.direction @ (np.array([0, 0, k]) * tpl.spacing))[2])
-        for k in (kz_lo, kz_hi)
-    ]
+    zk = [float(tpl.origin[2] + (tpl.direction @ (np.array([0, 0, k]) * tpl.spacing))[2]) for k in (kz_lo, kz_hi)]
     zlo, zhi = min(zk), max(zk)
     extent_z = zhi - zlo + tpl.spacing[2]
     if n * sz > extent_z:
@@ -337,18 +395,14 @@ def synthesize_canonical(
         ]
         u = [d.slab(a0, a1) for d in disp]
         src = [
-            np.float32(centre[i] + shift[i] - tpl.origin[i])
-            + u[i]
-            + sum(np.float32(m[i, j]) * p[j] for j in range(3))
+            np.float32(centre[i] + shift[i] - tpl.origin[i]) + u[i] + sum(np.float32(m[i, j]) * p[j] for j in range(3))
             for i in range(3)
         ]
         idx = []
         valid = np.ones(u[0].shape, bool)
         for i in range(3):
             c = np.rint(sum(np.float32(inv[i, j]) * src[j] for j in range(3))).astype(np.int32)
-            if (
-                i < 2
-            ):  # outside the template in-plane: air; beyond its first / last slice: repeat the edge slice
+            if i < 2:  # outside the template in-plane: air; beyond its first / last slice: repeat the edge slice
                 valid &= (c >= 0) & (c < shape_t[i])
             lo_i, hi_i = (kz_lo, kz_hi) if i == 2 else (0, shape_t[i] - 1)
             idx.append(np.clip(c, lo_i, hi_i))
