@@ -140,9 +140,7 @@ def _case_row(
         return float(np.mean([s[1] for s in scores.values()]))
 
     def ref() -> float:
-        return float(
-            np.mean([_reference_nsd(gt_labels == v, pred_labels == v, spacing, 1.0) for v in ORGANS])
-        )
+        return float(np.mean([_reference_nsd(gt_labels == v, pred_labels == v, spacing, 1.0) for v in ORGANS]))
 
     ours_s, ours_v = _best_time(ours, repeats)
     ref_s, ref_v = _best_time(ref, repeats)
@@ -162,18 +160,16 @@ def format_table(rows: list[tuple[str, float, float, float, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one repeat (smoke test)")
-    parser.add_argument("--case", default="TSEX_0002", help="real case of the shared data (all four organs)")
+    parser.add_argument("--case", nargs="+", default=["TSEX_0002", "TSDCM_0001"], help="real cases of the shared data")
     parser.add_argument("--repeats", type=int, default=None, help="best of N runs (default 3, quick 1)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "nsd.md")
     args = parser.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
     shape = (32, 96, 96) if args.quick else (200, 512, 512)
 
-    rows = _real_rows(args.case, repeats)
+    rows = [row for case in args.case for row in _real_rows(case, repeats)]
     synth, gt_labels, pred_labels, spacing = _synthetic_rows(shape, repeats)
     rows += synth
     rows.append(_case_row(gt_labels, pred_labels, spacing, repeats))
