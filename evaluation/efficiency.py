@@ -302,9 +302,7 @@ def plot_memory(record: EfficiencyRecord, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
     if record.samples_mb:
-        ax.plot(
-            record.sample_times_s[: len(record.samples_mb)], record.samples_mb, "b-", label="GPU used (MiB)"
-        )
+        ax.plot(record.sample_times_s[: len(record.samples_mb)], record.samples_mb, "b-", label="GPU used (MiB)")
         if record.stable_max_mb is not None and not math.isnan(record.stable_max_mb):
             ax.axhline(record.stable_max_mb, color="b", ls="--", lw=0.8, label="stable max")
     ax.plot(
@@ -382,9 +380,7 @@ def run_cases(
         (work / "inputs").mkdir(parents=True)
         (work / "outputs").mkdir()
         shutil.copy2(image, work / "inputs" / image.name)
-        record = run_command(
-            command, work / "inputs", work / "outputs", gpu_index, interval_s, timeout_s, case
-        )
+        record = run_command(command, work / "inputs", work / "outputs", gpu_index, interval_s, timeout_s, case)
         if record.returncode != 0:
             print(f"efficiency: {case}: command exited with {record.returncode}", file=sys.stderr)
         for produced in (work / "outputs").iterdir():
@@ -411,9 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     how = parser.add_mutually_exclusive_group(required=True)
     how.add_argument("--command", help="shell command template with {input}, {output}, {gpu}")
     how.add_argument("--docker-image", help="run this image as the organizers do (docker, --gpus device)")
-    parser.add_argument(
-        "--gpu-index", type=int, default=0, help="NVML index of the GPU to sample (default 0)"
-    )
+    parser.add_argument("--gpu-index", type=int, default=0, help="NVML index of the GPU to sample (default 0)")
     parser.add_argument("--interval", type=float, default=INTERVAL_S, help="sampling interval in s (0.1)")
     parser.add_argument("--pause", type=float, default=0.0, help="seconds to wait between cases")
     parser.add_argument("--timeout", type=float, default=None, help="kill a case after this many seconds")

@@ -196,9 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         labels = tuple(ORGANS)
         if isinstance(tolerance, dict) and set(tolerance) != set(labels):
             raise ValueError("--tolerance per organ must name all of " + ", ".join(ORGANS.values()))
-        results = evaluate(
-            args.gt, args.pred, args.out, args.workers, tolerance, labels, not args.no_progress
-        )
+        results = evaluate(args.gt, args.pred, args.out, args.workers, tolerance, labels, not args.no_progress)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -79,9 +79,7 @@ def qualitative_figure(
     from matplotlib.patches import Patch
 
     if not (image.shape == gt.shape == pred.shape) or image.ndim != 3:
-        raise ValueError(
-            f"image, gt and pred must be 3D of one shape: {image.shape}, {gt.shape}, {pred.shape}"
-        )
+        raise ValueError(f"image, gt and pred must be 3D of one shape: {image.shape}, {gt.shape}, {pred.shape}")
     low, high = window
     if not high > low:
         raise ValueError(f"window must be (low, high) with high > low, got {window}")
@@ -148,15 +146,11 @@ def main(argv: list[str] | None = None) -> int:
             raise LabelReadError(f"{args.image}: unreadable image") from None
         image = sitk.GetArrayFromImage(image_sitk).astype(np.float32)
         if image.shape != gt.shape:
-            raise GridMismatchError(
-                f"{args.image}: shape {image.shape} differs from the ground truth's {gt.shape}"
-            )
+            raise GridMismatchError(f"{args.image}: shape {image.shape} differs from the ground truth's {gt.shape}")
         direction = gt_grid.direction
         flip = (direction[4] < 0, direction[0] < 0)  # y axis pointing anterior, x axis pointing right
         case = args.gt.name.removesuffix(".nii.gz")
-        rows = qualitative_figure(
-            image, gt, pred, gt_grid.spacing_zyx, args.out, tuple(args.window), flip, case
-        )
+        rows = qualitative_figure(image, gt, pred, gt_grid.spacing_zyx, args.out, tuple(args.window), flip, case)
     except (LabelReadError, GridMismatchError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

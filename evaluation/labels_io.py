@@ -96,9 +96,7 @@ def check_same_grid(
     (NIfTI stores them as float32, so exact equality is too strict).
     """
     if gt.size_xyz != pred.size_xyz:
-        raise GridMismatchError(
-            f"{pred_path}: size {pred.size_xyz} differs from ground truth's {gt.size_xyz}"
-        )
+        raise GridMismatchError(f"{pred_path}: size {pred.size_xyz} differs from ground truth's {gt.size_xyz}")
     checks = (
         ("spacing", gt.spacing_xyz, pred.spacing_xyz, spacing_tol_mm),
         ("origin", gt.origin_xyz, pred.origin_xyz, origin_tol_mm),

@@ -121,9 +121,7 @@ def tolerance_offsets(spacing_zyx_mm: Sequence[float], tolerance_mm: float) -> n
     return offsets[keep][order]
 
 
-def _within_by_gather(
-    points: np.ndarray, other: np.ndarray, offsets: np.ndarray, budget: int
-) -> np.ndarray | None:
+def _within_by_gather(points: np.ndarray, other: np.ndarray, offsets: np.ndarray, budget: int) -> np.ndarray | None:
     """For flat corner indices ``points`` (into ``other``'s shape), whether ``other`` is True at any offset.
 
     Offsets are tried nearest first and resolved surfels leave the loop, so most surfels cost one or two
@@ -161,9 +159,7 @@ def _within_by_edt(
     return dist.ravel()[points] <= tol
 
 
-def _nsd_in_box(
-    gt_box: np.ndarray, pred_box: np.ndarray, spacing: tuple[float, float, float], tol: float
-) -> float:
+def _nsd_in_box(gt_box: np.ndarray, pred_box: np.ndarray, spacing: tuple[float, float, float], tol: float) -> float:
     """NSD of two non-empty masks cropped to a box that holds both entirely (bool, zyx)."""
     code_gt = neighbour_codes(gt_box)
     code_pred = neighbour_codes(pred_box)

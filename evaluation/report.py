@@ -67,9 +67,7 @@ def write_summary_csv(summary: Sequence[dict[str, float | str | int]], path: Pat
         writer = csv.writer(f)
         writer.writerow(SUMMARY_COLUMNS)
         for entry in summary:
-            writer.writerow(
-                [entry[c] if not isinstance(entry[c], float) else repr(entry[c]) for c in SUMMARY_COLUMNS]
-            )
+            writer.writerow([entry[c] if not isinstance(entry[c], float) else repr(entry[c]) for c in SUMMARY_COLUMNS])
 
 
 def format_summary(summary: Sequence[dict[str, float | str | int]]) -> str:
@@ -79,9 +77,7 @@ def format_summary(summary: Sequence[dict[str, float | str | int]]) -> str:
     )
     lines = [header, "-" * len(header)]
     for entry in summary:
-        values = "  ".join(
-            f"{float(entry[f'{m}_{s}']):>11.4f}" for m in METRICS for s in ("mean", "median", "std")
-        )
+        values = "  ".join(f"{float(entry[f'{m}_{s}']):>11.4f}" for m in METRICS for s in ("mean", "median", "std"))
         lines.append(f"{entry['organ']!s:<10} {entry['n']:>4}  {values}")
     return "\n".join(lines)
 
@@ -111,9 +107,7 @@ def violin_plots(rows: Sequence[Row], organs: Sequence[str], out_dir: Path, nsd_
             # A violin needs spread: constant series are drawn as points only.
             spread = [i for i, d in enumerate(data) if np.ptp(d) > 0]
             if spread:
-                ax.violinplot(
-                    [data[i] for i in spread], positions=[positions[i] for i in spread], showmedians=True
-                )
+                ax.violinplot([data[i] for i in spread], positions=[positions[i] for i in spread], showmedians=True)
             for pos, values in zip(positions, data, strict=True):
                 ax.scatter(np.full(len(values), pos), values, s=10, color="black", alpha=0.6, zorder=3)
             ax.set_xticks(positions, labels)

@@ -120,9 +120,7 @@ def test_cli_runs_each_case_alone(tmp_path, capsys):
     with open(out / "efficiency.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["case"] for r in rows] == ["c1", "c2"]
-    assert all(
-        r["returncode"] == "0" and float(r["seconds"]) > 0 and float(r["peak_rss_mb"]) >= 0 for r in rows
-    )
+    assert all(r["returncode"] == "0" and float(r["seconds"]) > 0 and float(r["peak_rss_mb"]) >= 0 for r in rows)
     assert sorted(p.name for p in (out / "predictions").iterdir()) == ["c1.nii.gz", "c2.nii.gz"]
     assert (out / "predictions" / "c2.nii.gz").read_bytes() == b"c2"
     for case in ("c1", "c2"):
@@ -138,12 +136,7 @@ def test_cli_reports_a_failing_command_and_a_missing_folder(tmp_path):
     (images / "c_0000.nii.gz").write_bytes(b"x")
     args = ["--input", str(images), "--out", str(tmp_path / "o"), "--no-progress", "--command", "exit 3"]
     assert efficiency.main(args) == 1
-    assert (
-        efficiency.main(
-            ["--input", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--command", "true"]
-        )
-        == 2
-    )
+    assert efficiency.main(["--input", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--command", "true"]) == 2
 
 
 def test_real_nvml_is_optional():
