@@ -1,0 +1,34 @@
+# Two targets for a fresh machine (Python 3.10+ with venv; no GPU, no Docker, no download of data or weights):
+#   make example   set up .venv, make a CT phantom, segment it with the shipped weights, score it
+#   make test      set up .venv and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXAMPLE := example
+PYTEST_ARGS ?=
+
+.PHONY: example test lint venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+example: venv
+	rm -rf $(EXAMPLE)
+	$(PY) -m training.phantom --out $(EXAMPLE)/phantom --cases 1 --seed 7 --size 512 --slices 64 64
+	INPUT_DIR=$(EXAMPLE)/phantom/imagesTr OUTPUT_DIR=$(EXAMPLE)/outputs PYTHON=$(PY) sh predict.sh
+	$(PY) -m evaluation.evaluate --gt $(EXAMPLE)/phantom/labelsTr --pred $(EXAMPLE)/outputs --out $(EXAMPLE)/scores
+	@echo "label maps written to $(EXAMPLE)/outputs/, scores in $(EXAMPLE)/scores/"
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(EXAMPLE) .pytest_cache
