@@ -265,9 +265,9 @@ def rasterize(a: dict, slab: Slab, fields: dict) -> np.ndarray:
     f1, f2 = fields["bowel1"], fields["bowel2"]
     loops = abd & (qz < a["bowel_level"]) & (qy < ys - rvy + 5)
     rr = f1 * f1 + f2 * f2
-    tissue[loops & (rr < 0.45)] = T["bowel_wall"]
+    tissue[loops & (rr < 0.8)] = T["bowel_wall"]
     content = T["oral_contrast"] if a["oral_contrast"] else T["bowel_content"]
-    lumen = loops & (rr < 0.22)
+    lumen = loops & (rr < 0.45)
     tissue[lumen] = content
     tissue[lumen & (fields["fine"] > a["gas_thr"])] = T["gas"]
     # colon
@@ -336,7 +336,7 @@ def rasterize(a: dict, slab: Slab, fields: dict) -> np.ndarray:
     t = tube(slab, *a["pancreas"])
     if t is not None:
         r, rho = t
-        lob = rho * (1 + 0.12 * fields["fine"][r])
+        lob = rho * (1 + 0.08 * fields["fine"][r])
         paint(tissue, r, lob < 1, T["pancreas"], abd)
     for key in ("splenic_v", "portal"):
         t = tube(slab, *a[key])
