@@ -39,6 +39,8 @@ FLARE22_TOLERANCES_MM: dict[int, float] = {1: 5.0, 2: 3.0, 3: 3.0, 4: 5.0}
 
 # A gather of one (surfel, offset) pair costs about this many times less than an EDT per voxel.
 _GATHER_TO_EDT_COST = 10
+# Beyond this many candidate offsets (huge tolerances in voxels) the distance transform is used directly.
+_MAX_OFFSET_CANDIDATES = 200_000
 
 
 def _check_masks(gt: np.ndarray, pred: np.ndarray) -> None:
@@ -125,9 +127,8 @@ def _within_by_gather(points: np.ndarray, other: np.ndarray, offsets: np.ndarray
     """For flat corner indices ``points`` (into ``other``'s shape), whether ``other`` is True at any offset.
 
     Offsets are tried nearest first and resolved surfels leave the loop, so most surfels cost one or two
-    gathers.
-    Returns None if, after 1, 2, 4, 8, ... offsets, finishing would still cost more than ``budget`` gathers
-    (the caller then uses a distance transform).
+    gathers. Returns None if, after 1, 2, 4, 8, ... offsets, finishing would still cost more than ``budget``
+    gathers (the caller then uses a distance transform).
     """
     radius = np.abs(offsets).max(axis=0)
     padded = np.pad(other, [(int(r), int(r)) for r in radius])
@@ -142,7 +143,7 @@ def _within_by_gather(points: np.ndarray, other: np.ndarray, offsets: np.ndarray
     for k, off in enumerate(flat_offsets):
         if remaining.size == 0:
             break
-        if k & (k - 1) == 0 and k > 0 and remaining.size * (len(flat_offsets) - k) > budget:
+        if budget < 0 or (k & (k - 1) == 0 and k > 0 and remaining.size * (len(flat_offsets) - k) > budget):
             return None
         hit = padded_flat[flat + off]
         within[remaining[hit]] = True
@@ -171,8 +172,12 @@ def _nsd_in_box(gt_box: np.ndarray, pred_box: np.ndarray, spacing: tuple[float, 
     area_gt = areas[code_gt.ravel()[pts_gt]]
     area_pred = areas[code_pred.ravel()[pts_pred]]
 
-    offsets = tolerance_offsets(spacing, tol)
-    budget = _GATHER_TO_EDT_COST * border_gt.size
+    candidates = math.prod(2 * (int(math.floor(tol / s)) + 1) + 1 for s in spacing)
+    if candidates <= _MAX_OFFSET_CANDIDATES:
+        offsets = tolerance_offsets(spacing, tol)
+        budget = _GATHER_TO_EDT_COST * border_gt.size
+    else:
+        offsets, budget = np.zeros((1, 3), dtype=np.int64), -1  # gather returns None at once: EDT
     within_gt = _within_by_gather(pts_gt, border_pred, offsets, budget)
     if within_gt is None:
         within_gt = _within_by_edt(pts_gt, border_pred, spacing, tol)

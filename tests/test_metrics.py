@@ -209,3 +209,13 @@ def test_score_labels_matches_per_organ_metrics_and_edge_cases():
         score_labels(gt, pred, spacing, tolerance_mm={1: 1.0})
     with pytest.raises(ValueError, match="shapes differ"):
         score_labels(gt, pred[:-1], spacing)
+
+
+@pytest.mark.parametrize("tol", [30.0, 60.0])
+def test_huge_tolerances_use_the_distance_transform_and_agree(tol):
+    gt = np.zeros((20, 24, 24), bool)
+    gt[4:12, 5:15, 5:15] = True
+    pred = np.roll(gt, 7, axis=2)
+    pred[15:18, 2:5, 18:22] = True  # a far-away island
+    expected = reference(gt, pred, (0.5, 0.5, 0.5), tol)[1]
+    assert nsd(gt, pred, (0.5, 0.5, 0.5), tol) == pytest.approx(expected, abs=1e-9)
