@@ -215,32 +215,37 @@ class Template:
             out.append((mu, v, s * np.sqrt(w)))
         return out
 
-    def augmented(self, rng: np.random.Generator, k_range: tuple[int, int]) -> np.ndarray:
-        """uint8 zyx classes with the body layers added: FAT, WALL, VISCERAL around the labels, 0 (air)
-        outside.
+    def body_layers(self, k, j, i, thickness: tuple[float, float, float]) -> np.ndarray:
+        """Body layer class (FAT, WALL, VISCERAL or 0 air) at template voxels (k, j, i) (int arrays, same shape).
 
-        Only template slices k_range[0] <= k <= k_range[1] get the layers (the others are never sampled).
+        thickness: (subcutaneous fat, wall muscle, extra margin) in mm; the outline of slice k is its covering
+        ellipse (`ellipses`) grown by fat + extra; the wall lies inside it, the visceral fat inside the wall.
         """
-        t_fat = rng.uniform(8, 35)
-        t_wall = rng.uniform(8, 14)
-        extra = 0.0 if self.has_wall else rng.uniform(10, 25) + t_wall
-        out = self.classes.copy()
-        ny, nx = out.shape[1:]
-        jj, ii = np.mgrid[:ny, :nx]
-        pts = np.stack([jj * self.spacing[1], ii * self.spacing[0]], axis=-1).astype(np.float32)
-        for k, e in enumerate(self.ellipses):
-            if e is None or not k_range[0] <= k <= k_range[1]:
-                continue
-            mu, v, half = e
-            proj = (pts - mu.astype(np.float32)) @ v.astype(np.float32)
-            layers = np.zeros((ny, nx), np.uint8)
-            for offset, cid in ((t_fat + extra, FAT), (extra, WALL), (extra - t_wall, VISCERAL)):
-                ax = np.maximum(half + offset, 1.0).astype(np.float32)
-                inside = ((proj / ax) ** 2).sum(axis=-1) < 1
-                layers[inside] = cid
-            sl = out[k]
-            sl[sl == 0] = layers[sl == 0]
+        t_fat, t_wall, extra = thickness
+        ok, mu, v, half = self._ellipse_arrays
+        py = j * np.float32(self.spacing[1]) - mu[k, 0]
+        px = i * np.float32(self.spacing[0]) - mu[k, 1]
+        p0 = py * v[k, 0, 0] + px * v[k, 1, 0]
+        p1 = py * v[k, 0, 1] + px * v[k, 1, 1]
+        out = np.zeros(k.shape, np.uint8)
+        for offset, cid in ((t_fat + extra, FAT), (extra, WALL), (extra - t_wall, VISCERAL)):
+            a0 = np.maximum(half[k, 0] + np.float32(offset), 1.0)
+            a1 = np.maximum(half[k, 1] + np.float32(offset), 1.0)
+            out[((p0 / a0) ** 2 + (p1 / a1) ** 2 < 1) & ok[k]] = cid
         return out
+
+    @functools.cached_property
+    def _ellipse_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The per-slice ellipses as arrays: ok (nz,), centre (nz, 2), axes (nz, 2, 2), half-axes (nz, 2)."""
+        nz = len(self.ellipses)
+        ok = np.array([e is not None for e in self.ellipses])
+        mu = np.zeros((nz, 2), np.float32)
+        v = np.tile(np.eye(2, dtype=np.float32), (nz, 1, 1))
+        half = np.zeros((nz, 2), np.float32)
+        for k, e in enumerate(self.ellipses):
+            if e is not None:
+                mu[k], v[k], half[k] = e
+        return ok, mu, v, half
 
 
 @functools.lru_cache(maxsize=4)
@@ -361,15 +366,8 @@ def synthesize_canonical(
             z0,
         ),
     )
-    # template slices the output can reach (tilts of a few degrees over the field of view, plus the elastic
-    # field)
-    reach = 0.1 * size_xy * max(sx, sy) + 15
-    ks = [
-        int(np.floor((z - tpl.origin[2]) / (tpl.direction[2, 2] * tpl.spacing[2])))
-        for z in (z0 - reach, z0 + (n - 1) * sz + reach)
-    ]
-    k_range = (max(kz_lo, min(ks) - 1), min(kz_hi, max(ks) + 1))
-    classes_t = tpl.augmented(rng, k_range)
+    t_fat, t_wall = rng.uniform(8, 35), rng.uniform(8, 14)
+    thickness = (t_fat, t_wall, 0.0 if tpl.has_wall else rng.uniform(10, 25) + t_wall)
     # output point p -> template point c + M (p - c) + u(p)
     m = _rotation(rng) @ np.diag(rng.uniform(0.9, 1.1, 3))
     shift = rng.uniform(-8, 8, 3)
@@ -382,7 +380,7 @@ def synthesize_canonical(
     gas_thr = rng.uniform(0.5, 1.5)
     inv = np.linalg.inv(tpl.direction) / tpl.spacing[:, None]  # world offset -> continuous index (xyz)
     xs, ys, zs = grid.axis_coords("x"), grid.axis_coords("y"), grid.axis_coords("z")
-    shape_t = np.array(classes_t.shape[::-1])  # xyz
+    shape_t = np.array(tpl.classes.shape[::-1])  # xyz
     image = np.empty(grid.shape_zyx, np.int16)
     label = np.empty(grid.shape_zyx, np.uint8)
     for k0 in range(0, n, SLAB):
@@ -406,8 +404,10 @@ def synthesize_canonical(
                 valid &= (c >= 0) & (c < shape_t[i])
             lo_i, hi_i = (kz_lo, kz_hi) if i == 2 else (0, shape_t[i] - 1)
             idx.append(np.clip(c, lo_i, hi_i))
-        cls = classes_t[idx[2], idx[1], idx[0]]
+        cls = tpl.classes[idx[2], idx[1], idx[0]]
         cls[~valid] = 0
+        air = np.nonzero(valid & (cls == 0))
+        cls[air] = tpl.body_layers(idx[2][air], idx[1][air], idx[0][air], thickness)
         fine = tex.fine.slab(a0, a1)
         cls[gassy[cls] & (fine > gas_thr)] = GAS
         hu = render_slab(cls, fine, tex.coarse.slab(a0, a1), a0, imaging, grid.spacing_xyz)
