@@ -79,17 +79,20 @@ trap 'exit 130' INT TERM
 # Torch and its dependencies, fetched with the host's pip configuration (its local wheels and indexes
 # where it has them): the stand-in then installs offline, and the same CPU wheel as the host's.
 log "downloading torch==$torch_version and its dependencies"
-"$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
-    --python-version "$py_version" --dest "$cache/wheels" "torch==$torch_version"
+if ! "$python" -m pip download --disable-pip-version-check --only-binary=:all: \
+    --python-version "$py_version" --dest "$cache/wheels" "torch==$torch_version" >"$cache/pip.log" 2>&1; then
+    tail -n 30 "$cache/pip.log" >&2
+    log "pip download failed; its log: $cache/pip.log"
+    exit 1
+fi
 
 ctr=$(buildah from scratch)
 mnt=$(buildah mount "$ctr")
 log "debootstrap $suite into $mnt"
-debootstrap_log=$cache/debootstrap.log
 if ! debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-    --cache-dir="$cache_root/debs" "$suite" "$mnt" "$mirror" >"$debootstrap_log" 2>&1; then
-    tail -n 30 "$debootstrap_log" >&2
-    log "debootstrap failed; its log: $debootstrap_log"
+    --cache-dir="$cache_root/debs" "$suite" "$mnt" "$mirror" >"$cache/debootstrap.log" 2>&1; then
+    tail -n 30 "$cache/debootstrap.log" >&2
+    log "debootstrap failed; its log: $cache/debootstrap.log"
     exit 1
 fi
 
@@ -102,7 +105,7 @@ buildah run --isolation chroot -v "$cache/wheels:/tmp/wheels:ro" "$ctr" -- /bin/
     python3 -m venv /opt/venv
     pip install --quiet --no-cache-dir --disable-pip-version-check --no-index --find-links /tmp/wheels \
         'torch==$torch_version'
-    python -c 'import torch; print(\"torch\", torch.__version__)'
+    python -W ignore -c 'import torch; print(\"build_base: torch\", torch.__version__, \"in /opt/venv\")'
     rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /root/.cache
 " >&2
 
