@@ -6,6 +6,7 @@ Tensors are (B, C, D, H, W): batch, channels, z, y, x. Every spatial size must b
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -149,6 +150,33 @@ class RUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.activation(self.logits(x))
+
+
+def fuse_batchnorm(model: RUNet) -> RUNet:
+    """A copy of ``model`` for inference in which every Conv3d followed by a BatchNorm3d is one Conv3d with bias.
+
+    In eval mode batch normalization is an affine map per channel, so it folds into the preceding convolution's
+    weights and bias: y = gamma * (conv(x) - mean) / sqrt(var + eps) + beta. The copy computes the same function
+    (to float32 rounding), does one pass less over memory per convolution, and holds the folded BatchNorm3d layers
+    as nn.Identity. Instance normalization depends on the input and is left as it is. The original is not modified.
+
+    Args:
+        model: a RUNet (any norm); its BatchNorm3d layers must hold their running statistics (eval semantics).
+    Returns:
+        a new RUNet in eval mode, on the same device as ``model``.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = copy.deepcopy(model).eval()
+    for seq in fused.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        for k in range(len(seq) - 1):
+            conv, bn = seq[k], seq[k + 1]
+            if isinstance(conv, nn.Conv3d) and isinstance(bn, nn.BatchNorm3d) and bn.track_running_stats:
+                seq[k] = fuse_conv_bn_eval(conv, bn)
+                seq[k + 1] = nn.Identity()
+    return fused
 
 
 def count_parameters(model: nn.Module) -> int:

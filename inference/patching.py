@@ -109,6 +109,81 @@ def _batches(items: list, size: int) -> Iterator[list]:
         yield items[k : k + size]
 
 
+def _check_inputs(volume: np.ndarray, batch_size: int) -> None:
+    if volume.ndim != 3 or min(volume.shape) < 1:
+        raise ValueError(f"volume must be a non-empty (D, H, W) array, got shape {volume.shape}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def window_coverage(depth: int, plan: PatchPlan) -> np.ndarray:
+    """(depth,) int array: how many z-windows of ``plan`` cover each slice of a volume of ``depth`` slices.
+
+    Dividing the sums of :func:`iter_phase_sums` by it (along z) gives the mean window probabilities.
+    """
+    padded, starts = _windows(depth, plan)
+    count = np.zeros(padded, dtype=np.int64)
+    for z0 in starts:
+        count[z0 : z0 + min(plan.window, padded)] += 1
+    return count[:depth]
+
+
+def iter_phase_sums(
+    volume: np.ndarray,
+    predict_fn: PredictFn,
+    num_classes: int,
+    plan: PatchPlan = PatchPlan(),
+    batch_size: int = 2,
+    device: torch.device | str = "cpu",
+    pad_value: float = -1.0,
+) -> Iterator[tuple[tuple[int, int], torch.Tensor]]:
+    """Run the network over every z-window of every computed phase; yield each phase once all its windows ran.
+
+    Windows of consecutive phases are batched together, so a phase is yielded as soon as its last window came
+    back and its buffers are freed: at most ``ceil(batch_size / windows per phase) + 1`` phase buffers live at once.
+
+    Args: as :func:`predict_labels`.
+    Yields:
+        (offset, sums): the phase's (y, x) offset, and (C, D, hi, wj) float32 sums of the window probabilities on
+        ``device`` (hi, wj: the phase's in-plane size, vol[:, i::stride, j::stride].shape[1:]); divide by
+        :func:`window_coverage` along z for the mean probabilities.
+    """
+    _check_inputs(volume, batch_size)
+    device = torch.device(device)
+    d, h, w = volume.shape
+    s = plan.stride
+    depth, starts = _windows(d, plan)
+    hw = (_round_up(-(-h // s), plan.size_multiple), _round_up(-(-w // s), plan.size_multiple))
+    win = min(plan.window, depth)
+    offsets = plan.offsets()
+
+    items = [(p, z0) for p in range(len(offsets)) for z0 in starts]
+    remaining = {p: len(starts) for p in range(len(offsets))}
+    sums: dict[int, torch.Tensor] = {}
+    inputs: dict[int, torch.Tensor] = {}
+    for batch in _batches(items, batch_size):
+        for p, _ in batch:
+            if p not in inputs:
+                phase = _phase_input(volume, offsets[p], plan, depth, hw, pad_value)
+                inputs[p] = torch.from_numpy(phase).to(device)
+                sums[p] = torch.zeros((num_classes, depth, *hw), dtype=torch.float32, device=device)
+        x = torch.stack([inputs[p][z0 : z0 + win] for p, z0 in batch])[:, None]
+        with torch.inference_mode():
+            probs = predict_fn(x)
+        if probs.shape != (len(batch), num_classes, win, *hw):
+            raise ValueError(
+                f"predict_fn returned shape {tuple(probs.shape)}, expected {(len(batch), num_classes, win, *hw)}"
+            )
+        for k, (p, z0) in enumerate(batch):
+            sums[p][:, z0 : z0 + win] += probs[k]
+            remaining[p] -= 1
+            if remaining[p] == 0:
+                i, j = offsets[p]
+                hi, wj = len(range(i, h, s)), len(range(j, w, s))
+                del inputs[p]
+                yield offsets[p], sums.pop(p)[:, :d, :hi, :wj]
+
+
 def predict_labels(
     volume: np.ndarray,
     predict_fn: PredictFn,
@@ -131,46 +206,16 @@ def predict_labels(
     Returns:
         (D, H, W) uint8 argmax labels.
     """
-    if volume.ndim != 3 or min(volume.shape) < 1:
-        raise ValueError(f"volume must be a non-empty (D, H, W) array, got shape {volume.shape}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _check_inputs(volume, batch_size)
     device = torch.device(device)
     d, h, w = volume.shape
-    s = plan.stride
-    depth, starts = _windows(d, plan)
-    hw = (_round_up(-(-h // s), plan.size_multiple), _round_up(-(-w // s), plan.size_multiple))
-    win = min(plan.window, depth)
-    offsets = plan.offsets()
     g = plan.grid_step
     labels = np.empty((d, h, w), dtype=np.uint8)
     grid = None
     if g > 1:  # probabilities on the coarser grid of the computed phases, interpolated at the end
         grid = torch.zeros((num_classes, d, -(-h // g), -(-w // g)), dtype=torch.float32, device=device)
-
-    items = [(p, z0) for p in range(len(offsets)) for z0 in starts]
-    remaining = {p: len(starts) for p in range(len(offsets))}
-    sums: dict[int, torch.Tensor] = {}
-    inputs: dict[int, torch.Tensor] = {}
-    for batch in _batches(items, batch_size):
-        for p, _ in batch:
-            if p not in inputs:
-                phase = _phase_input(volume, offsets[p], plan, depth, hw, pad_value)
-                inputs[p] = torch.from_numpy(phase).to(device)
-                sums[p] = torch.zeros((num_classes, depth, *hw), dtype=torch.float32, device=device)
-        x = torch.stack([inputs[p][z0 : z0 + win] for p, z0 in batch])[:, None]
-        with torch.inference_mode():
-            probs = predict_fn(x)
-        if probs.shape != (len(batch), num_classes, win, *hw):
-            raise ValueError(
-                f"predict_fn returned shape {tuple(probs.shape)}, expected {(len(batch), num_classes, win, *hw)}"
-            )
-        for k, (p, z0) in enumerate(batch):
-            sums[p][:, z0 : z0 + win] += probs[k].float()
-            remaining[p] -= 1
-            if remaining[p] == 0:
-                _finish_phase(sums.pop(p)[:, :d], offsets[p], plan, (d, h, w), labels, grid)
-                del inputs[p]
+    for offset, acc in iter_phase_sums(volume, predict_fn, num_classes, plan, batch_size, device, pad_value):
+        _finish_phase(acc, offset, plan, labels, grid)
     if grid is not None:
         _upsample_argmax(grid, g, labels)
     return labels
@@ -180,15 +225,11 @@ def _finish_phase(
     acc: torch.Tensor,
     offset: tuple[int, int],
     plan: PatchPlan,
-    shape: tuple[int, int, int],
     labels: np.ndarray,
     grid: torch.Tensor | None,
 ) -> None:
-    """Scatter one phase's summed probabilities (C, D, hp, wp): labels directly, or into the coarse grid."""
-    _, h, w = shape
+    """Scatter one phase's summed probabilities (C, D, hi, wj): labels directly, or into the coarse grid."""
     s, i, j = plan.stride, offset[0], offset[1]
-    hi, wj = len(range(i, h, s)), len(range(j, w, s))
-    acc = acc[:, :, :hi, :wj]
     if grid is None:
         labels[:, i::s, j::s] = acc.argmax(0).to(torch.uint8).cpu().numpy()
     else:

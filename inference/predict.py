@@ -13,13 +13,15 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from tqdm import tqdm
 
 from inference.checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_checkpoint
 from inference.engine import Segmenter, resolve_precision, select_device
-from inference.io import INPUT_SUFFIX, OUTPUT_SUFFIX, InputError, case_name, read_ct, write_labels
+from inference.io import INPUT_SUFFIX, OUTPUT_SUFFIX, CTVolume, InputError, case_name, read_ct, write_labels
 from inference.patching import PatchPlan
 
 
@@ -69,6 +71,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def prefetch_reads(cases: list[Path], pool: ThreadPoolExecutor, first: Future | None = None) -> Iterator[Future]:
+    """Futures of read_ct(case), in order, each read started while the previous case is being segmented.
+
+    ``first`` is the already-submitted read of cases[0] (the CLI starts it before loading the network, so that
+    reading the first case overlaps the start-up); its result or exception is raised by ``Future.result()``.
+    """
+    pending = first if first is not None else pool.submit(read_ct, cases[0])
+    for k in range(len(cases)):
+        current = pending
+        if k + 1 < len(cases):
+            pending = pool.submit(read_ct, cases[k + 1])
+        yield current
+
+
 def prepare_output(output_dir: Path) -> str | None:
     """Create the output folder and check it is writable; an error line or None."""
     try:
@@ -93,6 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     if not cases:
         log(f"{args.input}: no input images (<case>{INPUT_SUFFIX}) found")
         return 1
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read")
+    first_read = pool.submit(read_ct, cases[0])  # overlaps the checkpoint load and the device's start-up
+    try:
+        return _run(args, cases, pool, first_read)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, first_read: Future) -> int:
     try:
         device = select_device(args.device)
         precision = resolve_precision(args.precision, device)
@@ -113,11 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     failed: list[str] = []
-    for path in tqdm(cases, desc="cases", unit="case", file=sys.stderr, disable=None):
+    reads = prefetch_reads(cases, pool, first_read)
+    for path, read in zip(tqdm(cases, desc="cases", unit="case", file=sys.stderr, disable=None), reads):
         name = case_name(path)
         start = time.perf_counter()
         try:
-            volume = read_ct(path)
+            volume: CTVolume = read.result()
             labels = segmenter.segment(volume)
             write_labels(args.output / f"{name}{OUTPUT_SUFFIX}", labels, volume)
         except InputError as exc:
