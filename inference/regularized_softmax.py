@@ -97,9 +97,10 @@ def _regularized_softmax_graph(
         if n > 1:
             gd.narrow(dim, 0, n - 1).copy_(s.narrow(dim, 1, n - 1) - s.narrow(dim, 0, n - 1))
         g.append(gd)
-    norm = torch.sqrt(g[0] * g[0] + g[1] * g[1] + g[2] * g[2])
-    # eta = V / max(1, |V|) with V = -step * grad(S)
-    factor = -step / torch.clamp(norm * step, min=1.0)
+    sq = g[0] * g[0] + g[1] * g[1] + g[2] * g[2]
+    # eta = V / max(1, |V|) with V = -step * grad(S); max(1, step |g|) = sqrt(max(1, step^2 |g|^2)): the clamp comes
+    # before the square root, whose gradient at |g| = 0 would otherwise be 0 * inf = NaN.
+    factor = -step / torch.sqrt(torch.clamp(sq * (step * step), min=1.0))
     div = torch.zeros_like(s)
     for gd, dim in zip(g, _SPATIAL_DIMS):
         eta = gd * factor

@@ -48,3 +48,13 @@ def test_perfect_prediction_has_low_loss_and_gradient_flows():
 def test_shape_mismatch_is_rejected():
     with pytest.raises(ValueError):
         eq5_loss(torch.rand(1, 5, 4, 4, 4), torch.zeros(1, 4, 4, 5, dtype=torch.long))
+
+
+def test_regularized_softmax_gradient_is_finite_on_flat_regions():
+    """Where the softmax is spatially constant |grad S| = 0; the layer's gradient must not be 0 * inf = NaN."""
+    from inference.model import RUNet, UNetConfig
+
+    logits = torch.zeros(1, 5, 4, 4, 4, requires_grad=True)
+    model = RUNet(UNetConfig(widths=(2, 4)))
+    eq5_loss(model.activation(logits), torch.zeros(1, 4, 4, 4, dtype=torch.long)).backward()
+    assert torch.isfinite(logits.grad).all() and torch.isfinite(model.activation.lam.grad).all()
