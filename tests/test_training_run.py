@@ -47,6 +47,9 @@ def test_steps_reduce_loss_and_checkpoint_runs_in_inference_cli(phantoms, tmp_pa
     assert len(losses) == 12 and losses[-1] < 0.96 * losses[0] and losses == sorted(losses, reverse=True)
     assert {"dsc_liver", "nsd_pancreas", "lam"} <= set(row)
     assert (run / "curves.png").is_file() and (run / "best.pt").is_file()
+    with open(run / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["dsc_liver"] == "nan" and float(rows[5]["dsc_liver"]) >= 0  # validated every 6th epoch
     ckpt = load_checkpoint(run / "best.pt")  # verified against the run's SHA256SUMS
     assert ckpt.config.widths == (4, 8, 16) and ckpt.training["train_config"]["patch"] == [16, 32, 32]
     assert "resume" not in ckpt.training and "resume" in load_checkpoint(run / "last.pt").training

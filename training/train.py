@@ -30,7 +30,7 @@ from training.data import load_dataset, split_cases
 from training.logs import append_row, plot_curves, truncate_rows
 from training.losses import eq5_terms
 from training.sampler import PatchDataset, PatchSpec, epoch_order, rank_positions, worker_init
-from training.validate import summarize, validate, validation_plan
+from training.validate import summarize, summary_keys, validate, validation_plan
 
 AMP = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -179,7 +179,7 @@ def train(cfg: TrainConfig) -> dict:
             if val_cases and ((epoch + 1) % cfg.val_every == 0 or last_epoch):
                 summary = summarize(validate(model, norm, val_cases, plan, device))
                 model.train()
-            row |= summary
+            row |= summary or dict.fromkeys(summary_keys(), float("nan"))
             training = record | {"epoch": epoch, "step": step, "wall_s": wall, "lam": lam_of(model), "val": summary}
             improved = bool(summary) and summary["dsc_mean"] > best
             if improved:

@@ -47,6 +47,11 @@ def validate(
     return out
 
 
+def summary_keys() -> list[str]:
+    """The columns of :func:`summarize`, in order (log.csv has them on every row, NaN between validations)."""
+    return [f"{m}_{n}" for n in ORGANS.values() for m in ("dsc", "nsd")] + ["dsc_mean"]
+
+
 def summarize(scores: dict[str, dict[int, tuple[float, float]]]) -> dict[str, float]:
     """Mean DSC and NSD per organ over cases ({'dsc_liver': ..., 'nsd_liver': ..., 'dsc_mean': ...})."""
     row: dict[str, float] = {}
