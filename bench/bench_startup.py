@@ -32,7 +32,7 @@ NOT_NEEDED = ("scipy", "matplotlib", "pandas", "evaluation", "training", "bench"
 """Top-level packages the container must not import (evaluation, training and benchmark code and their deps)."""
 
 WRAPPER = r"""
-import json, sys, time
+import json, os, sys, time
 stamps = {}
 import inference.predict as cli
 import inference.engine as engine
@@ -50,17 +50,25 @@ def first_window(self, x):
 engine.Segmenter._predict_fn = first_window
 code = cli.main(sys.argv[1:])
 print("STAMPS " + json.dumps(stamps), file=sys.stderr)
-sys.exit(code)
+if os.environ.get("RUNET_BENCH_EXIT") == "teardown":
+    sys.exit(code)  # how the CLI ended before: the interpreter's full tear-down
+cli.exit_now(code)  # as python -m inference.predict ends now
 """
 
 
-def timeline(image: Path, weights: Path, phases: int, device: str) -> tuple[list[tuple[str, float]], str]:
-    """[(event, seconds since launch)] for one case through the CLI, and the CLI's stderr."""
+def timeline(
+    image: Path, weights: Path, phases: int, device: str, exit_mode: str = "now"
+) -> tuple[list[tuple[str, float]], str]:
+    """[(event, seconds since launch)] for one case through the CLI, and the CLI's stderr.
+
+    exit_mode: "now" ends the process as the CLI does (inference.predict.exit_now), "teardown" through the
+    interpreter's normal tear-down (as it did before).
+    """
     work = Path(tempfile.mkdtemp(prefix="bench_startup_"))
     try:
         (work / "in").mkdir()
         shutil.copy(image, work / "in" / image.name)
-        env = {**os.environ, "PYTHONPATH": str(REPO), "RUNET_WEIGHTS": str(weights)}
+        env = {**os.environ, "PYTHONPATH": str(REPO), "RUNET_WEIGHTS": str(weights), "RUNET_BENCH_EXIT": exit_mode}
         cmd = [sys.executable, "-c", WRAPPER, "-i", str(work / "in"), "-o", str(work / "out")]
         cmd += ["--phases", str(phases), "--device", device]
         t0 = time.time()
@@ -127,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         args.cache = Path(tempfile.mkdtemp(prefix="bench_startup_"))
         args.depth, size, args.weights = 16, 64, tiny_weights(args.cache)
     image = phantom_case(args.cache, args.depth, size)[0]
-    events, _ = timeline(image, args.weights, args.phases, args.device)
+    before, _ = timeline(image, args.weights, args.phases, args.device, "teardown")
+    events, _ = timeline(image, args.weights, args.phases, args.device, "now")
+    events += [(f"before: {k} (exit through the interpreter's tear-down)", v) for k, v in before[-2:]]
     total, per_top = import_times()
     flagged = sorted(t for t in per_top if t in NOT_NEEDED)
     body = markdown_table(["event (one case, one process)", "seconds since launch"], events)

@@ -43,12 +43,14 @@ from inference.patching import PatchPlan  # noqa: E402
 GOAL_IN_PROCESS_S, GOAL_WHOLE_S, GOAL_STABLE_MIB = 1.0, 4.0, 1229.0
 
 
-def in_process(images: list[Path], weights: Path, precision: str, device: str, phases: int, work: Path) -> dict:
+def in_process(
+    images: list[Path], weights: Path, precision: str, device: str, phases: int, work: Path, batch: int = 2
+) -> dict:
     """{image name: (in-process s, network s, max allocated MiB)} for one precision, network warmed up first."""
     ckpt = load_checkpoint(weights)
     dev = select_device(device)
     plan = PatchPlan(phases=phases, size_multiple=ckpt.config.size_multiple)
-    seg = Segmenter(ckpt, dev, plan, 2, PRECISIONS[precision])
+    seg = Segmenter(ckpt, dev, plan, batch, PRECISIONS[precision])
     timed = TimedFn(seg._predict_fn, device)
     seg._predict_fn = timed  # the engine calls it through the instance attribute
     m = ckpt.config.size_multiple
@@ -72,7 +74,7 @@ def in_process(images: list[Path], weights: Path, precision: str, device: str, p
     return out
 
 
-def whole_process(image: Path, weights: Path, precision: str, device: str, phases: int, work: Path):
+def whole_process(image: Path, weights: Path, precision: str, device: str, phases: int, work: Path, batch: int = 2):
     """The CLI on a folder holding only ``image``, timed and sampled by evaluation.efficiency.run_command."""
     case_dir = work / "whole"
     shutil.rmtree(case_dir, ignore_errors=True)
@@ -81,7 +83,7 @@ def whole_process(image: Path, weights: Path, precision: str, device: str, phase
     path = ":".join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     command = (
         f"PYTHONPATH={path} RUNET_WEIGHTS={weights} {sys.executable} -m inference.predict -i {{input}} -o {{output}} "
-        f"--precision {precision} --device {device} --phases {phases}"
+        f"--precision {precision} --device {device} --phases {phases} --batch-size {batch}"
     )
     record = run_command(command, case_dir / "in", case_dir / "out", case=image.name)
     if record.returncode != 0:
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precisions", nargs="+", default=["float32", "bfloat16", "float16"], choices=tuple(PRECISIONS))
     p.add_argument("--depths", type=int, nargs="+", default=[64, 128, 300])
     p.add_argument("--phases", type=int, default=16, choices=(16, 4, 1))
+    p.add_argument("--batch-size", type=int, default=2, help="windows per network call (the CLI's default: 2)")
     p.add_argument("--weights", type=Path, default=REPO / "weights" / "runet.pt")
     p.add_argument("--work", type=Path, default=None, help="phantoms and outputs (default: a temporary folder)")
     p.add_argument("--quick", action="store_true", help="tiny phantoms and network (dry run of the script)")
@@ -115,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, raw = [], []
     for precision in args.precisions:
-        inside = in_process(images, args.weights, precision, args.device, args.phases, work)
+        inside = in_process(images, args.weights, precision, args.device, args.phases, work, args.batch_size)
         for image, depth in zip(images, args.depths):
-            rec = whole_process(image, args.weights, precision, args.device, args.phases, work)
+            rec = whole_process(image, args.weights, precision, args.device, args.phases, work, args.batch_size)
             seconds, network_s, allocated = inside[image.name]
             stable = rec.stable_max_mb if rec.stable_max_mb is not None else float("nan")
             auc = rec.auc_mb_s if rec.auc_mb_s is not None else float("nan")
@@ -168,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         "goals met",
     ]
     title = (
-        f"GPU check: --phases {args.phases}, batch 2, weights {args.weights.name}, device {args.device}. "
+        f"GPU check: --phases {args.phases}, batch {args.batch_size}, weights {args.weights.name}, "
+        f"device {args.device}. "
         f"{machine_line(args.device)}. Goals (H100): whole-process <= {GOAL_WHOLE_S:g} s, GPU stable max <= "
         f"{GOAL_STABLE_MIB:g} MiB, in-process <= {GOAL_IN_PROCESS_S:g} s for 512x512x128."
     )

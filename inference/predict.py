@@ -163,5 +163,16 @@ def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, 
     return 0
 
 
+def exit_now(code: int) -> None:
+    """Flush stdout and stderr and end the process at once with ``code``.
+
+    Every output file is complete and renamed by then; what is skipped is the interpreter's tear-down (freeing
+    torch's modules and tensors one by one, about a second of the case's measured time on a 2-core CPU).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
