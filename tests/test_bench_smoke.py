@@ -29,7 +29,7 @@ def _load(name: str):
 @pytest.mark.parametrize(
     ("name", "header"),
     [
-        ("bench_postprocess", "| labels (zyx) | foreground voxels |"),
+        ("bench_postprocess", "| ours | labels (zyx) | foreground voxels |"),
         ("bench_floor", "| network | precision | variant |"),
         ("bench_stages", "| volume | variant | precision | read (s) |"),
         ("bench_startup", "| event (one case, one process) |"),
