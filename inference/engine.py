@@ -71,8 +71,11 @@ class Segmenter:
     def __post_init__(self) -> None:
         """Build the network that runs: batch norms folded into the convolutions (``fuse``), weights in the
         channels-last-3d layout (``channels_last``; oneDNN and cuDNN pick faster kernels for it), on the device."""
-        self.checkpoint.model.to(self.device).eval()
-        self.network = fuse_batchnorm(self.checkpoint.model) if self.fuse else self.checkpoint.model
+        self.checkpoint.model.eval()
+        if self.fuse:  # only the folded copy goes to the device: one set of weights there
+            self.network = fuse_batchnorm(self.checkpoint.model)
+        else:
+            self.network = self.checkpoint.model
         self._place_network()
 
     def _place_network(self) -> None:

@@ -276,10 +276,52 @@ def _upsample_axis(p: torch.Tensor, step: int, n_out: int, dim: int) -> torch.Te
     return out
 
 
-def _upsample_argmax(grid: torch.Tensor, step: int, labels: np.ndarray, slab: int = 8) -> None:
-    """Bilinear in-plane interpolation of grid (C, D, Hg, Wg) to labels' (D, H, W), then argmax, slab by slab."""
+def _upsample_argmax_dense(grid: torch.Tensor, step: int, labels: np.ndarray, z0: int, z1: int) -> None:
+    """labels[z0:z1] = argmax of the bilinear in-plane interpolation of grid[:, z0:z1] (C, s, Hg, Wg), every voxel."""
+    _, h, w = labels.shape
+    p = _upsample_axis(grid[:, z0:z1], step, h, 2)
+    p = _upsample_axis(p, step, w, 3)
+    labels[z0:z1] = _argmax_classes(p)
+
+
+def _upsample_argmax(
+    grid: torch.Tensor, step: int, labels: np.ndarray, slab: int = 8, dense_above: float = 0.25
+) -> None:
+    """Bilinear in-plane interpolation of grid (C, D, Hg, Wg) to labels' (D, H, W), then argmax, slab by slab.
+
+    The interpolated probabilities of a voxel are a convex combination of those of the (up to 4) grid samples
+    around it, so where those samples share their argmax the voxel has it too (the same holds after float
+    rounding, which is monotone). Only the cells whose corner samples disagree (near organ boundaries) are
+    interpolated, with the dense pass's arithmetic; the labels are identical to interpolating every voxel
+    (:func:`_upsample_argmax_dense`), which a slab falls back to when more than ``dense_above`` of its cells are
+    unsure.
+    """
     d, h, w = labels.shape
+    c, _, hg, wg = grid.shape
+    f = torch.arange(step, device=grid.device, dtype=torch.float32) / step  # sub-sample offsets
+    fy, fx = f.view(1, 1, step), f.view(1, 1, 1, step)
     for z0 in range(0, d, slab):
-        p = _upsample_axis(grid[:, z0 : z0 + slab], step, h, 2)
-        p = _upsample_axis(p, step, w, 3)
-        labels[z0 : z0 + slab] = _argmax_classes(p)
+        z1 = min(z0 + slab, d)
+        s = z1 - z0
+        g = grid[:, z0:z1].reshape(c, -1)  # (C, s * Hg * Wg)
+        coarse = g.max(0).indices.to(torch.uint8).view(s, hg, wg)
+        below = torch.cat([coarse[:, 1:], coarse[:, -1:]], 1)  # the sample at ky + 1 (clamped), and so on
+        # a cell (the step x step voxels from one sample to the next) is unsure when its corners disagree
+        unsure = (coarse != below) | (coarse != torch.cat([coarse[:, :, 1:], coarse[:, :, -1:]], 2))
+        unsure |= coarse != torch.cat([below[:, :, 1:], below[:, :, -1:]], 2)
+        cells = unsure.view(-1).nonzero().squeeze(1)
+        if cells.numel() > dense_above * unsure.numel():
+            _upsample_argmax_dense(grid, step, labels, z0, z1)
+            continue
+        out = coarse.repeat_interleave(step, 1).repeat_interleave(step, 2)  # (s, Hg * step, Wg * step)
+        if cells.numel():
+            zc, yx = cells // (hg * wg), cells % (hg * wg)
+            ky, kx = yx // wg, yx % wg
+            down, right = (ky < hg - 1).long() * wg, (kx < wg - 1).long()
+            a, b = g[:, cells, None], g[:, cells + down, None]
+            cc, dd = g[:, cells + right, None], g[:, cells + down + right, None]
+            left = a * (1 - fy) + b * fy  # (C, n, step): along y first, as the dense pass
+            rgt = cc * (1 - fy) + dd * fy
+            p = left[..., None] * (1 - fx) + rgt[..., None] * fx  # (C, n, step, step)
+            out.view(s, hg, step, wg, step)[zc, ky, :, kx, :] = p.max(0).indices.to(torch.uint8)
+        labels[z0:z1] = out[:, :h, :w].cpu().numpy()

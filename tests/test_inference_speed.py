@@ -123,3 +123,32 @@ def test_predict_labels_unchanged_by_batch_size():
         a = predict_labels(vol, model, 5, plan, batch_size=1)
         b = predict_labels(vol, model, 5, plan, batch_size=5)
     assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("step", [2, 4])
+@pytest.mark.parametrize("kind", ["organs", "noise", "ties"])
+@pytest.mark.parametrize("shape", [(9, 64, 60), (3, 1, 7), (2, 5, 1), (4, 30, 33)])
+def test_boundary_only_upsampling_equals_interpolating_every_voxel(step, kind, shape):
+    from inference.patching import _upsample_argmax, _upsample_argmax_dense
+
+    d, h, w = shape
+    hg, wg = -(-h // step), -(-w // step)
+    gen = torch.Generator().manual_seed(step * 100 + h)
+    if kind == "organs":
+        y, x = torch.arange(hg).float()[:, None], torch.arange(wg).float()[None, :]
+        logits = torch.zeros(5, d, hg, wg)
+        for k, (cy, cx, r) in enumerate([(0.5, 0.3, 0.3), (0.6, 0.7, 0.15), (0.3, 0.8, 0.2), (0.7, 0.4, 0.1)], 1):
+            blob = 1 - ((y - cy * hg) ** 2 + (x - cx * wg) ** 2) / max(r * hg, 1.0) ** 2
+            logits[k] = 3 * blob.clamp(min=0)[None] + 0.05 * torch.rand(d, hg, wg, generator=gen)
+        grid = torch.softmax(logits, 0)
+    elif kind == "noise":
+        grid = torch.rand(5, d, hg, wg, generator=gen)
+    else:
+        grid = (torch.rand(5, d, hg, wg, generator=gen) * 2).round() / 2
+    dense = np.empty(shape, np.uint8)
+    for z0 in range(0, d, 4):
+        _upsample_argmax_dense(grid, step, dense, z0, min(z0 + 4, d))
+    for dense_above in (0.25, 1.0):  # with the dense fallback, and forced boundary-only
+        sparse = np.empty(shape, np.uint8)
+        _upsample_argmax(grid, step, sparse, slab=4, dense_above=dense_above)
+        np.testing.assert_array_equal(sparse, dense)
