@@ -23,6 +23,7 @@ from inference.checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_checkpoi
 from inference.engine import Segmenter, resolve_precision, select_device
 from inference.io import INPUT_SUFFIX, OUTPUT_SUFFIX, CTVolume, InputError, case_name, read_ct, write_labels
 from inference.patching import PatchPlan
+from inference.stride import SEEN_INPLANE_MM, plan_for_spacing
 
 
 def log(message: str) -> None:
@@ -61,6 +62,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="fit",
         choices=("pad", "fit"),
         help="volumes under one window: replicate-pad to a full window, or run one window of their depth",
+    )
+    p.add_argument(
+        "--stride",
+        default="auto",
+        choices=("auto", "4", "2", "1"),
+        help="in-plane stride of the phase split; auto: 4 unless the strided voxel leaves the trained size range",
     )
     p.add_argument("--no-postprocess", action="store_true", help="skip the largest-component filter")
     args = p.parse_args(argv)
@@ -131,6 +138,7 @@ def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, 
     except (ValueError, CheckpointError) as exc:
         log(f"error: {exc}")
         return 2 if isinstance(exc, ValueError) else 1
+    seen_mm = tuple(checkpoint.training.get("inplane_voxel_mm", SEEN_INPLANE_MM))
     segmenter = Segmenter(checkpoint, device, plan, args.batch_size, precision, not args.no_postprocess)
     log(
         f"RUnet: {len(cases)} case(s), device {device}, precision {str(precision).removeprefix('torch.')}, "
@@ -144,6 +152,7 @@ def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, 
         start = time.perf_counter()
         try:
             volume: CTVolume = read.result()
+            segmenter.plan = plan_for_spacing(plan, volume.spacing_zyx[1:], args.stride, seen_mm)
             labels = segmenter.segment(volume)
             write_labels(args.output / f"{name}{OUTPUT_SUFFIX}", labels, volume)
         except InputError as exc:
@@ -155,7 +164,10 @@ def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, 
             failed.append(name)
             continue
         shape = "x".join(str(s) for s in reversed(volume.image.shape))
-        log(f"{name}: {shape} voxels (canonical xyz), {time.perf_counter() - start:.2f} s")
+        log(
+            f"{name}: {shape} voxels (canonical xyz), stride {segmenter.plan.stride}, "
+            f"{time.perf_counter() - start:.2f} s"
+        )
     log(f"{len(cases) - len(failed)} of {len(cases)} case(s) written to {args.output}")
     if failed:
         log(f"failed case(s): {', '.join(failed)}")
