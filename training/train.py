@@ -114,6 +114,8 @@ def train(cfg: TrainConfig) -> dict:
     samples = cfg.samples_per_epoch or len(train_cases)
     global_batch = cfg.batch_size * d.world
     plan = validation_plan(cfg.stride, cfg.patch[0], model.config.size_multiple)
+    # the in-plane voxel size (mm) of the patches the network sees: inference picks its stride to match it
+    voxels = [cfg.stride * 0.5 * (c.spacing_zyx[1] + c.spacing_zyx[2]) for c in train_cases]
     record = {
         "train_config": cfg.to_dict(),
         "parameters": count_parameters(model),
@@ -121,6 +123,7 @@ def train(cfg: TrainConfig) -> dict:
         "data": {"folder": str(cfg.data), "train_cases": train_names, "val_cases": [c.name for c in val_cases]},
         "patch_sampling": f"I[k:k+{spec.depth}, i::{spec.stride}, j::{spec.stride}], in-plane crop/pad to "
         f"{spec.height}x{spec.width}",
+        "inplane_voxel_mm": [min(voxels), max(voxels)],
     }
     if d.main:
         print(
