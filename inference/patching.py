@@ -285,7 +285,7 @@ def _upsample_argmax_dense(grid: torch.Tensor, step: int, labels: np.ndarray, z0
 
 
 def _upsample_argmax(
-    grid: torch.Tensor, step: int, labels: np.ndarray, slab: int = 8, dense_above: float = 0.25
+    grid: torch.Tensor, step: int, labels: np.ndarray, slab: int = 32, dense_above: float = 0.25
 ) -> None:
     """Bilinear in-plane interpolation of grid (C, D, Hg, Wg) to labels' (D, H, W), then argmax, slab by slab.
 
@@ -294,7 +294,8 @@ def _upsample_argmax(
     rounding, which is monotone). Only the cells whose corner samples disagree (near organ boundaries) are
     interpolated, with the dense pass's arithmetic; the labels are identical to interpolating every voxel
     (:func:`_upsample_argmax_dense`), which a slab falls back to when more than ``dense_above`` of its cells are
-    unsure.
+    unsure. Slabs of 32 slices keep the number of tensor operations (each a round trip through the thread pool)
+    low; the boundary-only work per slab is small.
     """
     d, h, w = labels.shape
     c, _, hg, wg = grid.shape
@@ -311,7 +312,8 @@ def _upsample_argmax(
         unsure |= coarse != torch.cat([below[:, :, 1:], below[:, :, -1:]], 2)
         cells = unsure.view(-1).nonzero().squeeze(1)
         if cells.numel() > dense_above * unsure.numel():
-            _upsample_argmax_dense(grid, step, labels, z0, z1)
+            for k in range(z0, z1, 8):  # 8 slices at a time: (C, 8, H, W) float32 temporaries
+                _upsample_argmax_dense(grid, step, labels, k, min(k + 8, z1))
             continue
         out = coarse.repeat_interleave(step, 1).repeat_interleave(step, 2)  # (s, Hg * step, Wg * step)
         if cells.numel():
