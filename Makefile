@@ -1,20 +1,20 @@
 # Two targets for a fresh machine (Python 3.10+ with venv; no GPU, no Docker, no download of data or weights):
 #   make example   set up .venv, make a CT phantom, segment it with the shipped weights, score it
 #   make test      set up .venv and run the test suite
+#   make bench     run the CPU benchmarks of bench/ (tables in bench/results/)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXAMPLE := example
 PYTEST_ARGS ?=
 
-.PHONY: example test lint venv clean
+.PHONY: example test bench lint venv clean
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-bench.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-bench.txt
 	touch $@
 
 example: venv
@@ -26,6 +26,9 @@ example: venv
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	for b in stages floor monai postprocess startup nsd; do $(PY) bench/bench_$$b.py || exit 1; done
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -98,6 +98,8 @@ def train(cfg: TrainConfig) -> dict:
         model.load_state_dict(payload["state_dict"])
         state = payload["training"]
         opt.load_state_dict(state["resume"]["optimizer"])
+        for group in opt.param_groups:  # a resumed run takes --lr as given (a no-op when it is unchanged)
+            group["lr"] = cfg.lr
         scaler.load_state_dict(state["resume"]["scaler"])
         torch.set_rng_state(state["resume"]["torch_rng"])
         start_epoch, step, best, wall = state["epoch"] + 1, state["step"], state["best_dsc"], state["wall_s"]
