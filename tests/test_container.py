@@ -42,7 +42,9 @@ CASES = ("FLARE22C_0044", "TSEX_0002")
 FORBIDDEN_NAMES = {"tests", "training", "evaluation", "bench", ".venv", ".git", "__pycache__"}
 # Rounds of outside/inside runs for the timing figures (the best of them is reported).
 ROUNDS = int(os.environ.get("RUNET_CONTAINER_ROUNDS", "3"))
-CASE_LOG = re.compile(r"^(?P<case>\S+): \S+ voxels \(canonical xyz\), (?P<seconds>[0-9.]+) s$", re.MULTILINE)
+CASE_LOG = re.compile(
+    r"^(?P<case>\S+): \S+ voxels \(canonical xyz\), (?:stride \d+, )?(?P<seconds>[0-9.]+) s$", re.MULTILINE
+)
 
 
 def tool(name: str) -> str | None:
@@ -330,8 +332,10 @@ def check_outputs(inputs: dict[str, Path], out_dir: Path) -> dict[str, np.ndarra
 
 
 def seconds_per_case(log: str) -> dict[str, float]:
-    """The CLI's own per-case times (reading, inference, writing), from its log lines."""
-    return {m["case"]: float(m["seconds"]) for m in CASE_LOG.finditer(log)}
+    """The CLI's own per-case times (reading, inference, writing), from its log lines; every case must have one."""
+    seconds = {m["case"]: float(m["seconds"]) for m in CASE_LOG.finditer(log)}
+    assert set(seconds) == set(CASES), f"per-case log lines not found for {set(CASES) - set(seconds)} in:\n{log}"
+    return seconds
 
 
 def run_inside(ctr: str, in_dir: Path, out_dir: Path, command: list[str]) -> str:
