@@ -14,7 +14,6 @@ is its negative adjoint, so that <grad u, p> = -<u, div p>. With ``lam = 0`` the
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 _SPATIAL_DIMS = (2, 3, 4)  # z, y, x in a (B, C, D, H, W) tensor
@@ -23,6 +22,25 @@ _SPATIAL_DIMS = (2, 3, 4)  # z, y, x in a (B, C, D, H, W) tensor
 def _check_5d(t: torch.Tensor, name: str) -> None:
     if t.dim() != 5:
         raise ValueError(f"{name} must have shape (B, C, D, H, W), got {tuple(t.shape)}")
+
+
+def _forward_differences(u: torch.Tensor, differentiable: bool) -> list[torch.Tensor]:
+    """The z, y, x components of grad3d(u), each of u's shape (B, C, D, H, W), zero across the last slice/row/column.
+
+    ``differentiable=False`` writes the differences straight into the buffers (no temporaries, no autograd).
+    """
+    parts = []
+    for dim in _SPATIAL_DIMS:
+        out = torch.zeros_like(u)
+        n = u.shape[dim]
+        if n > 1:
+            ahead, here = u.narrow(dim, 1, n - 1), u.narrow(dim, 0, n - 1)
+            if differentiable:
+                out.narrow(dim, 0, n - 1).copy_(ahead - here)
+            else:
+                torch.sub(ahead, here, out=out.narrow(dim, 0, n - 1))
+        parts.append(out)
+    return parts
 
 
 def grad3d(u: torch.Tensor) -> torch.Tensor:
@@ -35,13 +53,7 @@ def grad3d(u: torch.Tensor) -> torch.Tensor:
         each zero across the last slice, row and column respectively.
     """
     _check_5d(u, "u")
-    parts = []
-    for dim in _SPATIAL_DIMS:
-        diff = torch.diff(u, dim=dim)
-        pad = [0, 0, 0, 0, 0, 0]
-        pad[2 * (4 - dim) + 1] = 1  # one trailing zero along `dim` (F.pad lists the last axis first)
-        parts.append(F.pad(diff, pad))
-    return torch.stack(parts, dim=2)
+    return torch.stack(_forward_differences(u, differentiable=True), dim=2)
 
 
 def div3d(p: torch.Tensor) -> torch.Tensor:
@@ -90,13 +102,7 @@ def _regularized_softmax_graph(
     """:func:`regularized_softmax` written without in-place updates, so that autograd can differentiate it."""
     s = torch.softmax(logits, dim=1)
     # grad3d / div3d written out per axis: the same arithmetic without the (B, C, 3, D, H, W) intermediates.
-    g = []
-    for dim in _SPATIAL_DIMS:
-        gd = torch.zeros_like(s)
-        n = s.shape[dim]
-        if n > 1:
-            gd.narrow(dim, 0, n - 1).copy_(s.narrow(dim, 1, n - 1) - s.narrow(dim, 0, n - 1))
-        g.append(gd)
+    g = _forward_differences(s, differentiable=True)
     sq = g[0] * g[0] + g[1] * g[1] + g[2] * g[2]
     # eta = V / max(1, |V|) with V = -step * grad(S); max(1, step |g|) = sqrt(max(1, step^2 |g|^2)): the clamp comes
     # before the square root, whose gradient at |g| = 0 would otherwise be 0 * inf = NaN.
@@ -120,13 +126,7 @@ def _regularized_softmax_inplace(
     makes fewer passes over memory. Same inputs and result (to rounding) as :func:`regularized_softmax`.
     """
     s = torch.softmax(logits, dim=1)
-    g = []
-    for dim in _SPATIAL_DIMS:
-        gd = torch.zeros_like(s)
-        n = s.shape[dim]
-        if n > 1:
-            torch.sub(s.narrow(dim, 1, n - 1), s.narrow(dim, 0, n - 1), out=gd.narrow(dim, 0, n - 1))
-        g.append(gd)
+    g = _forward_differences(s, differentiable=False)
     # factor = -step / max(1, step * |grad S|), computed in the buffer of S (no longer needed)
     factor = torch.mul(g[0], g[0], out=s)
     factor.addcmul_(g[1], g[1]).addcmul_(g[2], g[2]).sqrt_().mul_(step).clamp_(min=1.0).reciprocal_().mul_(-step)
