@@ -2,8 +2,8 @@
 
     python -m evaluation.evaluate --gt GT_DIR --pred PRED_DIR --out OUT_DIR [--workers 4]
 
-Pairs every ``<case>.nii.gz`` of GT_DIR (files ``<case>_0000.nii.gz`` are images and are skipped) with
-PRED_DIR/``<case>.nii.gz``. Spacing comes from the ground truth's header. A prediction must lie on its ground
+Pairs every ``<case>.nii.gz`` of GT_DIR (a ``<case>_0000.nii.gz`` beside a ``<case>.nii.gz`` is an image, skipped)
+with PRED_DIR/``<case>.nii.gz``. Spacing comes from the ground truth's header. A prediction must lie on its ground
 truth's grid (size equal; spacing, origin, direction within a tolerance): otherwise that case is an error,
 listed, and the exit code is 1; nothing is ever resampled. A missing, empty (0-byte) or unreadable prediction
 scores 0 for every organ and is listed. Writes OUT_DIR/metrics.csv (case, organ, DSC, NSD, status),
@@ -56,11 +56,17 @@ class CaseResult:
 
 
 def find_cases(gt_dir: Path) -> list[str]:
-    """Case names of the label maps ``<case>.nii.gz`` in gt_dir, sorted; images ``*_0000.nii.gz`` skipped."""
+    """Case names of the label maps ``<case>.nii.gz`` in gt_dir, sorted.
+
+    A file ``<c>_0000.nii.gz`` is the image of case ``<c>`` and skipped when ``<c>.nii.gz`` lies beside it (a
+    flat folder of images and labels); otherwise it is the label map of a case that is itself named ``<c>_0000``
+    (e.g. PHANTOM_0000 in a labelsTr folder).
+    """
+    names = {p.name for p in gt_dir.iterdir() if p.is_file() and p.name.endswith(SUFFIX)}
     return sorted(
-        p.name[: -len(SUFFIX)]
-        for p in gt_dir.iterdir()
-        if p.is_file() and p.name.endswith(SUFFIX) and not _IMAGE_NAME.search(p.name)
+        name[: -len(SUFFIX)]
+        for name in names
+        if not (_IMAGE_NAME.search(name) and _IMAGE_NAME.sub(SUFFIX, name) in names)
     )
 
 

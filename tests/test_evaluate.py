@@ -239,3 +239,11 @@ def test_figure_picks_the_largest_cross_section():
     pred = np.zeros_like(gt)
     pred[2, 3:5, 3:5] = 4  # pancreas only predicted: its rows come from the prediction
     assert figure.organ_slices(gt, pred) == {1: 4, 4: 2}
+
+
+def test_case_names_ending_in_0000_are_labels_unless_an_image_of_a_labelled_case(tmp_path):
+    from evaluation.evaluate import find_cases
+
+    for name in ("PHANTOM_0000.nii.gz", "PHANTOM_0001.nii.gz", "A.nii.gz", "A_0000.nii.gz", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert find_cases(tmp_path) == ["A", "PHANTOM_0000", "PHANTOM_0001"]
