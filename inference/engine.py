@@ -17,6 +17,7 @@ from inference.io import CTVolume
 from inference.model import fuse_batchnorm
 from inference.patching import PatchPlan, predict_labels
 from inference.postprocess import keep_largest_components
+from inference.stride import SEEN_INPLANE_MM, plan_for_spacing
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -67,6 +68,7 @@ class Segmenter:
     postprocess: bool = True
     fuse: bool = True
     channels_last: bool = True
+    stride: int | str | None = None  # None: ``plan`` as given; "auto", 4, 2, 1: per volume (see plan_for)
 
     def __post_init__(self) -> None:
         """Build the network that runs: batch norms folded into the convolutions (``fuse``), weights in the
@@ -94,8 +96,17 @@ class Segmenter:
         with ctx:
             return self.network(x)
 
-    def predict(self, volume: np.ndarray) -> np.ndarray:
-        """(D, H, W) HU array in canonical orientation -> (D, H, W) uint8 labels (before post-processing)."""
+    def plan_for(self, volume: CTVolume) -> PatchPlan:
+        """The plan this volume runs with: ``plan``, with its stride chosen from the spacing unless stride is None."""
+        if self.stride is None:
+            return self.plan
+        seen_mm = tuple(self.checkpoint.training.get("inplane_voxel_mm", SEEN_INPLANE_MM))
+        return plan_for_spacing(self.plan, volume.spacing_zyx[1:], self.stride, seen_mm)
+
+    def predict(self, volume: np.ndarray, plan: PatchPlan | None = None) -> np.ndarray:
+        """(D, H, W) HU array in canonical orientation -> (D, H, W) uint8 labels (before post-processing).
+
+        ``plan`` defaults to the segmenter's own."""
         norm = self.checkpoint.normalization
         x = norm.apply(volume)
         while True:
@@ -104,7 +115,7 @@ class Segmenter:
                     x,
                     self._predict_fn,
                     self.checkpoint.config.num_classes,
-                    self.plan,
+                    plan or self.plan,
                     batch_size=self.batch_size,
                     device=self.device,
                     pad_value=norm.air_value,
@@ -131,5 +142,5 @@ class Segmenter:
 
     def segment(self, volume: CTVolume) -> np.ndarray:
         """A canonical CT volume -> (D, H, W) uint8 label map in canonical orientation, post-processed."""
-        labels = self.predict(volume.image)
+        labels = self.predict(volume.image, self.plan_for(volume))
         return keep_largest_components(labels) if self.postprocess else labels

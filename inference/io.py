@@ -71,18 +71,37 @@ class Orientation:
         return tuple(zyx[p] for p in self.perm)
 
 
+@dataclass(frozen=True)
+class Geometry:
+    """Where the input's voxels lie, as SimpleITK gives it: origin (mm, xyz), spacing (mm, xyz), direction (9
+    floats, row-major 3x3). The output label map gets exactly these."""
+
+    origin: tuple[float, ...]
+    spacing: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> Geometry:
+        return cls(image.GetOrigin(), image.GetSpacing(), image.GetDirection())
+
+    def apply(self, image: sitk.Image) -> None:
+        image.SetOrigin(self.origin)
+        image.SetSpacing(self.spacing)
+        image.SetDirection(self.direction)
+
+
 @dataclass
 class CTVolume:
     """A CT volume in canonical orientation.
 
-    image: int16/float array (z, y, x) in HU, canonical orientation; spacing_zyx: mm; reference: the image as read
-    (its pixels are dropped, its geometry kept for writing the output); orientation: how it was reoriented.
+    image: int16/float array (z, y, x) in HU, canonical orientation; spacing_zyx: mm; orientation: how it was
+    reoriented; geometry: the input's origin, spacing and direction, for writing the output.
     """
 
     image: np.ndarray
     spacing_zyx: tuple[float, float, float]
     orientation: Orientation
-    reference: sitk.Image
+    geometry: Geometry
 
 
 def case_name(path: Path) -> str:
@@ -178,18 +197,8 @@ def read_ct(path: Path) -> CTVolume:
         image=np.ascontiguousarray(orientation.to_canonical(array)),
         spacing_zyx=orientation.spacing_zyx(spacing),
         orientation=orientation,
-        reference=_geometry(image),
+        geometry=Geometry.of(image),
     )
-
-
-def _geometry(image: sitk.Image) -> sitk.Image:
-    """A 1-voxel image holding only the size (in metadata), origin, spacing and direction of ``image``."""
-    ref = sitk.Image([1, 1, 1], sitk.sitkUInt8)
-    ref.SetOrigin(image.GetOrigin())
-    ref.SetSpacing(image.GetSpacing())
-    ref.SetDirection(image.GetDirection())
-    ref.SetMetaData("size", " ".join(str(s) for s in image.GetSize()))
-    return ref
 
 
 def write_labels(path: Path, labels_canonical: np.ndarray, volume: CTVolume) -> None:
@@ -199,14 +208,13 @@ def write_labels(path: Path, labels_canonical: np.ndarray, volume: CTVolume) -> 
     under the final name.
     """
     path = Path(path)
+    if labels_canonical.shape != volume.image.shape:
+        raise ValueError(
+            f"label map of shape {labels_canonical.shape} does not match the image's shape {volume.image.shape}"
+        )
     labels = np.ascontiguousarray(volume.orientation.from_canonical(labels_canonical), dtype=np.uint8)
-    expected = tuple(int(s) for s in reversed(volume.reference.GetMetaData("size").split()))
-    if labels.shape != expected:
-        raise ValueError(f"label map of shape {labels.shape} does not match the input's zyx shape {expected}")
     out = sitk.GetImageFromArray(labels)
-    out.SetOrigin(volume.reference.GetOrigin())
-    out.SetSpacing(volume.reference.GetSpacing())
-    out.SetDirection(volume.reference.GetDirection())
+    volume.geometry.apply(out)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp{OUTPUT_SUFFIX}")
     try:
         sitk.WriteImage(out, str(tmp), useCompression=True)

@@ -23,7 +23,6 @@ from inference.checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_checkpoi
 from inference.engine import Segmenter, resolve_precision, select_device
 from inference.io import INPUT_SUFFIX, OUTPUT_SUFFIX, CTVolume, InputError, case_name, read_ct, write_labels
 from inference.patching import PatchPlan
-from inference.stride import SEEN_INPLANE_MM, plan_for_spacing
 
 
 def log(message: str) -> None:
@@ -138,8 +137,9 @@ def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, 
     except (ValueError, CheckpointError) as exc:
         log(f"error: {exc}")
         return 2 if isinstance(exc, ValueError) else 1
-    seen_mm = tuple(checkpoint.training.get("inplane_voxel_mm", SEEN_INPLANE_MM))
-    segmenter = Segmenter(checkpoint, device, plan, args.batch_size, precision, not args.no_postprocess)
+    segmenter = Segmenter(
+        checkpoint, device, plan, args.batch_size, precision, not args.no_postprocess, stride=args.stride
+    )
     log(
         f"RUnet: {len(cases)} case(s), device {device}, precision {str(precision).removeprefix('torch.')}, "
         f"phases {args.phases}, weights {args.weights}"
@@ -152,7 +152,6 @@ def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, 
         start = time.perf_counter()
         try:
             volume: CTVolume = read.result()
-            segmenter.plan = plan_for_spacing(plan, volume.spacing_zyx[1:], args.stride, seen_mm)
             labels = segmenter.segment(volume)
             write_labels(args.output / f"{name}{OUTPUT_SUFFIX}", labels, volume)
         except InputError as exc:
@@ -165,7 +164,7 @@ def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, 
             continue
         shape = "x".join(str(s) for s in reversed(volume.image.shape))
         log(
-            f"{name}: {shape} voxels (canonical xyz), stride {segmenter.plan.stride}, "
+            f"{name}: {shape} voxels (canonical xyz), stride {segmenter.plan_for(volume).stride}, "
             f"{time.perf_counter() - start:.2f} s"
         )
     log(f"{len(cases) - len(failed)} of {len(cases)} case(s) written to {args.output}")

@@ -10,22 +10,25 @@ import argparse
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from inference.model import UNetConfig
+from inference.preprocess import Normalization
+
 
 @dataclass
 class TrainConfig:
     data: str = ""  # FLARE-layout folder (imagesTr/labelsTr, TrainingImg/TrainingMask, or flat)
     out: str = "runs/runet"  # run folder: last.pt, best.pt, SHA256SUMS, log.csv, curves.png
     cache: str = ""  # decoded-array cache; default <out>/cache
-    # network (inference.model.UNetConfig)
-    widths: tuple[int, ...] = (16, 32, 64, 128, 256)
-    norm: str = "batch"
-    attention: bool = True
-    regularized_softmax: bool = True
-    tv_step: float = 1.0
-    lam_init: float = 1.0
-    # data and patches
-    hu_min: float = -200.0
-    hu_max: float = 300.0
+    # network: inference.model.UNetConfig's fields, with its defaults
+    widths: tuple[int, ...] = UNetConfig.widths
+    norm: str = UNetConfig.norm
+    attention: bool = UNetConfig.attention
+    regularized_softmax: bool = UNetConfig.regularized_softmax
+    tv_step: float = UNetConfig.tv_step
+    lam_init: float = UNetConfig.lam_init
+    # data and patches (intensity window: inference.preprocess.Normalization's defaults)
+    hu_min: float = Normalization.hu_min
+    hu_max: float = Normalization.hu_max
     patch: tuple[int, int, int] = (128, 128, 128)  # depth, height, width after the stride
     stride: int = 4
     samples_per_epoch: int = 0  # patches per epoch; 0: one per training case
