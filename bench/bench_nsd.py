@@ -26,11 +26,7 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation.metrics import ORGANS, nsd, score_labels  # noqa: E402
-
-
-def _shared_data() -> Path:
-    env = os.environ.get("RUNET_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+from training.shared_data import shared_data_dir  # noqa: E402
 
 
 def _best_time(fn: Callable[[], float], repeats: int) -> tuple[float, float]:
@@ -95,7 +91,7 @@ def synthetic_case(shape: tuple[int, int, int], seed: int = 0) -> tuple[np.ndarr
 def _real_rows(case: str, repeats: int) -> list[tuple[str, float, float, float, float]]:
     import SimpleITK as sitk
 
-    path = _shared_data() / f"{case}.nii.gz"
+    path = shared_data_dir() / f"{case}.nii.gz"
     if not path.exists():
         print(f"skipping the real case: {path} not found", file=sys.stderr)
         return []

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from training.shared_data import shared_data_dir
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_data_dir() -> Path:
-    """../shared/data beside the repository, or $RUNET_SHARED_DATA."""
-    return Path(os.environ.get("RUNET_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")

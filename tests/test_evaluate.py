@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import os
 import shutil
 import subprocess
 import sys
@@ -19,19 +18,15 @@ from evaluation import figure
 from evaluation.evaluate import find_cases, main, parse_tolerance
 from evaluation.labels_io import LabelReadError, read_labels
 from evaluation.metrics import ORGANS
+from training.shared_data import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = ["DCMQI_0001", "FLARE22C_0044", "TSDCM_0001", "TSEX_0002"]
 
 
-def shared_data() -> Path:
-    env = os.environ.get("RUNET_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
 @pytest.fixture(scope="module")
 def gt_dir() -> Path:
-    path = shared_data()
+    path = shared_data_dir()
     if not all((path / f"{c}.nii.gz").exists() for c in CASES):
         pytest.skip(f"real cases not found in {path} (set RUNET_SHARED_DATA to the shared data folder)")
     return path

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -13,8 +10,9 @@ from scipy import ndimage
 from training import phantom
 from training.phantom import generate_case, write_dataset
 from training.phantom_grid import orientation_set
+from training.shared_data import shared_data_dir
 
-SHARED = Path(os.environ.get("RUNET_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED = shared_data_dir()
 TEMPLATES = SHARED / "templates"
 
 # a small case covering the whole abdomen: 96 x 96 at 4.2 mm (403 mm field of view), 60 slices of 6 mm

@@ -18,16 +18,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from training.shared_data import shared_data_dir
+
 COLORS = {1: "red", 2: "yellow", 3: "deepskyblue", 4: "lime"}
 REAL_CASES = ("TSEX_0002", "TSDCM_0001")
-
-
-def shared_data_dir() -> Path:
-    """The shared data folder: $RUNET_SHARED_DATA, else <repo>/../shared/data."""
-    env = os.environ.get("RUNET_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def to_lps_arrays(image: sitk.Image, label: sitk.Image) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:

@@ -25,6 +25,7 @@ import SimpleITK as sitk
 from training.phantom_grid import CanonicalGrid, SmoothField
 from training.phantom_imaging import HALO, TextureFields, draw_imaging, render_slab, to_int16
 from training.phantom_tissues import PHASES, TISSUE_ID, TISSUES
+from training.shared_data import shared_data_dir
 
 # extra class ids, above every template id
 FAT, WALL, VISCERAL, GAS = 250, 251, 252, 253
@@ -85,9 +86,7 @@ def templates_dir(override: str | os.PathLike | None = None) -> Path:
     """The templates folder: `override`, else $RUNET_SHARED_DATA/templates, else ../shared/data/templates."""
     if override is not None:
         return Path(override)
-    env = os.environ.get("RUNET_SHARED_DATA")
-    base = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-    return base / "templates"
+    return shared_data_dir() / "templates"
 
 
 def flare_label(name: str) -> int:
