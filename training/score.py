@@ -1,6 +1,6 @@
 """Score a checkpoint on a FLARE-layout folder through the inference pipeline (for model cards and comparisons).
 
-python -m training.score --weights W.pt --data FOLDER [--stride 4] [--window 128] [--out scores.json]
+python -m training.score --weights W.pt --data FOLDER [--stride 4] [--window 128] [--out scores.json] [--no-postprocess]
 
 Each image is read with inference.io.read_ct, segmented by inference.engine.Segmenter (all stride**2 phases,
 z-windows overlapping by half, largest-component post-processing) and scored per organ with
@@ -29,11 +29,16 @@ from training.data import find_pairs
 from training.validate import ORGANS
 
 
-def score_folder(weights: Path, data: Path, stride: int = 4, window: int = 128, verify: bool = True) -> dict:
-    """{case: {organ name: {"dsc", "nsd", "gt_voxels", "pred_voxels"}, "seconds": s}}."""
+def score_folder(
+    weights: Path, data: Path, stride: int = 4, window: int = 128, verify: bool = True, postprocess: bool = True
+) -> dict:
+    """{case: {organ name: {"dsc", "nsd", "gt_voxels", "pred_voxels"}, "seconds": s}}.
+
+    postprocess=False scores the network's label map before the largest-component step.
+    """
     ckpt = load_checkpoint(weights, verify=verify)
     plan = PatchPlan(stride=stride, phases=stride * stride, window=window, size_multiple=ckpt.config.size_multiple)
-    seg = Segmenter(ckpt, torch.device("cpu"), plan, batch_size=2)
+    seg = Segmenter(ckpt, torch.device("cpu"), plan, batch_size=2, postprocess=postprocess)
     out: dict = {}
     for pair in find_pairs(data):
         t0 = time.perf_counter()
@@ -74,10 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=int, default=128)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="write the scores as JSON here")
+    p.add_argument("--no-postprocess", action="store_true", help="score before the largest-component step")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    scores = score_folder(args.weights, args.data, args.stride, args.window)
+    scores = score_folder(args.weights, args.data, args.stride, args.window, postprocess=not args.no_postprocess)
     print(table(scores))
     if args.out:
         args.out.write_text(json.dumps(scores, indent=1))
