@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from inference.io import INPUT_SUFFIX, read_ct
+from inference.io import INPUT_SUFFIX, CTVolume, read_ct
 
 LAYOUTS = (("imagesTr", "labelsTr"), ("TrainingImg", "TrainingMask"))
 NUM_CLASSES = 5
@@ -132,6 +132,16 @@ def _stamp(path: Path) -> list[int]:
     return [int(st.st_size), int(st.st_mtime_ns)]
 
 
+def read_pair(pair: CasePair) -> tuple[CTVolume, np.ndarray]:
+    """(image read by inference.io.read_ct, label map (D, H, W) uint8 in the same canonical zyx orientation)."""
+    volume = read_ct(pair.image)
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(pair.label)))
+    label = np.ascontiguousarray(volume.orientation.to_canonical(label)).astype(np.uint8)
+    if volume.image.shape != label.shape:
+        raise DataError(f"{pair.name}: canonical image {volume.image.shape} != label {label.shape}")
+    return volume, label
+
+
 def cache_case(pair: CasePair, cache_dir: Path) -> CachedCase:
     """Decode one case into cache_dir (once; reused while the source files are unchanged) and memory-map it."""
     cache_dir = Path(cache_dir)
@@ -141,12 +151,8 @@ def cache_case(pair: CasePair, cache_dir: Path) -> CachedCase:
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
     if meta is None or meta.get("stamp") != stamp or not img_path.is_file() or not lab_path.is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
-        volume = read_ct(pair.image)
-        label = sitk.GetArrayFromImage(sitk.ReadImage(str(pair.label)))
-        label = np.ascontiguousarray(volume.orientation.to_canonical(label)).astype(np.uint8)
+        volume, label = read_pair(pair)
         image = np.ascontiguousarray(volume.image).astype(np.int16)
-        if image.shape != label.shape:
-            raise DataError(f"{pair.name}: canonical image {image.shape} != label {label.shape}")
         for arr, path in ((image, img_path), (label, lab_path)):
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
             np.save(tmp, arr)

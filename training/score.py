@@ -17,16 +17,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 
-from evaluation.metrics import score_labels
+from evaluation.metrics import ORGANS, score_labels
 from inference.checkpoint import load_checkpoint
 from inference.engine import Segmenter
-from inference.io import read_ct
-from inference.patching import PatchPlan
-from training.data import find_pairs
-from training.validate import ORGANS
+from training.data import find_pairs, read_pair
+from training.validate import validation_plan
 
 
 def score_folder(
@@ -37,15 +34,14 @@ def score_folder(
     postprocess=False scores the network's label map before the largest-component step.
     """
     ckpt = load_checkpoint(weights, verify=verify)
-    plan = PatchPlan(stride=stride, phases=stride * stride, window=window, size_multiple=ckpt.config.size_multiple)
+    plan = validation_plan(stride, window, ckpt.config.size_multiple)
     seg = Segmenter(ckpt, torch.device("cpu"), plan, batch_size=2, postprocess=postprocess)
     out: dict = {}
     for pair in find_pairs(data):
         t0 = time.perf_counter()
-        volume = read_ct(pair.image)
+        volume, gt = read_pair(pair)
         pred = seg.segment(volume)
-        gt = volume.orientation.to_canonical(sitk.GetArrayFromImage(sitk.ReadImage(str(pair.label)))).astype(np.uint8)
-        scores = score_labels(np.ascontiguousarray(gt), pred, volume.spacing_zyx, labels=tuple(ORGANS))
+        scores = score_labels(gt, pred, volume.spacing_zyx, labels=tuple(ORGANS))
         row: dict = {"seconds": round(time.perf_counter() - t0, 1)}
         for label, name in ORGANS.items():
             n_gt, n_pred = int((gt == label).sum()), int((pred == label).sum())

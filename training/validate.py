@@ -5,15 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from evaluation.metrics import score_labels
+from evaluation.metrics import ORGANS, score_labels
 from inference.checkpoint import DEFAULT_LABELS, Checkpoint
 from inference.engine import Segmenter
 from inference.model import RUNet
 from inference.patching import PatchPlan
 from inference.preprocess import Normalization
 from training.data import CachedCase
-
-ORGANS = {1: "liver", 2: "kidney", 3: "spleen", 4: "pancreas"}
 
 
 def validation_plan(stride: int, window: int, size_multiple: int) -> PatchPlan:
