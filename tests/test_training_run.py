@@ -32,6 +32,11 @@ def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
     return TrainConfig(**(TINY | {"data": str(data), "out": str(out), "cache": str(out.parent / "cache")} | kw))
 
 
+def _steps(run: Path) -> list[str]:
+    with open(run / "steps.csv") as f:
+        return [r["step"] for r in csv.DictReader(f)]
+
+
 def _losses(run: Path) -> list[float]:
     with open(run / "steps.csv") as f:
         return [float(r["loss"]) for r in csv.DictReader(f)]
@@ -74,6 +79,19 @@ def test_resume_equals_uninterrupted_run(phantoms, tmp_path):
     a = load_checkpoint(tmp_path / "straight" / "last.pt").model.state_dict()
     b = load_checkpoint(tmp_path / "resumed" / "last.pt").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_init_starts_a_new_run_from_a_checkpoints_weights(phantoms, tmp_path):
+    kw = dict(epochs=2, samples_per_epoch=2, batch_size=1, val_fraction=0.0)
+    train(_cfg(phantoms, tmp_path / "a", **kw))
+    src = tmp_path / "a" / "last.pt"
+    train(_cfg(phantoms, tmp_path / "b", **(kw | {"epochs": 1, "lr": 1e-12, "init": str(src)})))
+    assert [int(r) for r in _steps(tmp_path / "b")] == [1, 2]  # a new run: its own step count, fresh optimizer
+    a = dict(load_checkpoint(src, verify=False).model.named_parameters())
+    b = dict(load_checkpoint(tmp_path / "b" / "last.pt", verify=False).model.named_parameters())
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # lr ~0: still the source's weights
+    with pytest.raises(ValueError, match="last.pt: --init checkpoint has config"):
+        train(_cfg(phantoms, tmp_path / "c", **(kw | {"widths": (4, 8, 32), "init": str(src)})))
 
 
 def _worker(rank: int, world: int, port: int, cfg: TrainConfig) -> None:

@@ -47,6 +47,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0: leave torch's default
     device: str = "auto"
     resume: bool = True  # continue from <out>/last.pt when it exists
+    init: str = ""  # start a new run from this checkpoint's weights (fine-tuning); its config and window must match
     max_steps: int = 0  # stop after this many optimizer steps in total (0: no limit); for tests and timing
 
     def __post_init__(self) -> None:

@@ -1,8 +1,6 @@
-"""Abdominal anatomy of the CT phantom, in LPS patient millimetres (+x patient left, +y posterior, +z
-superior).
+"""Abdominal anatomy of the CT phantom, in LPS patient millimetres (+x patient left, +y posterior, +z superior).
 
-`draw_anatomy` draws one patient's parameters; `rasterize` paints the tissue ids (phantom_tissues.TISSUE_ID)
-of a
+`draw_anatomy` draws one patient's parameters; `rasterize` paints the tissue ids (phantom_tissues.TISSUE_ID) of a
 `Slab`. The frame's origin is the middle of the body at about the level of L1/L2 (renal hila), z = 0.
 Shapes are painted in order, later ones over earlier ones, and abdominal organs are clipped to the abdominal
 cavity below the diaphragm.
@@ -34,6 +32,15 @@ def draw_anatomy(rng: np.random.Generator) -> dict:
     a["ys"] = a["y_c"] - 10 - a["rv"][1]
     a["period"], a["disc"], a["z0v"] = u(32, 38), u(7, 10), u(0, 35)
     ys, rvy = a["ys"], a["rv"][1]
+    # the aorta lies on the vertebral body; the abdomen leaves room in front of it for the pancreas, the vessels
+    # between them and the stomach (a deeper belly where the drawn habitus would not)
+    a["y_ao"], a["r_ao"] = ys - rvy - 12, u(10, 13)
+    front = a["y_ao"] - a["r_ao"]  # anterior wall of the aorta and of the IVC beside it
+    room = u(40, 60)
+    Bac = a["Ba"] - a["tf"] - a["tm"]
+    if front + Bac < room:
+        a["Ba"] += room - front - Bac
+        a["cavity"] = (a["cavity"][0], a["Ba"] - a["tf"] - a["tm"], a["cavity"][2])
     # diaphragm domes
     a["zR"], a["zL"] = u(125, 165), 0.0
     a["zL"] = a["zR"] - u(5, 25)
@@ -50,31 +57,36 @@ def draw_anatomy(rng: np.random.Generator) -> dict:
         a["kidneys"].append((c, axes, frame(long_axis, toward)))
     # liver: right lobe and left lobe
     s = u(0.85, 1.15)
-    a["liver"] = [
-        ((u(-85, -65), u(-15, 10), u(55, 85)), (90 * s, u(75, 95) * s, u(80, 100) * s)),
-        ((u(0, 30), u(-65, -45), u(70, 100)), (u(45, 70) * s, u(28, 40) * s, u(35, 55) * s)),
-    ]
+    right = (np.array([u(-85, -65), u(-15, 10), u(55, 85)]), np.array([90, u(75, 95), u(80, 100)]) * s)
+    left = (np.array([u(0, 30), u(-65, -45), u(70, 100)]), np.array([u(45, 70), u(28, 40), u(35, 55)]) * s)
+    a["liver"] = [right, (_joined(left[0], left[1], *right), left[1])]
     # spleen
     a["spleen"] = (
         (u(80, 100), u(30, 55), u(45, 80)),
         np.array((u(20, 27), u(38, 52), u(55, 72))) * u(0.85, 1.2),
         frame((u(0.2, 0.5), u(-0.7, -0.4), -1.0), (-1.0, -0.4, 0.0)),
     )
-    # pancreas: head (right, caudal) to tail (left, toward the splenic hilum), anterior to the left kidney
+    # pancreas, one connected organ whose centre line nothing painted later crosses: the head in front of the
+    # IVC (which may groove its back), the neck and body in front of the aorta with a gap g for the SMA and the
+    # splenic vein, the tail toward the splenic hilum on the front of the left kidney
     zp = u(15, 40)
-    kl = a["kidneys"][0][0]
+    kl, k_ax, k_rows = a["kidneys"][0]
+    k_front = float(np.sqrt(((np.asarray(k_rows).T * np.asarray(k_ax)[None, :]) ** 2).sum(axis=1))[1])
+    rad = np.array([u(14, 19), u(10, 13), u(9, 12), u(8, 11), u(7, 10)])
+    g = u(7, 11)
     a["pancreas"] = (
         np.array(
             [
-                (u(-40, -25), u(-15, 0), zp - u(15, 25)),
-                (u(-15, -5), u(-30, -20), zp),
-                (u(15, 25), u(-28, -18), zp + u(0, 8)),
-                (u(45, 55), kl[1] - u(45, 55), zp + u(5, 15)),
-                (kl[0] + u(5, 18), kl[1] - u(28, 38), zp + u(15, 28)),
+                (u(-40, -25), front - u(0, 3) - 0.7 * rad[0], zp - u(15, 25)),
+                (u(-15, -5), front - g - rad[1], zp),
+                (u(15, 25), front - g - rad[2], zp + u(0, 8)),
+                (u(45, 55), min(kl[1] - u(45, 55), front - g - rad[3]), zp + u(5, 15)),
+                (kl[0] + u(5, 18), kl[1] - k_front - u(0, 4) - 0.6 * rad[4], zp + u(15, 28)),
             ]
         ),
-        np.array([u(14, 19), u(10, 13), u(9, 12), u(8, 11), u(7, 10)]),
+        rad,
     )
+    a["pancreas_gap"] = g
     a["zp"] = zp
     # vessels
     xa = u(8, 16)
@@ -88,7 +100,7 @@ def draw_anatomy(rng: np.random.Generator) -> dict:
                 (xa - 2, ys - rvy - 12, a["z_bif"]),
             ]
         ),
-        np.full(4, u(10, 13)),
+        np.full(4, a["r_ao"]),
     )
     bif = np.array([xa - 2, ys - rvy - 12, a["z_bif"]])
     a["iliacs"] = [(np.array([bif, bif + (side * 70, 25, -150)]), np.array([7.0, 6.0])) for side in (-1, 1)]
@@ -97,22 +109,24 @@ def draw_anatomy(rng: np.random.Generator) -> dict:
             [
                 (-22, ys - rvy - 8, a["z_bif"] - 10),
                 (-25, ys - rvy - 12, 40.0),
-                (-18, ys - rvy - 25, a["zR"] - 30),
-                (-5, ys - rvy - 35, a["zR"] + 20),
+                (-22, ys - rvy - 10, a["zR"] - 30),
+                (-12, ys - rvy - 16, a["zR"] + 20),
             ]
         ),
         np.array([u(9, 12), u(10, 13), 13.0, 14.0]),
     )
-    conf = np.array([u(-5, 5), -8.0, zp - 5])
+    # the portal confluence behind the neck, the splenic vein along the back of the body and tail, the SMA from
+    # the aorta down behind the neck: each at most grooves the pancreas's back
+    pts, rad = a["pancreas"]
+    conf = pts[1] + (u(-3, 3), rad[1] + 3, -5)
     hilum = np.array([u(-50, -35), u(-5, 10), zp + u(35, 50)])
     a["portal"] = (np.array([conf + (5, -10, -90), conf, hilum]), np.array([5.0, 7.0, 7.5]))
-    tail = a["pancreas"][0][-1]
     a["splenic_v"] = (
-        np.array([conf, a["pancreas"][0][3] + (0, 12, 0), tail + (5, 14, 5)]),
-        np.array([4.5, 4.0, 3.5]),
+        np.array([conf, pts[2] + (0, rad[2] + 2, 0), pts[3] + (0, rad[3] + 2, 0), pts[4] + (5, rad[4] + 2, 5)]),
+        np.array([4.5, 4.5, 4.0, 3.5]),
     )
     a["sma"] = (
-        np.array([(xa, ys - rvy - 20, zp + 5), (xa - 2, ys - rvy - 40, zp - 10), (-5, -30, zp - 110)]),
+        np.array([(xa, a["y_ao"] - 8, zp + 5), (xa - 2, front - g / 2, zp - 12), (xa - 8, front - g - 10, zp - 110)]),
         np.array([3.5, 3.5, 2.5]),
     )
     # vessels inside the liver: portal branches from the hilum, hepatic veins to the IVC
@@ -197,9 +211,28 @@ def _body_n(sq, A, Ba, Bp):
     return x2 * np.float32(1 / A**2) + np.where(ant, ya, yp * yp)
 
 
+def _joined(c, ax, c_to, ax_to, depth: float = 0.6) -> np.ndarray:
+    """Centre c (xyz mm), moved toward c_to in 2 mm steps until the ellipsoid (c, ax) reaches well into (c_to, ax_to).
+
+    "Well into": the point 70 % of the way from c to its edge facing c_to (along x) lies at r2 <= depth in the
+    other ellipsoid, so the two lobes of an organ meet in a wide bridge rather than a thin neck that a vessel
+    painted later could cut through.
+    """
+    c = np.asarray(c, float).copy()
+    step = (c_to - c) / max(float(np.linalg.norm(c_to - c)), 1e-6) * 2.0
+    for _ in range(200):
+        probe = c + np.array([np.sign(c_to[0] - c[0]) * 0.7 * ax[0], 0.0, 0.0])
+        if (((probe - c_to) / ax_to) ** 2).sum() <= depth:
+            break
+        c = c + step
+    return c
+
+
 def _diaphragm(qx, qy, a):
     """Height z (mm) of the diaphragm above (x, y): two domes, lower laterally and posteriorly."""
-    ztop = np.where(qx < 0, np.float32(a["zR"]), np.float32(a["zL"]))
+    # the right dome higher than the left, blended across the midline (no step that would cut the liver in two)
+    w = np.clip(0.5 - qx / np.float32(60), 0, 1)
+    ztop = np.float32(a["zL"]) + np.float32(a["zR"] - a["zL"]) * w
     lat = (np.abs(qx) - 65) / 95
     ant = (qy + 20) / 110
     return ztop - 55 * lat * lat - 60 * ant * ant
@@ -336,7 +369,7 @@ def rasterize(a: dict, slab: Slab, fields: dict) -> np.ndarray:
     t = tube(slab, *a["pancreas"])
     if t is not None:
         r, rho = t
-        lob = rho * (1 + 0.08 * fields["fine"][r])
+        lob = rho * (1 + 0.08 * np.maximum(fields["fine"][r], 0))  # lobulated by bites into its surface, no islands
         paint(tissue, r, lob < 1, T["pancreas"], abd)
     for key in ("splenic_v", "portal"):
         t = tube(slab, *a[key])

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from inference.checkpoint import save_checkpoint, write_sha256sums
+from inference.checkpoint import load_checkpoint, save_checkpoint, write_sha256sums
 from inference.model import RUNet, UNetConfig, count_parameters
 from inference.preprocess import Normalization
 from training import distributed
@@ -63,6 +63,20 @@ def lam_of(model: RUNet) -> float:
     return float(act.lam_value) if hasattr(act, "lam_value") else 0.0
 
 
+def init_weights(model: RUNet, norm: Normalization, path: Path) -> None:
+    """Load the weights of checkpoint `path` into `model` (in place), for fine-tuning.
+
+    The checkpoint must hold the same network config and intensity window as this run; otherwise ValueError
+    naming the file and the difference. The sha256 is not required (a run's last.pt has no SHA256SUMS entry).
+    """
+    ckpt = load_checkpoint(path, verify=False)
+    if ckpt.config != model.config:
+        raise ValueError(f"{path}: --init checkpoint has config {ckpt.config}, this run builds {model.config}")
+    if ckpt.normalization != norm:
+        raise ValueError(f"{path}: --init checkpoint has window {ckpt.normalization}, this run uses {norm}")
+    model.load_state_dict(ckpt.model.state_dict())
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run (or continue) training; returns the last epoch's log row (main process) or {}."""
     d, device = distributed.setup(cfg.device)
@@ -93,7 +107,10 @@ def train(cfg: TrainConfig) -> dict:
 
     start_epoch, step, best, wall = 0, 0, -math.inf, 0.0
     last = out / "last.pt"
-    if cfg.resume and last.is_file():
+    resuming = cfg.resume and last.is_file()
+    if cfg.init and not resuming:
+        init_weights(model, norm, Path(cfg.init))
+    if resuming:
         payload = torch.load(last, map_location="cpu", weights_only=True)
         model.load_state_dict(payload["state_dict"])
         state = payload["training"]
