@@ -1,5 +1,4 @@
-"""Benchmark our NSD against the reference package (DeepMind's surface-distance) on the same masks, in one
-run.
+"""Benchmark our NSD against the reference package (DeepMind's surface-distance) on the same masks, in one run.
 
 Rows: each organ of a real case (ground truth against a perturbed copy of itself) and liver-sized synthetic
 masks on a 200x512x512 grid, plus a whole synthetic case of four organs through ``score_labels``. Prints a

@@ -1,10 +1,9 @@
 """Regenerate the surfel triangle table of evaluation/surfels.py (a development tool, not used at run time).
 
-Needs scikit-image (not a project dependency): ``pip install scikit-image && python -m
-evaluation._make_surfel_table`` prints the ``_TRIANGLES`` entries. For each 2x2x2 neighbourhood code it runs
-classic marching cubes (Lorensen & Cline) at level 0.5 with the minority of the eight corners as foreground (a
-code and its complement bound the same surface) and records the absolute area vector of every non-degenerate
-triangle in units of 1/8.
+Needs scikit-image (not a project dependency): ``pip install scikit-image && python -m evaluation._make_surfel_table``
+prints the ``_TRIANGLES`` entries. For each 2x2x2 neighbourhood code it runs classic marching cubes (Lorensen & Cline)
+at level 0.5 with the minority of the eight corners as foreground (a code and its complement bound the same surface) and
+records the absolute area vector of every non-degenerate triangle in units of 1/8.
 """
 
 from __future__ import annotations

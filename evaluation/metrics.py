@@ -1,11 +1,9 @@
-"""Dice similarity coefficient (DSC) and normalized surface Dice (NSD) as the FLARE 2021 organizers
-compute them.
+"""Dice similarity coefficient (DSC) and normalized surface Dice (NSD) as the FLARE 2021 organizers compute them.
 
 All masks are numpy arrays in zyx order; spacings are (z, y, x) in mm, read from the ground truth's header.
 
-NSD is the surface Dice at a tolerance (Nikolov et al. 2018) on surfels: surface elements on the voxel
-corners, weighted by their area (see evaluation/surfels.py), with Euclidean distances under the anisotropic
-spacing::
+NSD is the surface Dice at a tolerance (Nikolov et al. 2018) on surfels: surface elements on the voxel corners, weighted
+by their area (see evaluation/surfels.py), with Euclidean distances under the anisotropic spacing::
 
     NSD = (area(gt surfels within tol of pred surface) + area(pred surfels within tol of gt surface))
           / (area(gt surfels) + area(pred surfels))
@@ -201,8 +199,7 @@ def nsd(
     Args:
         gt, pred: bool arrays of the same shape (z, y, x).
         spacing_zyx_mm: voxel spacing (z, y, x) in mm, from the ground truth's header.
-        tolerance_mm: distance in mm within which a surfel counts as matched (FLARE 2021: 1 mm for every
-        organ).
+        tolerance_mm: distance in mm within which a surfel counts as matched (FLARE 2021: 1 mm for every organ).
 
     Returns:
         NSD in [0, 1]: 1.0 if both masks are empty, 0.0 if exactly one of them is.

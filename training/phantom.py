@@ -2,20 +2,17 @@
 
 Two modes, both deterministic from a seed:
 
-- "phantom": an analytic anatomy (training/phantom_anatomy.py) built in LPS patient millimetres, deformed by a
-smooth
-  random displacement, and sampled on a random voxel grid (spacing, slice count, orientation), then given
-  Hounsfield units for a contrast phase, texture, partial-volume blur and noise.
+- "phantom": an analytic anatomy (training/phantom_anatomy.py) built in LPS patient millimetres, deformed by a smooth
+  random displacement, and sampled on a random voxel grid (spacing, slice count, orientation), then given Hounsfield
+  units for a contrast phase, texture, partial-volume blur and noise.
 - "labels": a real whole-anatomy label map from the shared templates folder, deformed and given random
   Hounsfield-like intensities per class, SynthSeg style (training/synth_from_labels.py).
 - "mix": each case draws one of the two with equal probability.
 
-Images are SimpleITK int16 HU, labels SimpleITK uint8 on the identical grid. Arrays inside are numpy zyx;
-SimpleITK
+Images are SimpleITK int16 HU, labels SimpleITK uint8 on the identical grid. Arrays inside are numpy zyx; SimpleITK
 sizes, spacings and origins are xyz, in mm.
 
-CLI: python -m training.phantom --out DIR --cases N --seed S [--mode phantom|labels|mix] [--layout
-nnunet|flare21]
+CLI: python -m training.phantom --out DIR --cases N --seed S [--mode phantom|labels|mix] [--layout nnunet|flare21]
 [--flat] [--images-only] [--size 512] [--slices 20 300] [--phase venous] [--render PNG]
 """
 
@@ -146,13 +143,12 @@ def generate_case(
 ) -> tuple[sitk.Image, sitk.Image]:
     """One synthetic case: (image, label), SimpleITK int16 HU and uint8 FLARE labels on the same grid.
 
-    seed: the whole case follows from it. size_xy: in-plane voxels of the canonical grid (phantom mode; labels
-    mode
-    may differ where a template's field of view is smaller). slices: fixed slice count, else drawn from
-    slice_range. spacing: fixed (x, y, z) mm, else in-plane from spacing_xy_range (default (0.6, 1.0) * 512 /
-    size_xy, a 307-512 mm field of view) and between slices from spacing_z_range, with slices * spacing_z kept
-    <= 500 mm. phase: 'plain', 'arterial' or 'venous', else drawn. orientations: 'canonical', 'axial' or 'any'
-    (see phantom_grid.orientation_set); with 'any' the slice axis may be any image axis.
+    seed: the whole case follows from it. size_xy: in-plane voxels of the canonical grid (phantom mode; labels mode may
+    differ where a template's field of view is smaller). slices: fixed slice count, else drawn from slice_range.
+    spacing: fixed (x, y, z) mm, else in-plane from spacing_xy_range (default (0.6, 1.0) * 512 / size_xy, a 307-512 mm
+    field of view) and between slices from spacing_z_range, with slices * spacing_z kept <= 500 mm. phase: 'plain',
+    'arterial' or 'venous', else drawn. orientations: 'canonical', 'axial' or 'any' (see phantom_grid.orientation_set);
+    with 'any' the slice axis may be any image axis.
     """
     _check_common(seed, size_xy, phase, mode)
     rng = np.random.default_rng(seed)
@@ -161,8 +157,7 @@ def generate_case(
     if phase is None:
         phase = str(rng.choice(PHASES))
     directions = orientation_set(orientations)
-    # the orientation has its own stream, so that the anatomy of a seed is the same whatever the orientation
-    # set
+    # the orientation has its own stream, so that the anatomy of a seed is the same whatever the orientation set
     direction = directions[int(np.random.default_rng([seed, 1]).integers(len(directions)))]
     n, sp = _draw_geometry(rng, size_xy, slices, spacing, slice_range, spacing_xy_range, spacing_z_range)
     if mode == "phantom":
@@ -211,11 +206,10 @@ def write_dataset(
 ) -> list[str]:
     """Write `cases` cases and return their names (`<prefix>_0000`, ...).
 
-    layout 'nnunet': imagesTr/<case>_0000.nii.gz and labelsTr/<case>.nii.gz; 'flare21': TrainingImg/ and
-    TrainingMask/. flat: both files side by side in out_dir (as ../shared/data keeps them). images_only: skip
-    the
-    labels. Case i uses the seed sequence (seed, i), so a case does not depend on how many others are written.
-    case_options are passed to generate_case.
+    layout 'nnunet': imagesTr/<case>_0000.nii.gz and labelsTr/<case>.nii.gz; 'flare21': TrainingImg/ and TrainingMask/.
+    flat: both files side by side in out_dir (as ../shared/data keeps them). images_only: skip the labels. Case i uses
+    the seed sequence (seed, i), so a case does not depend on how many others are written. case_options are passed to
+    generate_case.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")

@@ -423,8 +423,7 @@ def _paint_spine(tissue: np.ndarray, slab: Slab, a: dict) -> None:
     sub[vb] = T["disc"]
     sub[vb & in_body] = T["bone_cortex"]
     sub[vb & in_body & (r2 < 0.75) & ~endplate] = T["bone_marrow"]
-    # posterior arch (pedicles, laminae), spinous and transverse processes, only over the upper part of each
-    # level
+    # posterior arch (pedicles, laminae), spinous and transverse processes, only over the upper part of each level
     arch_z = (phase > disc / 2 + 2) & (phase < period * 0.75)
     ra2 = (qx / 21) ** 2 + ((qy - y_c) / 17) ** 2
     rc2 = (qx / 11) ** 2 + ((qy - y_c) / 9) ** 2

@@ -1,11 +1,9 @@
 """Voxel grids for synthetic CT: random geometry, orientations and smooth random fields.
 
-Every synthetic volume is first built on a *canonical* grid whose numpy axes (0, 1, 2) run along the LPS
-patient
-axes (z superior, y posterior, x left) with positive steps, then laid out in the output orientation by
-`to_output_array` / `make_image`. Because the output direction is a signed permutation, this relayout is
-exact:
-every output voxel holds the value computed at its own world position.
+Every synthetic volume is first built on a *canonical* grid whose numpy axes (0, 1, 2) run along the LPS patient axes (z
+superior, y posterior, x left) with positive steps, then laid out in the output orientation by `to_output_array` /
+`make_image`. Because the output direction is a signed permutation, this relayout is exact: every output voxel holds the
+value computed at its own world position.
 
 Conventions: numpy arrays zyx; SimpleITK sizes, spacings and origins xyz; millimetres throughout.
 """
@@ -18,8 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-# Signed permutation matrices as SimpleITK direction cosines (columns = world direction of the index axes x,
-# y, z).
+# Signed permutation matrices as SimpleITK direction cosines (columns = world direction of the index axes x, y, z).
 _IDENTITY = np.eye(3)
 _FLARE = np.diag([-1.0, -1.0, 1.0])
 
@@ -38,11 +35,9 @@ def _all_signed_permutations() -> list[np.ndarray]:
 def orientation_set(kind: str) -> list[np.ndarray]:
     """Direction matrices (3x3, SimpleITK column convention) to draw from.
 
-    kind: "canonical" (identity only), "axial" (the slice axis stays the patient z axis; in-plane flips and
-    x/y
-    swaps; identity and diag(-1,-1,1) weighted up, as most FLARE cases have one of them), or "any" (all 48
-    signed
-    axis permutations, slices may then be sagittal or coronal).
+    kind: "canonical" (identity only), "axial" (the slice axis stays the patient z axis; in-plane flips and x/y swaps;
+    identity and diag(-1,-1,1) weighted up, as most FLARE cases have one of them), or "any" (all 48 signed axis
+    permutations, slices may then be sagittal or coronal).
     """
     if kind == "canonical":
         return [_IDENTITY]
@@ -59,8 +54,7 @@ def orientation_set(kind: str) -> list[np.ndarray]:
 class CanonicalGrid:
     """An axis-aligned grid in LPS patient millimetres.
 
-    shape_zyx: numpy shape (nz, ny, nx). spacing_xyz: mm. origin_xyz: LPS mm of voxel [0, 0, 0] in the anatomy
-    frame.
+    shape_zyx: numpy shape (nz, ny, nx). spacing_xyz: mm. origin_xyz: LPS mm of voxel [0, 0, 0] in the anatomy frame.
     world_offset_xyz: added to anatomy coordinates to give scanner world coordinates (a table position).
     """
 
@@ -135,12 +129,10 @@ def _lerp(a: np.ndarray, axis: int, lo: np.ndarray, frac: np.ndarray) -> np.ndar
 
 
 class SmoothField:
-    """A smooth random scalar field on a canonical grid: Gaussian noise on a coarse lattice, linearly
-    interpolated.
+    """A smooth random scalar field on a canonical grid: Gaussian noise on a coarse lattice, linearly interpolated.
 
-    Evaluated slab by slab (`slab(k0, k1)` -> float32 (k1-k0, ny, nx)) by separable interpolation, so a full
-    field
-    never needs to exist in memory. Values are roughly N(0, 1) times `amplitude`.
+    Evaluated slab by slab (`slab(k0, k1)` -> float32 (k1-k0, ny, nx)) by separable interpolation, so a full field never
+    needs to exist in memory. Values are roughly N(0, 1) times `amplitude`.
     """
 
     def __init__(self, rng: np.random.Generator, grid: CanonicalGrid, lattice_mm: float, amplitude: float = 1.0):

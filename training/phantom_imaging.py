@@ -1,7 +1,6 @@
 """Turn a class map into a CT-like image: per-class HU, texture, partial-volume blur, correlated noise.
 
-Works on canonical slabs (numpy zyx, float32 HU) so that large volumes never need more than a few slabs in
-memory.
+Works on canonical slabs (numpy zyx, float32 HU) so that large volumes never need more than a few slabs in memory.
 """
 
 from __future__ import annotations
@@ -18,11 +17,9 @@ from training.phantom_grid import CanonicalGrid, SmoothField
 class ImagingParams:
     """Per-case imaging parameters.
 
-    mean, tex_fine, tex_coarse: float32 (n_classes,) HU tables indexed by class id. blur_mm: Gaussian sigma of
-    the
-    scanner's point spread in-plane (mm); blur_z_vox: sigma along z in slices; noise_hu: std of the final
-    noise (correlated by
-    the same blur); seed: of the per-slice noise.
+    mean, tex_fine, tex_coarse: float32 (n_classes,) HU tables indexed by class id. blur_mm: Gaussian sigma of the
+    scanner's point spread in-plane (mm); blur_z_vox: sigma along z in slices; noise_hu: std of the final noise
+    (correlated by the same blur); seed: of the per-slice noise.
     """
 
     mean: np.ndarray
@@ -64,9 +61,8 @@ def render_slab(
 ) -> np.ndarray:
     """HU (float32, same zyx shape) of a class slab whose first slice is global slice `k0`.
 
-    classes: integer class ids (zyx); fine, coarse: texture fields on the same slab. The caller passes HALO
-    extra
-    slices each side (where they exist) and crops them afterwards.
+    classes: integer class ids (zyx); fine, coarse: texture fields on the same slab. The caller passes HALO extra slices
+    each side (where they exist) and crops them afterwards.
     """
     hu = params.mean[classes]
     hu += params.tex_fine[classes] * fine

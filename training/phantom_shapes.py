@@ -1,9 +1,8 @@
 """Implicit shapes evaluated on slabs of deformed patient coordinates (mm), each within its own bounding box.
 
-A `Slab` holds the deformed LPS coordinates q = p + u(p) (float32, zyx) of the voxels of a few consecutive
-canonical
-slices. Shapes are defined in q, so the smooth displacement u deforms all of them consistently. `Slab.region`
-turns a bounding box in q into numpy slices of the slab (or None when the box misses it).
+A `Slab` holds the deformed LPS coordinates q = p + u(p) (float32, zyx) of the voxels of a few consecutive canonical
+slices. Shapes are defined in q, so the smooth displacement u deforms all of them consistently. `Slab.region` turns a
+bounding box in q into numpy slices of the slab (or None when the box misses it).
 """
 
 from __future__ import annotations
@@ -16,9 +15,8 @@ Region = tuple[slice, slice, slice]
 class Slab:
     """Deformed coordinates of canonical slices k0..k1-1.
 
-    xs, ys, zs: 1-D undeformed coordinates (mm) of the slab's columns, rows and slices; ux, uy, uz:
-    displacement
-    (mm, float32 zyx, the slab's shape); umax: upper bounds of |ux|, |uy|, |uz| used to pad bounding boxes.
+    xs, ys, zs: 1-D undeformed coordinates (mm) of the slab's columns, rows and slices; ux, uy, uz: displacement (mm,
+    float32 zyx, the slab's shape); umax: upper bounds of |ux|, |uy|, |uz| used to pad bounding boxes.
     """
 
     def __init__(self, xs, ys, zs, ux, uy, uz, umax):
@@ -82,8 +80,7 @@ def ellipsoid(slab: Slab, center, axes, rows=None):
 
 
 def tube(slab: Slab, points, radii):
-    """(region, rho) of a tube around a polyline; rho = distance / local radius (< 1 inside). None if it
-    misses.
+    """(region, rho) of a tube around a polyline; rho = distance / local radius (< 1 inside). None if it misses.
 
     points: (M, 3) xyz mm; radii: (M,) mm, interpolated linearly along each segment.
     """

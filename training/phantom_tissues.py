@@ -1,9 +1,7 @@
 """Tissue classes of the CT phantom: FLARE label and Hounsfield units per contrast phase.
 
-Each tissue has a mean HU per phase (plain, arterial, venous), a case-to-case spread of that mean, and the
-standard
-deviations of a fine and a coarse smooth texture inside the tissue (HU). Labels: 0 background, 1 liver, 2
-kidney,
+Each tissue has a mean HU per phase (plain, arterial, venous), a case-to-case spread of that mean, and the standard
+deviations of a fine and a coarse smooth texture inside the tissue (HU). Labels: 0 background, 1 liver, 2 kidney,
 3 spleen, 4 pancreas.
 """
 

@@ -1,11 +1,9 @@
 """Visual check: axial and coronal slices of synthetic cases beside the same views of real cases.
 
-`python -m training.render_phantom --out /tmp/phantom_vs_real.png [--seed S]` (or `python -m training.phantom
---render PNG`). Every volume is reoriented to LPS first, so each axial view is radiological (patient right on
-the
-image's left, anterior at the top) and each coronal view has the head at the top and patient right on the
-left.
-Window W400/L40; outlines: liver red, kidney yellow, spleen blue, pancreas green.
+`python -m training.render_phantom --out /tmp/phantom_vs_real.png [--seed S]` (or
+`python -m training.phantom --render PNG`). Every volume is reoriented to LPS first, so each axial view is radiological
+(patient right on the image's left, anterior at the top) and each coronal view has the head at the top and patient right
+on the left. Window W400/L40; outlines: liver red, kidney yellow, spleen blue, pancreas green.
 """
 
 from __future__ import annotations

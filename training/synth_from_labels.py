@@ -1,13 +1,10 @@
 """Synthesize CT from real whole-anatomy label maps, SynthSeg style (the phantom's "labels" mode).
 
-A template label map (../shared/data/templates, classes.json names every id) is deformed by a random affine
-and a
-smooth elastic field (nearest-neighbour resampling), a body outline (subcutaneous fat, abdominal wall muscle,
-visceral fat) is added around the labelled anatomy, and every class gets a random Hounsfield-like mean drawn
-around
-the real range of its tissue, texture, noise, blur and slice thickness. Template classes map to FLARE labels
-by name
-(liver 1, kidney* 2, spleen 3, pancreas 4).
+A template label map (../shared/data/templates, classes.json names every id) is deformed by a random affine and a smooth
+elastic field (nearest-neighbour resampling), a body outline (subcutaneous fat, abdominal wall muscle, visceral fat) is
+added around the labelled anatomy, and every class gets a random Hounsfield-like mean drawn around the real range of its
+tissue, texture, noise, blur and slice thickness. Template classes map to FLARE labels by name (liver 1, kidney* 2,
+spleen 3, pancreas 4).
 
 Arrays are numpy zyx; SimpleITK geometry xyz; mm.
 """
@@ -198,8 +195,7 @@ class Template:
         self.good_range = (int(sample_k.min()), int(sample_k.max()))
         out = []
         for k in range(self.classes.shape[0]):
-            # slices with little labelled (e.g. only the bladder) borrow the outline of the nearest well-
-            # filled one
+            # slices with little labelled (e.g. only the bladder) borrow the outline of the nearest well-filled one
             src = int(good_k[np.argmin(np.abs(good_k - k))]) if good_k.size else k
             jj, ii = np.nonzero(self.classes[src])
             if jj.size < 20:
@@ -336,9 +332,8 @@ def synthesize_canonical(
 ):
     """Labels mode on a canonical grid: (image int16 zyx, label uint8 zyx, CanonicalGrid).
 
-    The grid is size_xy x size_xy in-plane at spacing_xyz, centred on a random template; n slices, fewer (or
-    the
-    slice spacing lowered, not below 0.5 mm) where the template's z extent is shorter than n * spacing_z.
+    The grid is size_xy x size_xy in-plane at spacing_xyz, centred on a random template; n slices, fewer (or the slice
+    spacing lowered, not below 0.5 mm) where the template's z extent is shorter than n * spacing_z.
     """
     paths = list_templates(templates)
     tpl = load_template(str(paths[int(rng.integers(len(paths)))]))
