@@ -117,7 +117,10 @@ def test_two_gloo_processes_equal_one_process_with_twice_the_batch(phantoms, tmp
     assert two == pytest.approx(one, rel=1e-5, abs=1e-6)
     a = load_checkpoint(tmp_path / "one" / "last.pt").model.state_dict()
     b = load_checkpoint(tmp_path / "two" / "last.pt").model.state_dict()
-    assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
+    # per tensor, not per element: Adam divides each element's step by its own gradient scale, so an element whose
+    # gradient is ~0 in both runs can move by a rounding-sized amount differently (seen: 3e-6 in one of 128 weights)
+    rel = {k: float((a[k] - b[k]).float().norm() / (a[k].float().norm() + 1e-12)) for k in a}
+    assert max(rel.values()) < 1e-4, max(rel.items(), key=lambda kv: kv[1])
 
 
 def test_command_line(tmp_path, phantoms):
