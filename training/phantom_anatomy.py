@@ -86,7 +86,6 @@ def draw_anatomy(rng: np.random.Generator) -> dict:
         ),
         rad,
     )
-    a["pancreas_gap"] = g
     a["zp"] = zp
     # vessels
     xa = u(8, 16)
@@ -96,13 +95,13 @@ def draw_anatomy(rng: np.random.Generator) -> dict:
             [
                 (xa + 10, ys - 5, 600.0),
                 (xa + 8, ys - 8, a["zR"] - 20),
-                (xa, ys - rvy - 12, 40.0),
-                (xa - 2, ys - rvy - 12, a["z_bif"]),
+                (xa, a["y_ao"], 40.0),
+                (xa - 2, a["y_ao"], a["z_bif"]),
             ]
         ),
         np.full(4, a["r_ao"]),
     )
-    bif = np.array([xa - 2, ys - rvy - 12, a["z_bif"]])
+    bif = np.array([xa - 2, a["y_ao"], a["z_bif"]])
     a["iliacs"] = [(np.array([bif, bif + (side * 70, 25, -150)]), np.array([7.0, 6.0])) for side in (-1, 1)]
     a["ivc"] = (
         np.array(
