@@ -237,8 +237,6 @@ def test_figure_picks_the_largest_cross_section():
 
 
 def test_case_names_ending_in_0000_are_labels_unless_an_image_of_a_labelled_case(tmp_path):
-    from evaluation.evaluate import find_cases
-
     for name in ("PHANTOM_0000.nii.gz", "PHANTOM_0001.nii.gz", "A.nii.gz", "A_0000.nii.gz", "notes.txt"):
         (tmp_path / name).write_bytes(b"")
     assert find_cases(tmp_path) == ["A", "PHANTOM_0000", "PHANTOM_0001"]

@@ -32,14 +32,13 @@ def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
     return TrainConfig(**(TINY | {"data": str(data), "out": str(out), "cache": str(out.parent / "cache")} | kw))
 
 
-def _steps(run: Path) -> list[str]:
+def _step_rows(run: Path) -> list[dict]:
     with open(run / "steps.csv") as f:
-        return [r["step"] for r in csv.DictReader(f)]
+        return list(csv.DictReader(f))
 
 
 def _losses(run: Path) -> list[float]:
-    with open(run / "steps.csv") as f:
-        return [float(r["loss"]) for r in csv.DictReader(f)]
+    return [float(r["loss"]) for r in _step_rows(run)]
 
 
 def test_steps_reduce_loss_and_checkpoint_runs_in_inference_cli(phantoms, tmp_path):
@@ -86,7 +85,8 @@ def test_init_starts_a_new_run_from_a_checkpoints_weights(phantoms, tmp_path):
     train(_cfg(phantoms, tmp_path / "a", **kw))
     src = tmp_path / "a" / "last.pt"
     train(_cfg(phantoms, tmp_path / "b", **(kw | {"epochs": 1, "lr": 1e-12, "init": str(src)})))
-    assert [int(r) for r in _steps(tmp_path / "b")] == [1, 2]  # a new run: its own step count, fresh optimizer
+    # a new run: its own step count, fresh optimizer
+    assert [int(r["step"]) for r in _step_rows(tmp_path / "b")] == [1, 2]
     a = dict(load_checkpoint(src, verify=False).model.named_parameters())
     b = dict(load_checkpoint(tmp_path / "b" / "last.pt", verify=False).model.named_parameters())
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # lr ~0: still the source's weights

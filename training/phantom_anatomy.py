@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.phantom_shapes import Slab, ellipsoid, frame, paint, tube
+from training.phantom_shapes import Slab, ellipsoid, ellipsoid_box, frame, paint, tube
 from training.phantom_tissues import TISSUE_ID as T
 
 Z_BAND = (-120.0, 150.0)  # z range (mm) holding all four labelled organs in every drawn anatomy
@@ -24,7 +24,6 @@ def draw_anatomy(rng: np.random.Generator) -> dict:
     a["A"], a["Ba"], a["Bp"] = A, A * u(0.62, 0.78), A * u(0.58, 0.70)
     a["tf"] = u(6, 35)  # subcutaneous fat
     a["tm"] = u(7, 13)  # abdominal wall muscle
-    a["cavity"] = (A - a["tf"] - a["tm"], a["Ba"] - a["tf"] - a["tm"], a["Bp"] - 0.5 * a["tf"] - a["tm"])
     # spine: from the back inwards
     a["y_sp"] = a["Bp"] - 0.5 * a["tf"] - u(12, 20)
     a["y_c"] = a["y_sp"] - u(34, 40)
@@ -40,7 +39,7 @@ def draw_anatomy(rng: np.random.Generator) -> dict:
     Bac = a["Ba"] - a["tf"] - a["tm"]
     if front + Bac < room:
         a["Ba"] += room - front - Bac
-        a["cavity"] = (a["cavity"][0], a["Ba"] - a["tf"] - a["tm"], a["cavity"][2])
+    a["cavity"] = (A - a["tf"] - a["tm"], a["Ba"] - a["tf"] - a["tm"], a["Bp"] - 0.5 * a["tf"] - a["tm"])
     # diaphragm domes
     a["zR"], a["zL"] = u(125, 165), 0.0
     a["zL"] = a["zR"] - u(5, 25)
@@ -71,7 +70,7 @@ def draw_anatomy(rng: np.random.Generator) -> dict:
     # splenic vein, the tail toward the splenic hilum on the front of the left kidney
     zp = u(15, 40)
     kl, k_ax, k_rows = a["kidneys"][0]
-    k_front = float(np.sqrt(((np.asarray(k_rows).T * np.asarray(k_ax)[None, :]) ** 2).sum(axis=1))[1])
+    k_lo = ellipsoid_box(kl, k_ax, k_rows)[0]  # the kidney's anterior extent is k_lo[1]
     rad = np.array([u(14, 19), u(10, 13), u(9, 12), u(8, 11), u(7, 10)])
     g = u(7, 11)
     a["pancreas"] = (
@@ -81,7 +80,7 @@ def draw_anatomy(rng: np.random.Generator) -> dict:
                 (u(-15, -5), front - g - rad[1], zp),
                 (u(15, 25), front - g - rad[2], zp + u(0, 8)),
                 (u(45, 55), min(kl[1] - u(45, 55), front - g - rad[3]), zp + u(5, 15)),
-                (kl[0] + u(5, 18), kl[1] - k_front - u(0, 4) - 0.6 * rad[4], zp + u(15, 28)),
+                (kl[0] + u(5, 18), k_lo[1] - u(0, 4) - 0.6 * rad[4], zp + u(15, 28)),
             ]
         ),
         rad,
