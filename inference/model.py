@@ -23,7 +23,8 @@ class UNetConfig:
     norm: "batch" or "instance" normalization after each convolution.
     attention: gate the skip connections with attention gates (Oktay et al. 2018).
     regularized_softmax: use the TV-regularized softmax as the last activation (else a plain softmax).
-    tv_step: the fixed dual step s = tau * lambda; lam_init: initial lambda.
+    tv_step: the fixed dual step s = tau * lambda; lam_init: initial lambda (> 0 is reachable, 0 becomes 1e-12);
+    lam_learnable: lambda is trained (else fixed at lam_init); tv_iterations: primal-dual iterations (the paper: 1).
     """
 
     in_channels: int = 1
@@ -34,6 +35,8 @@ class UNetConfig:
     regularized_softmax: bool = True
     tv_step: float = 1.0
     lam_init: float = 1.0
+    lam_learnable: bool = True
+    tv_iterations: int = 1
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -44,6 +47,8 @@ class UNetConfig:
             raise ValueError(f"norm must be 'batch' or 'instance', got {self.norm!r}")
         if self.in_channels < 1 or self.num_classes < 2:
             raise ValueError("in_channels must be >= 1 and num_classes >= 2")
+        if self.tv_iterations < 1:
+            raise ValueError(f"tv_iterations must be >= 1, got {self.tv_iterations}")
 
     @property
     def size_multiple(self) -> int:
@@ -132,7 +137,9 @@ class RUNet(nn.Module):
         self.up = nn.ModuleList([UpStage(b, a, config.attention, norm) for a, b in zip(w, w[1:])])
         self.head = nn.Conv3d(w[0], config.num_classes, 1)
         self.activation = (
-            RegularizedSoftmax(config.tv_step, config.lam_init) if config.regularized_softmax else nn.Softmax(dim=1)
+            RegularizedSoftmax(config.tv_step, config.lam_init, config.lam_learnable, config.tv_iterations)
+            if config.regularized_softmax
+            else nn.Softmax(dim=1)
         )
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:

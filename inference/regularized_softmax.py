@@ -9,12 +9,21 @@ For logits ``o`` of shape (B, C, D, H, W) (axes: batch, class, z, y, x) the laye
 
 ``grad`` takes forward differences along z, y, x with zero across the last slice/row/column (Neumann) and ``div``
 is its negative adjoint, so that <grad u, p> = -<u, div p>. With ``lam = 0`` the layer is a plain softmax.
+More iterations of the same primal-dual recursion (``iterations > 1``) repeat, from U_0 = S and eta_0 = 0,
+
+    eta_k = proj(eta_{k-1} - step * grad(U_{k-1}))      proj(V) = V / max(1, |V|_2)
+    U_k   = softmax_C(o - lam * div(eta_k))
+
+whose first iteration is the layer above.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 _SPATIAL_DIMS = (2, 3, 4)  # z, y, x in a (B, C, D, H, W) tensor
 
@@ -79,42 +88,51 @@ def div3d(p: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def regularized_softmax(logits: torch.Tensor, lam: float | torch.Tensor, step: float | torch.Tensor) -> torch.Tensor:
-    """One primal-dual iteration of the TV-regularized softmax.
+def regularized_softmax(
+    logits: torch.Tensor, lam: float | torch.Tensor, step: float | torch.Tensor, iterations: int = 1
+) -> torch.Tensor:
+    """The TV-regularized softmax, solved with ``iterations`` primal-dual iterations (the paper: 1).
 
     Args:
         logits: (B, C, D, H, W) class scores.
         lam: the regularization weight lambda >= 0 (float or 0-d tensor; gradients flow through a tensor).
         step: the dual step s = tau * lambda of DESIGN.md, a fixed hyper-parameter >= 0.
+        iterations: primal-dual iterations from eta_0 = 0, >= 1.
     Returns:
         probabilities of the logits' shape and dtype, positive and summing to 1 over C at every voxel.
     """
     _check_5d(logits, "logits")
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
     needs_graph = torch.is_grad_enabled() and (logits.requires_grad or (torch.is_tensor(lam) and lam.requires_grad))
-    if not needs_graph:
+    if not needs_graph and iterations == 1:
         return _regularized_softmax_inplace(logits, lam, step)
-    return _regularized_softmax_graph(logits, lam, step)
+    return _regularized_softmax_graph(logits, lam, step, iterations)
 
 
 def _regularized_softmax_graph(
-    logits: torch.Tensor, lam: float | torch.Tensor, step: float | torch.Tensor
+    logits: torch.Tensor, lam: float | torch.Tensor, step: float | torch.Tensor, iterations: int = 1
 ) -> torch.Tensor:
     """:func:`regularized_softmax` written without in-place updates, so that autograd can differentiate it."""
-    s = torch.softmax(logits, dim=1)
-    # grad3d / div3d written out per axis: the same arithmetic without the (B, C, 3, D, H, W) intermediates.
-    g = _forward_differences(s, differentiable=True)
-    sq = g[0] * g[0] + g[1] * g[1] + g[2] * g[2]
-    # eta = V / max(1, |V|) with V = -step * grad(S); max(1, step |g|) = sqrt(max(1, step^2 |g|^2)): the clamp comes
-    # before the square root, whose gradient at |g| = 0 would otherwise be 0 * inf = NaN.
-    factor = -step / torch.sqrt(torch.clamp(sq * (step * step), min=1.0))
-    div = torch.zeros_like(s)
-    for gd, dim in zip(g, _SPATIAL_DIMS):
-        eta = gd * factor
-        div += eta
-        n = s.shape[dim]
-        if n > 1:
-            div.narrow(dim, 1, n - 1).sub_(eta.narrow(dim, 0, n - 1))
-    return torch.softmax(logits - lam * div, dim=1)
+    u = torch.softmax(logits, dim=1)
+    eta: list[torch.Tensor] | None = None  # z, y, x components of the dual variable; eta_0 = 0
+    for _ in range(iterations):
+        # grad3d / div3d written out per axis: the same arithmetic without the (B, C, 3, D, H, W) intermediates.
+        g = _forward_differences(u, differentiable=True)
+        v = [-step * gd for gd in g] if eta is None else [e - step * gd for e, gd in zip(eta, g)]
+        sq = v[0] * v[0] + v[1] * v[1] + v[2] * v[2]
+        # eta = V / max(1, |V|) = V / sqrt(max(1, |V|^2)): the clamp comes before the square root, whose gradient
+        # at |V| = 0 would otherwise be 0 * inf = NaN.
+        scale = 1.0 / torch.sqrt(torch.clamp(sq, min=1.0))
+        eta = [vd * scale for vd in v]
+        div = torch.zeros_like(u)
+        for ed, dim in zip(eta, _SPATIAL_DIMS):
+            div += ed
+            n = u.shape[dim]
+            if n > 1:
+                div.narrow(dim, 1, n - 1).sub_(ed.narrow(dim, 0, n - 1))
+        u = torch.softmax(logits - lam * div, dim=1)
+    return u
 
 
 def _regularized_softmax_inplace(
@@ -143,28 +161,59 @@ def _regularized_softmax_inplace(
     return torch.softmax(torch.sub(logits, div.mul_(lam)), dim=1)
 
 
-class RegularizedSoftmax(nn.Module):
-    """The regularized softmax as a layer holding lambda as its single learnable parameter.
+LAM_FLOOR = 1e-12  # lambda of a stored 0: softplus cannot reach 0, and 1e-12 changes no probability in float32
 
-    lambda is used as max(lambda, 0), so the layer never sees a negative weight; training code may also clamp the
-    stored value in place after each optimizer step.
+
+def lam_to_raw(lam: float) -> float:
+    """The unconstrained value whose softplus is ``lam`` (lam >= 0; 0 maps to softplus^-1(LAM_FLOOR) = -27.6)."""
+    lam = max(float(lam), LAM_FLOOR)
+    return lam + math.log(-math.expm1(-lam))  # log(exp(lam) - 1), stable for small and large lam
+
+
+class RegularizedSoftmax(nn.Module):
+    """The regularized softmax as a layer holding lambda as its single parameter.
+
+    lambda = softplus(lam_raw), with ``lam_raw`` the stored, unconstrained parameter: lambda stays > 0 and its
+    gradient, d lambda / d lam_raw = sigmoid(lam_raw), is never 0, so an optimizer that pushes lambda towards 0 can
+    always bring it back (a clamp at 0 has no gradient below 0, where lambda would die for good). Softplus rather than
+    exp: away from 0 it is the identity plus a constant, so an optimizer step moves lambda by the same amount as a
+    step on lambda itself (exp would make every step a relative one and blow large values up). ``learnable=False``
+    keeps lambda fixed at ``lam_init`` (the parameter does not require a gradient).
+
+    Checkpoints written before this parametrization stored lambda itself as ``lam`` (used as max(lam, 0)); they
+    load unchanged: the stored value is converted to ``lam_raw`` (a stored value <= 0 becomes lambda = 1e-12).
     """
 
-    def __init__(self, step: float = 1.0, lam_init: float = 1.0) -> None:
+    def __init__(self, step: float = 1.0, lam_init: float = 1.0, learnable: bool = True, iterations: int = 1) -> None:
         super().__init__()
-        if step < 0 or lam_init < 0:
-            raise ValueError(f"step and lam_init must be >= 0, got step={step}, lam_init={lam_init}")
+        if step < 0 or lam_init < 0 or iterations < 1:
+            raise ValueError(
+                f"step and lam_init must be >= 0 and iterations >= 1, got step={step}, lam_init={lam_init}, "
+                f"iterations={iterations}"
+            )
         self.step = float(step)
-        self.lam = nn.Parameter(torch.tensor(float(lam_init)))
+        self.iterations = int(iterations)
+        self.lam_raw = nn.Parameter(torch.tensor(lam_to_raw(lam_init)), requires_grad=learnable)
+
+    @property
+    def lam(self) -> torch.Tensor:
+        """lambda = softplus(lam_raw) > 0, a 0-d tensor that carries the gradient to ``lam_raw``."""
+        return F.softplus(self.lam_raw)
 
     @property
     def lam_value(self) -> float:
-        """The lambda in use (the stored parameter clamped at 0)."""
-        return float(self.lam.detach().clamp(min=0.0))
+        """The lambda in use, as a float."""
+        return float(self.lam.detach())
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, C, D, H, W) logits -> probabilities of the same shape."""
-        return regularized_softmax(logits, self.lam.clamp(min=0.0).to(logits.dtype), self.step)
+        return regularized_softmax(logits, self.lam.to(logits.dtype), self.step, self.iterations)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        old = state_dict.pop(prefix + "lam", None)
+        if old is not None and prefix + "lam_raw" not in state_dict:
+            state_dict[prefix + "lam_raw"] = torch.tensor(lam_to_raw(float(old)), dtype=old.dtype)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
-        return f"step={self.step}"
+        return f"step={self.step}, iterations={self.iterations}, learnable={self.lam_raw.requires_grad}"

@@ -50,3 +50,23 @@ def test_not_a_checkpoint(tmp_path):
     write_sha256sums(tmp_path)
     with pytest.raises(CheckpointError, match="not a RUnet checkpoint"):
         load_checkpoint(tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("old_lam", [0.0, -2.0, 0.6])
+def test_checkpoint_that_stored_lambda_itself_loads_with_the_same_probabilities(tmp_path, old_lam):
+    """The shipped file's network, saved as checkpoints once stored it (`activation.lam`, used as max(lam, 0))."""
+    from inference.checkpoint import DEFAULT_WEIGHTS
+    from inference.regularized_softmax import regularized_softmax
+
+    payload = torch.load(DEFAULT_WEIGHTS, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in payload["state_dict"].items() if not k.startswith("activation.")}
+    payload["state_dict"] = state | {"activation.lam": torch.tensor(old_lam)}
+    for key in ("lam_learnable", "tv_iterations"):  # configs of that format did not have these fields
+        payload["config"].pop(key, None)
+    torch.save(payload, tmp_path / "old.pt")
+    ckpt = load_checkpoint(tmp_path / "old.pt", verify=False)
+    assert ckpt.model.activation.lam_value == pytest.approx(max(old_lam, 1e-12), rel=1e-5)
+    x = torch.randn(1, 1, 16, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = regularized_softmax(ckpt.model.logits(x), max(old_lam, 0.0), ckpt.config.tv_step)
+        assert torch.allclose(ckpt.model(x), expected, atol=1e-6)

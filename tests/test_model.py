@@ -20,7 +20,7 @@ def test_config_switches(attention, regularized):
     model = RUNet(cfg)
     has_gate = any("gate" in n for n, _ in model.named_parameters())
     assert has_gate == attention
-    assert ("activation.lam" in dict(model.named_parameters())) == regularized
+    assert ("activation.lam_raw" in dict(model.named_parameters())) == regularized
 
 
 def test_config_round_trip_and_validation():

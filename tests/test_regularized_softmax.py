@@ -77,17 +77,70 @@ def test_gradcheck_reaches_lambda_and_logits():
     assert torch.autograd.gradcheck(lambda o, lmb: regularized_softmax(o, lmb, 0.7), (logits, lam))
 
 
-def test_module_has_one_parameter_kept_nonnegative():
+def test_module_has_one_parameter_and_starts_at_lam_init():
     layer = RegularizedSoftmax(step=1.0, lam_init=0.5)
-    assert [n for n, _ in layer.named_parameters()] == ["lam"]
+    assert [n for n, _ in layer.named_parameters()] == ["lam_raw"]
+    assert layer.lam_value == pytest.approx(0.5, rel=1e-6)
+    logits = torch.randn(1, 5, 4, 4, 4, dtype=torch.float64)
+    assert torch.allclose(layer.double()(logits), regularized_softmax(logits, 0.5, 1.0), atol=1e-7)
+
+
+@pytest.mark.parametrize("raw", [-60.0, -27.6, -3.0, 0.0, 4.0, 40.0])
+def test_lambda_positive_with_a_nonzero_gradient_for_any_stored_value(raw):
+    layer = RegularizedSoftmax(step=1.0, lam_init=1.0).double()
     with torch.no_grad():
-        layer.lam.fill_(-3.0)
-    logits = torch.randn(1, 5, 4, 4, 4)
-    assert torch.allclose(layer(logits), torch.softmax(logits, dim=1), atol=1e-6)
-    assert layer.lam_value == 0.0
-    layer = RegularizedSoftmax(step=1.0, lam_init=0.5)
-    layer(torch.randn(1, 5, 4, 4, 4) * 3).sum().backward()
-    assert layer.lam.grad is not None
+        layer.lam_raw.fill_(raw)
+    assert layer.lam_value > 0.0
+    gen = torch.Generator().manual_seed(3)
+    logits = 3 * torch.randn(1, 3, 4, 5, 6, dtype=torch.float64, generator=gen)
+    target = torch.softmax(torch.randn(1, 3, 4, 5, 6, dtype=torch.float64, generator=gen), dim=1)
+    ((layer(logits) - target) ** 2).sum().backward()
+    grad = layer.lam_raw.grad
+    assert torch.isfinite(grad) and grad != 0.0
+    # chain rule by hand: dL/dlam_raw = dL/dlam * sigmoid(lam_raw)
+    lam = layer.lam.detach().requires_grad_(True)
+    ((regularized_softmax(logits, lam, 1.0) - target) ** 2).sum().backward()
+    assert torch.allclose(grad, lam.grad * torch.sigmoid(torch.tensor(raw, dtype=torch.float64)), rtol=1e-9)
+
+
+def test_gradcheck_through_the_softplus_parametrization():
+    layer = RegularizedSoftmax(step=0.7, lam_init=0.8).double()
+    logits = torch.randn(1, 3, 3, 4, 3, dtype=torch.float64, requires_grad=True)
+    raw = layer.lam_raw.detach().clone().requires_grad_(True)
+    call = lambda o, r: torch.func.functional_call(layer, {"lam_raw": r}, (o,))  # noqa: E731
+    assert torch.autograd.gradcheck(call, (logits, raw))
+    assert torch.autograd.gradcheck(call, (logits, torch.tensor(-20.0, dtype=torch.float64, requires_grad=True)))
+
+
+def test_fixed_lambda_does_not_learn():
+    layer = RegularizedSoftmax(step=1.0, lam_init=2.0, learnable=False)
+    assert not layer.lam_raw.requires_grad and list(layer.parameters())[0].requires_grad is False
+    assert layer.lam_value == pytest.approx(2.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("stored,lam", [(-3.0, 1e-12), (0.0, 1e-12), (0.7, 0.7), (25.0, 25.0)])
+def test_old_state_dict_with_lam_loads_as_the_same_lambda(stored, lam):
+    layer = RegularizedSoftmax(step=1.0, lam_init=1.0)
+    layer.load_state_dict({"lam": torch.tensor(stored)})
+    assert layer.lam_value == pytest.approx(lam, rel=1e-5)
+    logits = 4 * torch.randn(1, 5, 4, 6, 6)
+    old = regularized_softmax(logits, max(stored, 0.0), 1.0)  # the old layer used max(lam, 0)
+    assert torch.allclose(layer(logits), old, atol=1e-6)
+
+
+def test_more_iterations_follow_the_recursion():
+    gen = torch.Generator().manual_seed(5)
+    logits = 4 * torch.randn(1, 4, 5, 6, 7, dtype=torch.float64, generator=gen)
+    lam, step = 1.5, 0.8
+    u, eta = torch.softmax(logits, dim=1), torch.zeros((1, 4, 3, 5, 6, 7), dtype=torch.float64)
+    for _ in range(3):  # DESIGN.md's recursion with the public grad3d / div3d
+        v = eta - step * grad3d(u)
+        eta = v / torch.clamp(torch.linalg.vector_norm(v, dim=2, keepdim=True), min=1.0)
+        u = torch.softmax(logits - lam * div3d(eta), dim=1)
+    assert torch.allclose(regularized_softmax(logits, lam, step, iterations=3), u, atol=1e-12)
+    assert not torch.allclose(regularized_softmax(logits, lam, step, iterations=1), u, atol=1e-6)
+    with pytest.raises(ValueError, match="iterations"):
+        regularized_softmax(logits, lam, step, iterations=0)
 
 
 def test_bad_shapes_raise():

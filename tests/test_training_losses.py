@@ -57,4 +57,4 @@ def test_regularized_softmax_gradient_is_finite_on_flat_regions():
     logits = torch.zeros(1, 5, 4, 4, 4, requires_grad=True)
     model = RUNet(UNetConfig(widths=(2, 4)))
     eq5_loss(model.activation(logits), torch.zeros(1, 4, 4, 4, dtype=torch.long)).backward()
-    assert torch.isfinite(logits.grad).all() and torch.isfinite(model.activation.lam.grad).all()
+    assert torch.isfinite(logits.grad).all() and torch.isfinite(model.activation.lam_raw.grad).all()

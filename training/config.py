@@ -26,6 +26,8 @@ class TrainConfig:
     regularized_softmax: bool = UNetConfig.regularized_softmax
     tv_step: float = UNetConfig.tv_step
     lam_init: float = UNetConfig.lam_init
+    lam_learnable: bool = UNetConfig.lam_learnable
+    tv_iterations: int = UNetConfig.tv_iterations
     # data and patches (intensity window: inference.preprocess.Normalization's defaults)
     hu_min: float = Normalization.hu_min
     hu_max: float = Normalization.hu_max

@@ -54,6 +54,8 @@ def build_model(cfg: TrainConfig) -> RUNet:
             regularized_softmax=cfg.regularized_softmax,
             tv_step=cfg.tv_step,
             lam_init=cfg.lam_init,
+            lam_learnable=cfg.lam_learnable,
+            tv_iterations=cfg.tv_iterations,
         )
     )
 
@@ -189,7 +191,15 @@ def train(cfg: TrainConfig) -> dict:
             n += 1
             if d.main:
                 append_row(
-                    out / "steps.csv", {"epoch": epoch, "step": step, "loss": vals[0], "ce": vals[1], "dice": vals[2]}
+                    out / "steps.csv",
+                    {
+                        "epoch": epoch,
+                        "step": step,
+                        "loss": vals[0],
+                        "ce": vals[1],
+                        "dice": vals[2],
+                        "lam": lam_of(model),
+                    },
                 )
                 bar.set_postfix(loss=f"{vals[0]:.4f}", lam=f"{lam_of(model):.3f}")
         wall += time.perf_counter() - t0
