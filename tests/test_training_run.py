@@ -94,6 +94,19 @@ def test_init_starts_a_new_run_from_a_checkpoints_weights(phantoms, tmp_path):
         train(_cfg(phantoms, tmp_path / "c", **(kw | {"widths": (4, 8, 32), "init": str(src)})))
 
 
+def test_init_restarts_a_lambda_that_died_at_zero(phantoms, tmp_path):
+    kw = dict(epochs=1, samples_per_epoch=1, batch_size=1, val_fraction=0.0)
+    train(_cfg(phantoms, tmp_path / "a", **kw))
+    src = tmp_path / "a" / "last.pt"
+    payload = torch.load(src, weights_only=True)
+    payload["state_dict"].pop("activation.lam_raw")
+    payload["state_dict"]["activation.lam"] = torch.tensor(-0.5)  # the clamped parametrization, dead at 0
+    torch.save(payload, src)
+    train(_cfg(phantoms, tmp_path / "b", **(kw | {"lr": 1e-12, "init": str(src)})))
+    lam = load_checkpoint(tmp_path / "b" / "last.pt", verify=False).model.activation.lam_value
+    assert lam == pytest.approx(TrainConfig().lam_init, rel=1e-4)
+
+
 def _worker(rank: int, world: int, port: int, cfg: TrainConfig) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     os.environ["LOCAL_RANK"] = str(rank)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from inference.checkpoint import load_checkpoint, save_checkpoint, write_sha256sums
 from inference.model import RUNet, UNetConfig, count_parameters
 from inference.preprocess import Normalization
+from inference.regularized_softmax import RegularizedSoftmax, lam_to_raw
 from training import distributed
 from training.config import TrainConfig, parse_args
 from training.data import load_dataset, split_cases
@@ -70,6 +71,8 @@ def init_weights(model: RUNet, norm: Normalization, path: Path) -> None:
 
     The checkpoint must hold the same network config and intensity window as this run; otherwise ValueError
     naming the file and the difference. The sha256 is not required (a run's last.pt has no SHA256SUMS entry).
+    A learnable lambda that arrives below 1e-6 (a checkpoint of the clamped parametrization, where lambda died at 0)
+    restarts at the config's lam_init: softplus's gradient there, sigmoid(-14) ~ 1e-6, would keep it at 0.
     """
     ckpt = load_checkpoint(path, verify=False)
     if ckpt.config != model.config:
@@ -77,6 +80,13 @@ def init_weights(model: RUNet, norm: Normalization, path: Path) -> None:
     if ckpt.normalization != norm:
         raise ValueError(f"{path}: --init checkpoint has window {ckpt.normalization}, this run uses {norm}")
     model.load_state_dict(ckpt.model.state_dict())
+    act = model.activation
+    if isinstance(act, RegularizedSoftmax) and act.lam_raw.requires_grad and act.lam_value < 1e-6:
+        with torch.no_grad():
+            act.lam_raw.fill_(lam_to_raw(model.config.lam_init))
+        print(
+            f"{path}: lambda {ckpt.model.activation.lam_value:.1e} restarts at {model.config.lam_init}", file=sys.stderr
+        )
 
 
 def train(cfg: TrainConfig) -> dict:
