@@ -2,13 +2,17 @@
 #   make example   set up .venv, make a CT phantom, segment it with the shipped weights, score it
 #   make test      set up .venv and run the test suite
 #   make bench     run the CPU benchmarks of bench/ (tables in bench/results/)
+#   make realcheck segment every real case of ../shared/data and print the scorecard (DSC, NSD, false-positive mL)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXAMPLE := example
 PYTEST_ARGS ?=
+REAL_DATA ?= ../shared/data
+WEIGHTS ?= weights/runet.pt
+REALCHECK ?= realcheck
 
-.PHONY: example test bench lint venv clean
+.PHONY: example test bench lint venv clean realcheck
 
 venv: $(VENV)/.installed
 
@@ -30,8 +34,13 @@ test: venv
 bench: venv
 	for b in stages floor monai postprocess startup nsd; do $(PY) bench/bench_$$b.py || exit 1; done
 
+realcheck: venv
+	rm -rf $(REALCHECK)/pred
+	$(PY) -m inference.predict -i $(REAL_DATA) -o $(REALCHECK)/pred --weights $(WEIGHTS)
+	$(PY) -m evaluation.scorecard --gt $(REAL_DATA) --pred $(REALCHECK)/pred --out $(REALCHECK)/scorecard.csv
+
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(EXAMPLE) .pytest_cache
+	rm -rf $(EXAMPLE) $(REALCHECK) .pytest_cache
