@@ -107,6 +107,21 @@ def test_init_restarts_a_lambda_that_died_at_zero(phantoms, tmp_path):
     assert lam == pytest.approx(TrainConfig().lam_init, rel=1e-4)
 
 
+def test_init_carries_the_body_across_head_configs(phantoms, tmp_path):
+    kw = dict(epochs=1, samples_per_epoch=1, batch_size=1, val_fraction=0.0)
+    train(_cfg(phantoms, tmp_path / "a", **(kw | {"regularized_softmax": False})))
+    src = tmp_path / "a" / "last.pt"
+    head = {"lr": 1e-12, "init": str(src), "lam_init": 0.3, "lam_learnable": False}
+    train(_cfg(phantoms, tmp_path / "b", **(kw | head)))
+    a = load_checkpoint(src, verify=False).model
+    b = load_checkpoint(tmp_path / "b" / "last.pt", verify=False).model
+    assert b.activation.lam_value == pytest.approx(0.3, rel=1e-5)  # the head as configured, not the source's
+    body_a = dict(a.named_parameters())  # parameters: batch-norm statistics move in any training step
+    body_b = {k: v for k, v in b.named_parameters() if not k.startswith("activation.")}
+    assert body_a.keys() == body_b.keys()
+    assert all(torch.allclose(body_a[k].float(), body_b[k].float(), atol=1e-6) for k in body_a)
+
+
 def _worker(rank: int, world: int, port: int, cfg: TrainConfig) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     os.environ["LOCAL_RANK"] = str(rank)

@@ -15,6 +15,7 @@ import contextlib
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -66,27 +67,40 @@ def lam_of(model: RUNet) -> float:
     return float(act.lam_value) if hasattr(act, "lam_value") else 0.0
 
 
+HEAD_FIELDS = ("regularized_softmax", "tv_step", "lam_init", "lam_learnable", "tv_iterations")
+"""UNetConfig fields of the last activation only: --init may change them (the weights of the body are the same)."""
+
+
 def init_weights(model: RUNet, norm: Normalization, path: Path) -> None:
     """Load the weights of checkpoint `path` into `model` (in place), for fine-tuning.
 
-    The checkpoint must hold the same network config and intensity window as this run; otherwise ValueError
-    naming the file and the difference. The sha256 is not required (a run's last.pt has no SHA256SUMS entry).
-    A learnable lambda that arrives below 1e-6 (a checkpoint of the clamped parametrization, where lambda died at 0)
-    restarts at the config's lam_init: softplus's gradient there, sigmoid(-14) ~ 1e-6, would keep it at 0.
+    The checkpoint must hold the same network body (UNetConfig apart from HEAD_FIELDS) and intensity window as this
+    run; otherwise ValueError naming the file and the difference. The sha256 is not required (a run's last.pt has no
+    SHA256SUMS entry). When the head's config differs (a plain softmax fine-tuned with the regularized softmax, a
+    fixed lambda, ...), only the body is loaded and the head starts as this run's config says. A learnable lambda
+    that arrives below 1e-6 (a checkpoint of the clamped parametrization, where lambda died at 0) restarts at the
+    config's lam_init: softplus's gradient there, sigmoid(-14) ~ 1e-6, would keep it at 0.
     """
     ckpt = load_checkpoint(path, verify=False)
-    if ckpt.config != model.config:
+    head = {f: getattr(model.config, f) for f in HEAD_FIELDS}
+    if replace(ckpt.config, **head) != model.config:
         raise ValueError(f"{path}: --init checkpoint has config {ckpt.config}, this run builds {model.config}")
     if ckpt.normalization != norm:
         raise ValueError(f"{path}: --init checkpoint has window {ckpt.normalization}, this run uses {norm}")
+    if ckpt.config != model.config:
+        body = {k: v for k, v in ckpt.model.state_dict().items() if not k.startswith("activation.")}
+        missing, unexpected = model.load_state_dict(body, strict=False)
+        if unexpected or any(not k.startswith("activation.") for k in missing):
+            raise ValueError(f"{path}: --init weights do not fit this network ({missing + unexpected})")
+        print(f"{path}: network body loaded; the head starts as configured here", file=sys.stderr)
+        return
     model.load_state_dict(ckpt.model.state_dict())
     act = model.activation
     if isinstance(act, RegularizedSoftmax) and act.lam_raw.requires_grad and act.lam_value < 1e-6:
         with torch.no_grad():
             act.lam_raw.fill_(lam_to_raw(model.config.lam_init))
-        print(
-            f"{path}: lambda {ckpt.model.activation.lam_value:.1e} restarts at {model.config.lam_init}", file=sys.stderr
-        )
+        dead = ckpt.model.activation.lam_value
+        print(f"{path}: lambda {dead:.1e} restarts at {model.config.lam_init}", file=sys.stderr)
 
 
 def train(cfg: TrainConfig) -> dict:
