@@ -200,7 +200,7 @@ def draw_anatomy(rng: np.random.Generator) -> dict:
     return a
 
 
-def _body_n(sq, A, Ba, Bp):
+def body_norm(sq, A, Ba, Bp):
     """Normalized body contour value: < 1 inside. Anterior half an ellipse, posterior half flattened (y^4).
 
     sq: (qx^2, qy^2, qy < 0) of the slab.
@@ -285,17 +285,17 @@ def paint_body(tissue: np.ndarray, slab: Slab, a: dict) -> Regions:
     qx, qy = slab.qx, slab.qy
     A, Ba, Bp, tf = a["A"], a["Ba"], a["Bp"], a["tf"]
     sq = (qx * qx, qy * qy, qy < 0)
-    body = _body_n(sq, A, Ba, Bp) < 1
+    body = body_norm(sq, A, Ba, Bp) < 1
     tissue[body] = T["skin"]
-    tissue[_body_n(sq, A - 2, Ba - 2, Bp - 2) < 1] = T["fat_subcutaneous"]
-    inner = _body_n(sq, A - tf, Ba - tf, Bp - 0.5 * tf) < 1
+    tissue[body_norm(sq, A - 2, Ba - 2, Bp - 2) < 1] = T["fat_subcutaneous"]
+    inner = body_norm(sq, A - tf, Ba - tf, Bp - 0.5 * tf) < 1
     tissue[inner] = T["muscle"]
     Ac, Bac, Bpc = a["cavity"]
-    cavity = _body_n(sq, Ac, Bac, Bpc) < 1
-    return _cavity_regions(tissue, slab, a, body, inner, cavity)
+    cavity = body_norm(sq, Ac, Bac, Bpc) < 1
+    return cavity_regions(tissue, slab, a, body, inner, cavity)
 
 
-def _cavity_regions(tissue, slab: Slab, a: dict, body, inner, cavity) -> Regions:
+def cavity_regions(tissue, slab: Slab, a: dict, body, inner, cavity) -> Regions:
     """Fill the cavity with visceral fat below the diaphragm and muscle (the diaphragm) above it; the regions."""
     tissue[cavity] = T["fat_visceral"]
     zd = _diaphragm(slab.qx, slab.qy, a)
