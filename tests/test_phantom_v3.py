@@ -16,6 +16,7 @@ from training.phantom import generate_case, generate_case_info
 from training.phantom_hu import PHASES_V3, TISSUE_ID_V3, TISSUES_V3, VARIANTS, tissue_label_lut_v3
 from training.phantom_shapes import Slab
 from training.phantom_trunk import draw_trunk, rasterize
+from training.shared_data import shared_data_dir
 
 
 def digest(img: sitk.Image, lab: sitk.Image) -> str:
@@ -250,3 +251,51 @@ def test_cli_version_and_manifest(tmp_path):
     a = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "v2" / "PHANTOM_0000_0000.nii.gz")))
     b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "v3" / "PHANTOM_0000_0000.nii.gz")))
     assert a.shape != b.shape or not np.array_equal(a, b)
+
+
+def test_docs_hold_the_hu_table():
+    from pathlib import Path
+
+    from training.phantom_hu import markdown_table
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "phantom.md").read_text()
+    assert markdown_table() in doc
+
+
+TEMPLATES = shared_data_dir() / "templates"
+
+
+@pytest.mark.skipif(not (TEMPLATES / "classes.json").exists(), reason=f"templates folder {TEMPLATES} absent")
+def test_labels_mode_v3_templates_selection_hu_and_manifest(tmp_path):
+    from training.synth_from_labels import list_templates, select_templates
+
+    paths = list_templates(TEMPLATES)
+    assert [p.name for p in select_templates(paths, only=("AMOS_0013",))] == ["AMOS_0013_label.nii.gz"]
+    kept = select_templates(paths, exclude=("TSEX_0002", "TSDCM_0001"))
+    assert [p.name for p in kept] == ["AMOS_0013_label.nii.gz"]
+    with pytest.raises(ValueError, match="matches none"):
+        select_templates(paths, only=("NOPE",))
+    with pytest.raises(ValueError, match="no template left"):
+        select_templates(paths, only=("AMOS_0013",), exclude=("AMOS",))
+    liver = TISSUES_V3[TISSUE_ID_V3["liver"]].hu_range("venous")
+    fatty = VARIANTS["fatty_liver"].hu_range("venous")
+    for seed in range(3):
+        img, lab, info = generate_case_info(
+            seed,
+            mode="labels",
+            size_xy=48,
+            slices=24,
+            phase="venous",
+            templates_dir=TEMPLATES,
+            templates_exclude=("TSEX_0002", "TSDCM_0001"),
+        )
+        assert info["template"] == "AMOS_0013_label.nii.gz"
+        im, la = sitk.GetArrayFromImage(img), sitk.GetArrayFromImage(lab)
+        med = _organ_median(im, la, 1)
+        if med is not None:
+            assert min(liver[0], fatty[0]) - 20 <= med <= liver[1] + 20
+    args = ["--out", str(tmp_path), "--cases", "2", "--mode", "labels", "--size", "40", "--slices", "20", "22"]
+    args += ["--templates", str(TEMPLATES), "--templates-only", "TSEX_0002"]
+    assert phantom.main(args) == 0
+    cases = json.loads((tmp_path / "manifest.json").read_text())["cases"]
+    assert {c["template"] for c in cases.values()} == {"TSEX_0002_total.nii.gz"}

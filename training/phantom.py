@@ -356,7 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.render is not None:
             from training.render_phantom import render_comparison
 
-            render_comparison(args.render, seed=args.seed, mode=args.mode, phase=args.phase)
+            render_comparison(
+                args.render, seed=args.seed, mode=args.mode, phase=args.phase, generator_version=args.generator_version
+            )
             return 0
         if args.out is None:
             p.error("--out is required unless --render is given")
