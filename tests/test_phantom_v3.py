@@ -299,3 +299,10 @@ def test_labels_mode_v3_templates_selection_hu_and_manifest(tmp_path):
     assert phantom.main(args) == 0
     cases = json.loads((tmp_path / "manifest.json").read_text())["cases"]
     assert {c["template"] for c in cases.values()} == {"TSEX_0002_total.nii.gz"}
+
+
+@pytest.mark.skipif(not (TEMPLATES / "classes.json").exists(), reason=f"templates folder {TEMPLATES} absent")
+def test_version_2_labels_mode_is_byte_identical():
+    """Version 2's labels mode over the three shared templates (AMOS_0013, TSDCM_0001, TSEX_0002)."""
+    case = generate_case(5, mode="labels", size_xy=48, slices=24, templates_dir=TEMPLATES, generator_version=2)
+    assert digest(*case) == "84d0e523222782985d56fbe5dd8197dd940eafd176c3cae0ea1c417ef70b7cf5"

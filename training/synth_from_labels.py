@@ -400,6 +400,18 @@ def _rotation(rng: np.random.Generator) -> np.ndarray:
     return rz @ ry @ rx
 
 
+def _tables_and_imaging(tpl: Template, rng: np.random.Generator, phase: str, sz: float, version: int):
+    """(FLARE label lut, gassy flags, ImagingParams, pancreas-fat threshold of the fine field) of a case."""
+    if version == 2:
+        mean, fine_sd, coarse_sd, lut, gassy = class_tables(tpl, rng, phase)
+        imaging = draw_imaging(rng, mean, fine_sd, coarse_sd, sz)
+        imaging.blur_z_vox = float(rng.uniform(0.3, 1.0))  # random slice thickness
+        return lut, gassy, imaging, np.inf
+    mean, fine_sd, coarse_sd, lut, gassy, fat_frac = class_tables_v3(tpl, rng, phase)
+    imaging = draw_imaging_v3(rng, mean, fine_sd, coarse_sd, sz)
+    return lut, gassy, imaging, float(ndtri(1 - fat_frac)) if fat_frac > 0 else np.inf
+
+
 def synthesize_canonical(
     rng: np.random.Generator,
     size_xy: int,
@@ -452,15 +464,7 @@ def synthesize_canonical(
     amp = rng.uniform(1.5, 4)
     disp = [SmoothField(rng, grid, 50.0, amp) for _ in range(3)]
     tex = TextureFields(rng, grid)
-    if version == 2:
-        mean, fine_sd, coarse_sd, lut, gassy = class_tables(tpl, rng, phase)
-        imaging = draw_imaging(rng, mean, fine_sd, coarse_sd, sz)
-        imaging.blur_z_vox = float(rng.uniform(0.3, 1.0))  # random slice thickness
-        fat_thr = np.inf
-    else:
-        mean, fine_sd, coarse_sd, lut, gassy, fat_frac = class_tables_v3(tpl, rng, phase)
-        imaging = draw_imaging_v3(rng, mean, fine_sd, coarse_sd, sz)
-        fat_thr = float(ndtri(1 - fat_frac)) if fat_frac > 0 else np.inf
+    lut, gassy, imaging, fat_thr = _tables_and_imaging(tpl, rng, phase, sz, version)
     pancreas_ids = np.array([flare_label(tpl.names.get(i, "")) == 4 for i in range(N_CLASSES)])
     gas_thr = rng.uniform(0.5, 1.5)
     inv = np.linalg.inv(tpl.direction) / tpl.spacing[:, None]  # world offset -> continuous index (xyz)
