@@ -1,24 +1,28 @@
 """Synthetic abdominal CT with FLARE labels (0 background, 1 liver, 2 kidney, 3 spleen, 4 pancreas).
 
-Two modes, both deterministic from a seed:
+Two modes, both deterministic from a seed and the generator version (2 or 3, default 3; docs/phantom.md):
 
-- "phantom": an analytic anatomy (training/phantom_anatomy.py) built in LPS patient millimetres, deformed by a smooth
-  random displacement, and sampled on a random voxel grid (spacing, slice count, orientation), then given Hounsfield
-  units for a contrast phase, texture, partial-volume blur and noise.
-- "labels": a real whole-anatomy label map from the shared templates folder, deformed and given random
-  Hounsfield-like intensities per class, SynthSeg style (training/synth_from_labels.py).
+- "phantom": an analytic anatomy built in LPS patient millimetres, deformed by a smooth random displacement, and
+  sampled on a random voxel grid (spacing, slice count, orientation), then given Hounsfield units for a contrast
+  phase, texture, partial-volume blur and noise. Version 2: the abdomen of training/phantom_anatomy.py inside its
+  organ band; version 3: the whole trunk with the pelvis in a FLARE field of view (training/phantom_v3.py).
+- "labels": a real whole-anatomy label map from the shared templates folder, deformed and given Hounsfield
+  intensities per class, SynthSeg style (training/synth_from_labels.py; version 3 takes them from the HU table of
+  training/phantom_hu.py).
 - "mix": each case draws one of the two with equal probability.
 
 Images are SimpleITK int16 HU, labels SimpleITK uint8 on the identical grid. Arrays inside are numpy zyx; SimpleITK
 sizes, spacings and origins are xyz, in mm.
 
 CLI: python -m training.phantom --out DIR --cases N --seed S [--mode phantom|labels|mix] [--layout nnunet|flare21]
-[--flat] [--images-only] [--size 512] [--slices 20 300] [--phase venous] [--render PNG]
+[--flat] [--images-only] [--size 512] [--slices 20 300] [--phase venous] [--generator-version 3]
+[--templates DIR] [--templates-only NAME ...] [--templates-exclude NAME ...] [--render PNG]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -30,23 +34,30 @@ import SimpleITK as sitk
 
 from training.phantom_anatomy import Z_BAND, draw_anatomy, rasterize
 from training.phantom_grid import CanonicalGrid, SmoothField, draw_spacing, make_image, orientation_set
+from training.phantom_hu import PHASES_V3
 from training.phantom_imaging import HALO, TextureFields, draw_imaging, render_slab, to_int16
 from training.phantom_shapes import Slab
 from training.phantom_tissues import PHASES, draw_tissue_hu, tissue_label_lut
 
 MODES = ("phantom", "labels", "mix")
+VERSIONS = (2, 3)
+DEFAULT_VERSION = 3
+SPACING_Z = {2: (0.8, 5.0), 3: (0.6, 5.0)}  # default slice spacing range (mm) per generator version
 LAYOUTS = ("nnunet", "flare21")
 SLAB = 16  # canonical slices rasterized at a time
 MAX_EXTENT_Z = 500.0  # mm; drawn slice spacings keep slices * spacing below this
 
 
-def _check_common(seed: int, size_xy: int, phase: str | None, mode: str) -> None:
+def _check_common(seed: int, size_xy: int, phase: str | None, mode: str, version: int = 2) -> None:
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not isinstance(size_xy, (int, np.integer)) or size_xy < 32:
         raise ValueError(f"size_xy must be an integer >= 32, got {size_xy!r}")
-    if phase is not None and phase not in PHASES:
-        raise ValueError(f"phase must be one of {PHASES} or None, got {phase!r}")
+    if version not in VERSIONS:
+        raise ValueError(f"generator_version must be one of {VERSIONS}, got {version!r}")
+    phases = PHASES if version == 2 else PHASES_V3
+    if phase is not None and phase not in phases:
+        raise ValueError(f"phase must be one of {phases} or None (generator version {version}), got {phase!r}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
@@ -58,10 +69,7 @@ def _draw_geometry(rng, size_xy, slices, spacing, slice_range, spacing_xy_range,
         raise ValueError(f"slices must be a positive integer, got {slices!r}")
     n, sxy, sz = draw_spacing(rng, size_xy, lo_hi, spacing_xy_range, tuple(spacing_z_range), MAX_EXTENT_Z)
     if spacing is not None:
-        sp = tuple(float(s) for s in spacing)
-        if len(sp) != 3 or min(sp) <= 0:
-            raise ValueError(f"spacing must be three positive numbers (x, y, z mm), got {spacing!r}")
-        return n, sp
+        return n, _fixed_spacing(spacing)
     return n, (sxy, sxy, sz)
 
 
@@ -127,7 +135,16 @@ def _outside_reconstruction_circle(rng, image: np.ndarray, label: np.ndarray) ->
     label[:, out] = 0
 
 
-def generate_case(
+def generate_case(seed: int, **options) -> tuple[sitk.Image, sitk.Image]:
+    """One synthetic case: (image, label), SimpleITK int16 HU and uint8 FLARE labels on the same grid.
+
+    The options are generate_case_info's.
+    """
+    img, lab, _ = generate_case_info(seed, **options)
+    return img, lab
+
+
+def generate_case_info(
     seed: int,
     *,
     size_xy: int = 512,
@@ -137,38 +154,75 @@ def generate_case(
     mode: str = "phantom",
     slice_range: tuple[int, int] = (20, 300),
     spacing_xy_range: tuple[float, float] | None = None,
-    spacing_z_range: tuple[float, float] = (0.8, 5.0),
+    spacing_z_range: tuple[float, float] | None = None,
     orientations: str = "axial",
     templates_dir: str | os.PathLike | None = None,
-) -> tuple[sitk.Image, sitk.Image]:
-    """One synthetic case: (image, label), SimpleITK int16 HU and uint8 FLARE labels on the same grid.
+    templates_only: Sequence[str] = (),
+    templates_exclude: Sequence[str] = (),
+    generator_version: int = DEFAULT_VERSION,
+) -> tuple[sitk.Image, sitk.Image, dict]:
+    """One synthetic case: (image, label, info). info: a JSON-ready dict (mode, phase, template, version's extras).
 
-    seed: the whole case follows from it. size_xy: in-plane voxels of the canonical grid (phantom mode; labels mode may
-    differ where a template's field of view is smaller). slices: fixed slice count, else drawn from slice_range.
-    spacing: fixed (x, y, z) mm, else in-plane from spacing_xy_range (default (0.6, 1.0) * 512 / size_xy, a 307-512 mm
-    field of view) and between slices from spacing_z_range, with slices * spacing_z kept <= 500 mm. phase: 'plain',
-    'arterial' or 'venous', else drawn. orientations: 'canonical', 'axial' or 'any' (see phantom_grid.orientation_set);
-    with 'any' the slice axis may be any image axis.
+    seed: the whole case follows from it (and from generator_version: 2 reproduces version 2's cases byte for byte).
+    size_xy: in-plane voxels of the canonical grid (phantom mode; labels mode may differ where a template's field of
+    view is smaller). slices: fixed slice count, else drawn from slice_range. spacing: fixed (x, y, z) mm, else
+    in-plane from spacing_xy_range (default (0.6, 1.0) * 512 / size_xy, a 307-512 mm field of view) and between
+    slices from spacing_z_range (default 0.8-5 mm for version 2, 0.6-5 mm for version 3). Version 2 keeps
+    slices * spacing_z <= 500 mm inside its organ band; version 3 draws a FLARE field of view (phantom_v3.py) and
+    sets the slice count to cover it. phase: 'plain', 'arterial', 'venous' (or 'delayed', version 3), else drawn.
+    orientations: 'canonical', 'axial' or 'any' (see phantom_grid.orientation_set). templates_only /
+    templates_exclude: template names (or their prefixes, e.g. AMOS_0013) that labels mode may / may not use.
     """
-    _check_common(seed, size_xy, phase, mode)
+    _check_common(seed, size_xy, phase, mode, generator_version)
+    if spacing_z_range is None:
+        spacing_z_range = SPACING_Z[generator_version]
     rng = np.random.default_rng(seed)
     if mode == "mix":
         mode = "phantom" if rng.random() < 0.5 else "labels"
     if phase is None:
-        phase = str(rng.choice(PHASES))
+        phase = str(rng.choice(PHASES if generator_version == 2 else PHASES_V3))
     directions = orientation_set(orientations)
     # the orientation has its own stream, so that the anatomy of a seed is the same whatever the orientation set
     direction = directions[int(np.random.default_rng([seed, 1]).integers(len(directions)))]
-    n, sp = _draw_geometry(rng, size_xy, slices, spacing, slice_range, spacing_xy_range, spacing_z_range)
-    if mode == "phantom":
-        image, label, grid = generate_phantom_canonical(rng, size_xy, n, sp, phase)
-    else:
-        from training.synth_from_labels import synthesize_canonical
+    info: dict = {"generator_version": generator_version, "mode": mode, "phase": phase, "template": None}
+    if mode == "phantom" and generator_version == 3:
+        from training.phantom_v3 import generate_phantom_canonical_v3
 
-        image, label, grid = synthesize_canonical(rng, size_xy, n, sp, phase, templates_dir)
+        geometry = dict(slice_range=tuple(slice_range), spacing_xy_range=spacing_xy_range)
+        image, label, grid, extra = generate_phantom_canonical_v3(
+            rng,
+            size_xy,
+            phase,
+            slices=slices,
+            spacing=_fixed_spacing(spacing),
+            spacing_z_range=spacing_z_range,
+            **geometry,
+        )
+        info |= extra
+    else:
+        n, sp = _draw_geometry(rng, size_xy, slices, spacing, slice_range, spacing_xy_range, spacing_z_range)
+        if mode == "phantom":
+            image, label, grid = generate_phantom_canonical(rng, size_xy, n, sp, phase)
+        else:
+            from training.synth_from_labels import synthesize_canonical
+
+            select = (tuple(templates_only), tuple(templates_exclude))
+            image, label, grid, template = synthesize_canonical(
+                rng, size_xy, n, sp, phase, templates_dir, version=generator_version, select=select
+            )
+            info["template"] = template
     img = make_image(image, grid, direction)
     lab = make_image(label, grid, direction)
-    return img, lab
+    return img, lab, info
+
+
+def _fixed_spacing(spacing: Sequence[float] | None) -> tuple[float, float, float] | None:
+    if spacing is None:
+        return None
+    sp = tuple(float(s) for s in spacing)
+    if len(sp) != 3 or min(sp) <= 0:
+        raise ValueError(f"spacing must be three positive numbers (x, y, z mm), got {spacing!r}")
+    return sp
 
 
 def _case_paths(out_dir: Path, name: str, layout: str, flat: bool) -> tuple[Path, Path]:
@@ -191,6 +245,23 @@ def write_image_atomic(image: sitk.Image, path: Path) -> None:
             os.unlink(tmp)
 
 
+def write_manifest(path: Path, cases: dict) -> None:
+    """Write {"cases": cases} as JSON to `path` through a temporary file and a rename; cases already listed in an
+    existing manifest (an earlier call with other --start or --prefix) are kept unless written again."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    merged: dict = {}
+    if path.exists():
+        try:
+            merged = json.loads(path.read_text()).get("cases", {})
+        except (OSError, ValueError, AttributeError):
+            merged = {}
+    merged.update(cases)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"cases": merged}, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
 def write_dataset(
     out_dir: str | os.PathLike,
     cases: int,
@@ -209,7 +280,8 @@ def write_dataset(
     layout 'nnunet': imagesTr/<case>_0000.nii.gz and labelsTr/<case>.nii.gz; 'flare21': TrainingImg/ and TrainingMask/.
     flat: both files side by side in out_dir (as ../shared/data keeps them). images_only: skip the labels. Case i uses
     the seed sequence (seed, i), so a case does not depend on how many others are written. case_options are passed to
-    generate_case.
+    generate_case_info. `<out_dir>/manifest.json` records every case written by this call: its seed, generator
+    version, mode, phase and the template it came from (labels mode), rewritten (whole) after each case.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -217,14 +289,17 @@ def write_dataset(
         raise ValueError(f"cases must be a non-negative integer, got {cases!r}")
     out = Path(out_dir)
     names = []
+    manifest: dict = {}
     for i in range(start, start + cases):
         name = f"{prefix}_{i:04d}"
         case_seed = int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
-        img, lab = generate_case(case_seed, **case_options)
+        img, lab, info = generate_case_info(case_seed, **case_options)
         img_path, lab_path = _case_paths(out, name, layout, flat)
         write_image_atomic(img, img_path)
         if not images_only:
             write_image_atomic(lab, lab_path)
+        manifest[name] = {"seed": case_seed, **info}
+        write_manifest(out / "manifest.json", manifest)
         if verbose:
             print(
                 f"{name}: size {img.GetSize()} spacing {tuple(round(s, 3) for s in img.GetSpacing())}",
@@ -247,10 +322,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=512, help="in-plane voxels")
     p.add_argument("--slices", type=int, nargs=2, metavar=("MIN", "MAX"), default=(20, 300))
     p.add_argument("--spacing-xy", type=float, nargs=2, metavar=("MIN", "MAX"), default=None)
-    p.add_argument("--spacing-z", type=float, nargs=2, metavar=("MIN", "MAX"), default=(0.8, 5.0))
-    p.add_argument("--phase", choices=PHASES, default=None)
+    p.add_argument(
+        "--spacing-z", type=float, nargs=2, metavar=("MIN", "MAX"), default=None, help="default 0.8-5 (v2), 0.6-5 (v3)"
+    )
+    p.add_argument("--phase", choices=PHASES_V3, default=None, help="'delayed' needs --generator-version 3")
+    p.add_argument("--generator-version", type=int, choices=VERSIONS, default=DEFAULT_VERSION)
     p.add_argument("--orientations", choices=("canonical", "axial", "any"), default="axial")
     p.add_argument("--templates", type=Path, default=None, help="templates folder for --mode labels")
+    p.add_argument("--templates-only", nargs="+", default=(), metavar="NAME", help="use only these templates")
+    p.add_argument("--templates-exclude", nargs="+", default=(), metavar="NAME", help="never use these templates")
     p.add_argument(
         "--render",
         type=Path,
@@ -263,17 +343,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         size_xy=args.size,
         slice_range=tuple(args.slices),
         spacing_xy_range=args.spacing_xy,
-        spacing_z_range=tuple(args.spacing_z),
+        spacing_z_range=None if args.spacing_z is None else tuple(args.spacing_z),
         phase=args.phase,
         mode=args.mode,
         orientations=args.orientations,
         templates_dir=args.templates,
+        templates_only=tuple(args.templates_only),
+        templates_exclude=tuple(args.templates_exclude),
+        generator_version=args.generator_version,
     )
     try:
         if args.render is not None:
             from training.render_phantom import render_comparison
 
-            render_comparison(args.render, seed=args.seed, mode=args.mode, phase=args.phase)
+            render_comparison(
+                args.render, seed=args.seed, mode=args.mode, phase=args.phase, generator_version=args.generator_version
+            )
             return 0
         if args.out is None:
             p.error("--out is required unless --render is given")

@@ -8,6 +8,8 @@ cavity below the diaphragm.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from training.phantom_shapes import Slab, ellipsoid, ellipsoid_box, frame, paint, tube
@@ -198,7 +200,7 @@ def draw_anatomy(rng: np.random.Generator) -> dict:
     return a
 
 
-def _body_n(sq, A, Ba, Bp):
+def body_norm(sq, A, Ba, Bp):
     """Normalized body contour value: < 1 inside. Anterior half an ellipse, posterior half flattened (y^4).
 
     sq: (qx^2, qy^2, qy < 0) of the slab.
@@ -236,6 +238,21 @@ def _diaphragm(qx, qy, a):
     return ztop - 55 * lat * lat - 60 * ant * ant
 
 
+@dataclass(frozen=True)
+class Regions:
+    """Masks (bool, the slab's shape) that later stages paint within.
+
+    body: inside the skin; cavity: inside the abdominal wall's muscle ring; abd: the cavity below the diaphragm;
+    thorax: the cavity above it (lungs); wall: the muscle ring itself (where the ribs run).
+    """
+
+    body: np.ndarray
+    cavity: np.ndarray
+    abd: np.ndarray
+    thorax: np.ndarray
+    wall: np.ndarray
+
+
 def rasterize(a: dict, slab: Slab, fields: dict) -> np.ndarray:
     """uint8 tissue ids (zyx, the slab's shape) of anatomy `a` on `slab`.
 
@@ -243,65 +260,125 @@ def rasterize(a: dict, slab: Slab, fields: dict) -> np.ndarray:
     (independent ~N(0,1) fields whose joint small values trace the small-bowel loops).
     """
     tissue = np.zeros(slab.shape, np.uint8)
-    qx, qy, qz = slab.qx, slab.qy, slab.qz
+    paint_table(tissue, slab, a)
+    reg = paint_body(tissue, slab, a)
+    paint_thorax(tissue, slab, a, reg)
+    paint_viscera(tissue, slab, a, fields, reg)
+    paint_skeleton(tissue, slab, a, reg)
+    return tissue
+
+
+def paint_table(tissue: np.ndarray, slab: Slab, a: dict) -> None:
+    """The table under the patient (undeformed), curving up at the sides."""
     full = (slice(None),) * 3
-    A, Ba, Bp, tf = a["A"], a["Ba"], a["Bp"], a["tf"]
-    # table under the patient (undeformed), curving up at the sides
-    y_t = Bp - 4 + a["table_gap"]
+    y_t = a["Bp"] - 4 + a["table_gap"]
     yy = slab.ys[None, :, None] + (slab.xs**2 / (2 * a["table_radius"]))[None, None, :]
     in_x = np.abs(slab.xs)[None, None, :] < 230
     t_mask = np.broadcast_to((yy > y_t) & (yy < y_t + 40) & in_x, slab.shape)
     paint(tissue, full, t_mask, T["table"])
     shell = ((yy > y_t) & (yy < y_t + 3)) | ((yy > y_t + 37) & (yy < y_t + 40))
     paint(tissue, full, np.broadcast_to(shell & in_x, slab.shape), T["table_shell"])
-    # body wall layers
+
+
+def paint_body(tissue: np.ndarray, slab: Slab, a: dict) -> Regions:
+    """Skin, subcutaneous fat, the wall's muscle and the visceral fat of a body of constant cross-section."""
+    qx, qy = slab.qx, slab.qy
+    A, Ba, Bp, tf = a["A"], a["Ba"], a["Bp"], a["tf"]
     sq = (qx * qx, qy * qy, qy < 0)
-    body = _body_n(sq, A, Ba, Bp) < 1
+    body = body_norm(sq, A, Ba, Bp) < 1
     tissue[body] = T["skin"]
-    tissue[_body_n(sq, A - 2, Ba - 2, Bp - 2) < 1] = T["fat_subcutaneous"]
-    inner = _body_n(sq, A - tf, Ba - tf, Bp - 0.5 * tf) < 1
+    tissue[body_norm(sq, A - 2, Ba - 2, Bp - 2) < 1] = T["fat_subcutaneous"]
+    inner = body_norm(sq, A - tf, Ba - tf, Bp - 0.5 * tf) < 1
     tissue[inner] = T["muscle"]
     Ac, Bac, Bpc = a["cavity"]
-    cavity = _body_n(sq, Ac, Bac, Bpc) < 1
-    wall = inner & ~cavity
+    cavity = body_norm(sq, Ac, Bac, Bpc) < 1
+    return cavity_regions(tissue, slab, a, body, inner, cavity)
+
+
+def cavity_regions(tissue, slab: Slab, a: dict, body, inner, cavity) -> Regions:
+    """Fill the cavity with visceral fat below the diaphragm and muscle (the diaphragm) above it; the regions."""
     tissue[cavity] = T["fat_visceral"]
-    zd = _diaphragm(qx, qy, a)
-    abd = cavity & (qz < zd)
-    thorax = cavity & (qz > zd + 5)
+    zd = _diaphragm(slab.qx, slab.qy, a)
+    abd = cavity & (slab.qz < zd)
+    thorax = cavity & (slab.qz > zd + 5)
     tissue[cavity & ~abd] = T["muscle"]  # diaphragm
-    ys, rvx, rvy, y_c = a["ys"], a["rv"][0], a["rv"][1], a["y_c"]
-    # thorax: lungs, mediastinum, heart
+    return Regions(body=body, cavity=cavity, abd=abd, thorax=thorax, wall=inner & ~cavity)
+
+
+def paint_thorax(tissue: np.ndarray, slab: Slab, a: dict, reg: Regions) -> None:
+    """Lungs, mediastinum and heart above the diaphragm."""
+    qx, qy = slab.qx, slab.qy
+    ys, rvy = a["ys"], a["rv"][1]
+    thorax = reg.thorax
     tissue[thorax] = T["lung"]
     med = thorax & (np.abs(qx - 10) < 35 + 0.25 * np.maximum(ys - qy, 0)) & (qy < ys + rvy)
     tissue[med] = T["mediastinum"]
     e = ellipsoid(slab, *a["heart"])
     if e is not None:
         paint(tissue, e[0], e[2] < 1, T["heart"], thorax)
-    # muscles along the spine
-    for side in (-1, 1):
-        e = ellipsoid(slab, (side * (0.5 * rvx + 22), y_c + 18, 0.0), (26, 22, 1e4))
+
+
+def paint_viscera(tissue: np.ndarray, slab: Slab, a: dict, fields: dict, reg: Regions) -> None:
+    """Everything inside the abdomen, in painting order: later stages paint over earlier ones."""
+    paint_back_muscles(tissue, slab, a, reg)
+    paint_small_bowel(tissue, slab, a, fields, reg)
+    paint_gut(tissue, slab, a, fields, reg)
+    liver_mask = paint_liver(tissue, slab, a, reg)
+    for pts, rad in a["liver_vessels"]:
+        t = tube(slab, pts, rad)
+        if t is not None:
+            paint(tissue, t[0], t[1] < 1, T["liver_vessel"], liver_mask)
+    if a["gallbladder"] is not None:
+        e = ellipsoid(slab, *a["gallbladder"])
         if e is not None:
-            paint(tissue, e[0], e[2] < 1, T["muscle"], body)
+            paint(tissue, e[0], e[2] < 1, T["gallbladder"], reg.abd)
+    paint_spleen_pancreas(tissue, slab, a, fields, reg)
+    paint_kidneys(tissue, slab, a, fields, reg)
+    paint_great_vessels(tissue, slab, a, reg)
+
+
+def paint_back_muscles(tissue: np.ndarray, slab: Slab, a: dict, reg: Regions) -> None:
+    """Paraspinal muscles, quadratus lumborum and psoas (growing downward from L1) on both sides."""
+    ys, rvx = a["ys"], a["rv"][0]
+    for side in (-1, 1):
+        e = ellipsoid(slab, (side * (0.5 * rvx + 22), a["y_c"] + 18, 0.0), (26, 22, 1e4))
+        if e is not None:
+            paint(tissue, e[0], e[2] < 1, T["muscle"], reg.body)
         e = ellipsoid(slab, (side * 72, ys + 42, -60.0), (20, 12, 110))
         if e is not None:
-            paint(tissue, e[0], e[2] < 1, T["muscle"], abd)
-        r = slab.region((side * rvx - 60 if side < 0 else 0, ys - 40, -1e4), (0 if side < 0 else rvx + 60, ys + 40, 40))
+            paint(tissue, e[0], e[2] < 1, T["muscle"], reg.abd)
+        lo = (side * rvx - 60 if side < 0 else 0, ys - 40, a.get("psoas_z_min", -1e4))
+        r = slab.region(lo, (0 if side < 0 else rvx + 60, ys + 40, 40))
         if r is not None:
             rx, ry, rz = slab.q(r)
             rad = np.clip(4 + 0.14 * (40 - rz), 0, 28)
             cx = side * (rvx + 0.8 * rad)
             m = ((rx - cx) ** 2 + ((ry - ys - 2) * 1.2) ** 2) < rad * rad
-            paint(tissue, r, m, T["muscle"], abd)
-    # small bowel: the tangle where two smooth fields are both near zero, in the lower anterior abdomen
+            paint(tissue, r, m, T["muscle"], reg.abd)
+
+
+def paint_small_bowel(tissue: np.ndarray, slab: Slab, a: dict, fields: dict, reg: Regions) -> None:
+    """The tangle where two smooth fields are both near zero, in the lower anterior abdomen.
+
+    a["small_bowel_rr"] (optional): the (wall, lumen) thresholds of f1^2 + f2^2 (default (0.8, 0.45)).
+    """
     f1, f2 = fields["bowel1"], fields["bowel2"]
-    loops = abd & (qz < a["bowel_level"]) & (qy < ys - rvy + 5)
+    loops = reg.abd & (slab.qz < a["bowel_level"]) & (slab.qy < a["ys"] - a["rv"][1] + 5)
     rr = f1 * f1 + f2 * f2
-    tissue[loops & (rr < 0.8)] = T["bowel_wall"]
-    content = T["oral_contrast"] if a["oral_contrast"] else T["bowel_content"]
-    lumen = loops & (rr < 0.45)
-    tissue[lumen] = content
+    wall_rr, lumen_rr = a.get("small_bowel_rr", (0.8, 0.45))
+    tissue[loops & (rr < wall_rr)] = T["bowel_wall"]
+    lumen = loops & (rr < lumen_rr)
+    tissue[lumen] = _bowel_content(a)
     tissue[lumen & (fields["fine"] > a["gas_thr"])] = T["gas"]
-    # colon
+
+
+def _bowel_content(a: dict) -> int:
+    return T["oral_contrast"] if a["oral_contrast"] else T["bowel_content"]
+
+
+def paint_gut(tissue: np.ndarray, slab: Slab, a: dict, fields: dict, reg: Regions) -> None:
+    """Colon (a["colon_fill"]: its content tissue, default stool), bladder, stomach, duodenum."""
+    abd = reg.abd
     t = tube(slab, *a["colon"])
     if t is not None:
         r, rho = t
@@ -309,12 +386,13 @@ def rasterize(a: dict, slab: Slab, fields: dict) -> np.ndarray:
         rho = rho * haustra
         paint(tissue, r, rho < 1, T["bowel_wall"], abd)
         inner = rho < 0.85
-        paint(tissue, r, inner, T["stool"], abd)
+        paint(tissue, r, inner, a.get("colon_fill", T["stool"]), abd)
         paint(tissue, r, inner & (fields["fine"][r] > a["gas_thr"] - 0.8), T["gas"], abd)
-    e = ellipsoid(slab, *a["bladder"])
-    if e is not None:
-        paint(tissue, e[0], e[2] < 1, T["bowel_wall"], abd)
-        paint(tissue, e[0], e[2] < 0.85, T["urine"], abd)
+    if a["bladder"] is not None:
+        e = ellipsoid(slab, *a["bladder"])
+        if e is not None:
+            paint(tissue, e[0], e[2] < 1, T["bowel_wall"], abd)
+            paint(tissue, e[0], e[2] < 0.85, T["urine"], abd)
     # stomach with an air-fluid level (air rises anteriorly in a supine patient)
     c, ax, rows, level = a["stomach"]
     e = ellipsoid(slab, c, ax, rows)
@@ -322,20 +400,25 @@ def rasterize(a: dict, slab: Slab, fields: dict) -> np.ndarray:
         r, d, r2 = e
         paint(tissue, r, r2 < 1, T["stomach_wall"], abd)
         inner = r2 < (1 - 5 / min(ax)) ** 2
-        paint(tissue, r, inner, T["gastric_fluid"], abd)
+        paint(tissue, r, inner, a.get("gastric_content", T["gastric_fluid"]), abd)
         paint(tissue, r, inner & (slab.qy[r] < c[1] - level * ax[1]), T["gas"], abd)
     t = tube(slab, *a["duodenum"])
     if t is not None:
         r, rho = t
         paint(tissue, r, rho < 1, T["bowel_wall"], abd)
-        paint(tissue, r, rho < 0.7, content, abd)
-    # liver with its vessels, gallbladder
+        paint(tissue, r, rho < 0.7, _bowel_content(a), abd)
+
+
+def paint_liver(tissue: np.ndarray, slab: Slab, a: dict, reg: Regions) -> np.ndarray:
+    """The liver (and the perirenal fat it stays out of); returns the liver's mask."""
+    qx, qy, qz = slab.qx, slab.qy, slab.qz
+    ys, rvx, rvy = a["ys"], a["rv"][0], a["rv"][1]
     liver_mask = np.zeros(slab.shape, bool)
     for c, ax in a["liver"]:
         e = ellipsoid(slab, c, ax)
         if e is not None:
             liver_mask[e[0]] |= e[2] < 1
-    liver_mask &= abd
+    liver_mask &= reg.abd
     # the liver stays out of the prevertebral space and the fat around the kidneys (Gerota's fascia), and lies
     # anterolateral to the right kidney at the kidney's levels
     liver_mask &= ~((qy > ys - rvy - 12) & (np.abs(qx - 5) < rvx + 28))
@@ -346,24 +429,20 @@ def rasterize(a: dict, slab: Slab, fields: dict) -> np.ndarray:
         if e is not None:
             peri = e[2] < 1
             liver_mask[e[0]] &= ~peri
-            paint(tissue, e[0], peri, T["fat_visceral"], abd)
+            paint(tissue, e[0], peri, T["fat_visceral"], reg.abd)
     tissue[liver_mask] = T["liver"]
-    for pts, rad in a["liver_vessels"]:
-        t = tube(slab, pts, rad)
-        if t is not None:
-            paint(tissue, t[0], t[1] < 1, T["liver_vessel"], liver_mask)
-    if a["gallbladder"] is not None:
-        e = ellipsoid(slab, *a["gallbladder"])
-        if e is not None:
-            paint(tissue, e[0], e[2] < 1, T["gallbladder"], abd)
-    # spleen: an ellipsoid hollowed at its hilum
+    return liver_mask
+
+
+def paint_spleen_pancreas(tissue: np.ndarray, slab: Slab, a: dict, fields: dict, reg: Regions) -> None:
+    """The spleen (an ellipsoid hollowed at its hilum), the pancreas, then the veins behind and through it."""
+    abd = reg.abd
     c, ax, rows = a["spleen"]
     e = ellipsoid(slab, c, ax, rows)
     if e is not None:
         r, d, r2 = e
         hil = (d[0] > 0.3 * ax[0]) & ((d[1] / ax[1]) ** 2 + (d[2] / ax[2]) ** 2 < 0.3)
         paint(tissue, r, (r2 < 1) & ~hil, T["spleen"], abd)
-    # pancreas, then the veins that run behind and through it
     t = tube(slab, *a["pancreas"])
     if t is not None:
         r, rho = t
@@ -373,7 +452,10 @@ def rasterize(a: dict, slab: Slab, fields: dict) -> np.ndarray:
         t = tube(slab, *a[key])
         if t is not None:
             paint(tissue, t[0], t[1] < 1, T["portal_vein"], abd)
-    # kidneys: cortex, medulla (pyramids), sinus fat at the hilum
+
+
+def paint_kidneys(tissue: np.ndarray, slab: Slab, a: dict, fields: dict, reg: Regions) -> None:
+    """Kidneys: cortex, medulla (pyramids), sinus fat at the hilum."""
     for c, ax, rows in a["kidneys"]:
         e = ellipsoid(slab, c, ax, rows)
         if e is None:
@@ -381,34 +463,40 @@ def rasterize(a: dict, slab: Slab, fields: dict) -> np.ndarray:
         r, d, r2 = e
         notch = (d[0] > 0.55 * ax[0]) & (np.abs(d[2]) < 0.45 * ax[2])
         kid = (r2 < 1) & ~notch
-        paint(tissue, r, kid, T["kidney_cortex"], abd)
+        paint(tissue, r, kid, T["kidney_cortex"], reg.abd)
         med = kid & (r2 < 0.55) & (r2 > 0.12) & (fields["fine"][r] > -0.2)
-        paint(tissue, r, med, T["kidney_medulla"], abd)
+        paint(tissue, r, med, T["kidney_medulla"], reg.abd)
         sinus = kid & (r2 < 0.22) & (d[0] > 0.05 * ax[0])
-        paint(tissue, r, sinus, T["renal_sinus"], abd)
-    # great vessels
+        paint(tissue, r, sinus, T["renal_sinus"], reg.abd)
+
+
+def paint_great_vessels(tissue: np.ndarray, slab: Slab, a: dict, reg: Regions) -> None:
+    """Aorta, IVC, SMA and the iliac arteries, inside the cavity."""
     for key, tid in (("aorta", "aorta"), ("ivc", "ivc"), ("sma", "aorta")):
         t = tube(slab, *a[key])
         if t is not None:
-            paint(tissue, t[0], t[1] < 1, T[tid], cavity)
+            paint(tissue, t[0], t[1] < 1, T[tid], reg.cavity)
     for pts, rad in a["iliacs"]:
         t = tube(slab, pts, rad)
         if t is not None:
-            paint(tissue, t[0], t[1] < 1, T["aorta"], cavity)
+            paint(tissue, t[0], t[1] < 1, T["aorta"], reg.cavity)
+
+
+def paint_skeleton(tissue: np.ndarray, slab: Slab, a: dict, reg: Regions) -> None:
+    """Spine, ribs and costal cartilages, iliac wings."""
     _paint_spine(tissue, slab, a)
-    _paint_ribs(tissue, slab, a, wall)
+    _paint_ribs(tissue, slab, a, reg.wall)
     for c, ax in a["iliac_wings"]:
         e = ellipsoid(slab, c, ax)
         if e is not None:
-            paint(tissue, e[0], e[2] < 1, T["bone_cortex"], body)
-            paint(tissue, e[0], e[2] < 0.5, T["bone_marrow"], body)
-    return tissue
+            paint(tissue, e[0], e[2] < 1, T["bone_cortex"], reg.body)
+            paint(tissue, e[0], e[2] < 0.5, T["bone_marrow"], reg.body)
 
 
 def _paint_spine(tissue: np.ndarray, slab: Slab, a: dict) -> None:
     ys, (rvx, rvy), y_c, y_sp = a["ys"], a["rv"], a["y_c"], a["y_sp"]
     period, disc = a["period"], a["disc"]
-    r = slab.region((-50, ys - rvy - 2, -1e4), (50, y_sp + 2, 1e4))
+    r = slab.region((-50, ys - rvy - 2, a.get("spine_z_min", -1e4)), (50, y_sp + 2, 1e4))
     if r is None:
         return
     qx, qy, qz = slab.q(r)

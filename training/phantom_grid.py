@@ -157,6 +157,13 @@ class SmoothField:
         return _lerp(a, 1, *self.iy)  # (k, ny, nx)
 
 
+def check_ranges(**ranges: tuple[float, float]) -> None:
+    """ValueError unless every (low, high) satisfies 0 < low <= high."""
+    for name, (lo, hi) in ranges.items():
+        if not 0 < lo <= hi:
+            raise ValueError(f"{name} range must satisfy 0 < low <= high, got {(lo, hi)}")
+
+
 def draw_spacing(
     rng: np.random.Generator,
     size_xy: int,
@@ -172,9 +179,7 @@ def draw_spacing(
     """
     if spacing_xy is None:
         spacing_xy = (0.6 * 512 / size_xy, 1.0 * 512 / size_xy)
-    for name, (lo, hi) in (("slices", slices), ("spacing_xy", spacing_xy), ("spacing_z", spacing_z)):
-        if not 0 < lo <= hi:
-            raise ValueError(f"{name} range must satisfy 0 < low <= high, got {(lo, hi)}")
+    check_ranges(slices=slices, spacing_xy=spacing_xy, spacing_z=spacing_z)
     n = int(rng.integers(slices[0], slices[1] + 1))
     sxy = float(rng.uniform(*spacing_xy))
     hi_z = max(spacing_z[0], min(spacing_z[1], max_extent_z / n))

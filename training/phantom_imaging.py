@@ -19,7 +19,8 @@ class ImagingParams:
 
     mean, tex_fine, tex_coarse: float32 (n_classes,) HU tables indexed by class id. blur_mm: Gaussian sigma of the
     scanner's point spread in-plane (mm); blur_z_vox: sigma along z in slices; noise_hu: std of the final noise
-    (correlated by the same blur); seed: of the per-slice noise.
+    (correlated by the same blur); seed: of the per-slice noise; sharpen: gain of an in-plane unsharp mask applied
+    after the blur (a sharp kernel's overshoot at edges and grainier noise).
     """
 
     mean: np.ndarray
@@ -29,6 +30,7 @@ class ImagingParams:
     blur_z_vox: float
     noise_hu: float
     seed: int
+    sharpen: float = 0.0  # edge enhancement of a sharp reconstruction kernel (0: none)
 
 
 def draw_imaging(rng: np.random.Generator, mean, tex_fine, tex_coarse, spacing_z: float) -> ImagingParams:
@@ -41,6 +43,35 @@ def draw_imaging(rng: np.random.Generator, mean, tex_fine, tex_coarse, spacing_z
         blur_z_vox=float(np.clip(rng.uniform(0.3, 0.6) * max(1.0, 2.0 / spacing_z), 0.3, 0.8)),
         noise_hu=float(rng.uniform(10, 25)),
         seed=int(rng.integers(2**31)),
+    )
+
+
+KERNELS = ("smooth", "standard", "sharp")
+
+
+def draw_imaging_v3(rng: np.random.Generator, mean, tex_fine, tex_coarse, spacing_z: float) -> ImagingParams:
+    """Version 3's scanner: a smooth, standard or sharp kernel (blur, edge gain, noise), slice thickness 0.6-5 mm.
+
+    The thickness is drawn between 0.8 and 1.6 slice spacings (within 0.6-5 mm); its Gaussian equivalent (FWHM =
+    thickness) sets the blur along z.
+    """
+    kernel = KERNELS[int(rng.integers(3))]
+    blur, gain, noise = {
+        "smooth": ((1.0, 1.4), (0.0, 0.0), (5, 15)),
+        "standard": ((0.6, 1.0), (0.0, 0.0), (10, 25)),
+        "sharp": ((0.3, 0.6), (0.3, 0.8), (12, 30)),
+    }[kernel]
+    lo, hi = max(0.6, 0.8 * spacing_z), min(5.0, 1.6 * spacing_z)
+    thickness = float(rng.uniform(lo, max(lo, hi)))
+    return ImagingParams(
+        mean=np.asarray(mean, np.float32),
+        tex_fine=np.asarray(tex_fine, np.float32),
+        tex_coarse=np.asarray(tex_coarse, np.float32),
+        blur_mm=float(rng.uniform(*blur)),
+        blur_z_vox=float(max(0.3, thickness / (2.355 * spacing_z))),
+        noise_hu=float(rng.uniform(*noise)),
+        seed=int(rng.integers(2**31)),
+        sharpen=float(rng.uniform(*gain)),
     )
 
 
@@ -78,7 +109,10 @@ def render_slab(
     for i in range(classes.shape[0]):
         rng = np.random.default_rng((params.seed, k0 + i))
         hu[i] += rng.standard_normal((ny, nx), dtype=np.float32) * gain
-    return gaussian_filter(hu, sig, mode="nearest", truncate=3.0)
+    out = gaussian_filter(hu, sig, mode="nearest", truncate=3.0)
+    if params.sharpen > 0:
+        out += np.float32(params.sharpen) * (out - gaussian_filter(out, (0, 1.0, 1.0), mode="nearest", truncate=3.0))
+    return out
 
 
 def _blurred_noise_std(sigmas) -> float:

@@ -75,16 +75,25 @@ def render_comparison(
     mode: str = "phantom",
     phase: str | None = None,
     extra_seeds: Sequence[int] = (),
+    generator_version: int = 3,
 ) -> None:
-    """Render synthetic case(s) (512 in-plane, ~3 mm slices covering the abdomen) beside the real cases."""
-    from training.phantom import generate_case
+    """Render synthetic case(s) (512 in-plane at 0.8 mm, 3 mm slices) beside the real cases.
+
+    Version 2: 110 slices covering the abdomen; version 3: the slices its drawn field of view needs (40-200).
+    """
+    from training.phantom import generate_case_info
 
     cases = []
+    phases = ("venous", "arterial", "plain") if generator_version == 2 else ("venous", "arterial", "plain", "delayed")
     for s in (seed, *extra_seeds):
         m = mode if mode != "mix" else ("phantom" if s % 2 == 0 else "labels")
-        ph = phase or ("venous", "arterial", "plain")[s % 3]
-        img, lab = generate_case(s, size_xy=512, slices=110, spacing=(0.8, 0.8, 3.0), phase=ph, mode=m)
-        cases.append((f"{m} seed {s} ({ph})", img, lab))
+        ph = phase or phases[s % len(phases)]
+        geometry = dict(slices=110) if generator_version == 2 else dict(slice_range=(40, 200))
+        img, lab, info = generate_case_info(
+            s, size_xy=512, spacing=(0.8, 0.8, 3.0), phase=ph, mode=m, generator_version=generator_version, **geometry
+        )
+        fov = info.get("field_of_view", info.get("template") or "")
+        cases.append((f"v{generator_version} {m} seed {s} ({ph})\n{fov}", img, lab))
     data = shared_data_dir()
     for name in REAL_CASES:
         ip, lp = data / f"{name}_0000.nii.gz", data / f"{name}.nii.gz"
@@ -99,9 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--extra-seeds", type=int, nargs="*", default=())
     p.add_argument("--mode", choices=("phantom", "labels", "mix"), default="phantom")
-    p.add_argument("--phase", choices=("plain", "arterial", "venous"), default=None)
+    p.add_argument("--phase", choices=("plain", "arterial", "venous", "delayed"), default=None)
+    p.add_argument("--generator-version", type=int, choices=(2, 3), default=3)
     args = p.parse_args(argv)
-    render_comparison(args.out, args.seed, args.mode, args.phase, args.extra_seeds)
+    render_comparison(args.out, args.seed, args.mode, args.phase, args.extra_seeds, args.generator_version)
     return 0
 
 

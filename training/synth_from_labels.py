@@ -14,13 +14,15 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from scipy.special import ndtri
 
 from training.phantom_grid import CanonicalGrid, SmoothField
-from training.phantom_imaging import HALO, TextureFields, draw_imaging, render_slab, to_int16
+from training.phantom_imaging import HALO, TextureFields, draw_imaging, draw_imaging_v3, render_slab, to_int16
 from training.phantom_tissues import PHASES, TISSUE_ID, TISSUES
 from training.shared_data import shared_data_dir
 
@@ -29,7 +31,8 @@ FAT, WALL, VISCERAL, GAS = 250, 251, 252, 253
 # a synthetic spine for templates without bones (AMOS): vertebral body cortex and marrow, posterior arch, canal,
 # paraspinal muscles
 DISC, CORTEX, MARROW, CANAL, PARASPINAL = 245, 246, 247, 248, 249
-FIRST_EXTRA = DISC
+PANCREAS_FAT = 240  # version 3: the pancreas's interlobular fat (FLARE label 4)
+FIRST_EXTRA = PANCREAS_FAT
 N_CLASSES = 256
 SLAB = 16
 
@@ -193,6 +196,9 @@ class Template:
         if sample_k.size == 0:
             sample_k = good_k if good_k.size else np.arange(len(area))
         self.good_range = (int(sample_k.min()), int(sample_k.max()))
+        # version 3 samples every slice with a body: the pelvis too (AMOS_0013's bladder lies below its organs)
+        body_k = np.nonzero(area >= 20)[0]
+        self.body_range = (int(body_k.min()), int(body_k.max())) if body_k.size else self.good_range
         out = []
         for k in range(self.classes.shape[0]):
             # slices with little labelled (e.g. only the bladder) borrow the outline of the nearest well-filled one
@@ -265,6 +271,64 @@ def list_templates(folder: str | os.PathLike | None = None) -> list[Path]:
     return found
 
 
+def select_templates(paths: list[Path], only: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[Path]:
+    """The templates whose file name starts with one of `only` (all when empty) and with none of `exclude`.
+
+    ValueError when a name matches no template or nothing is left.
+    """
+    for name in (*only, *exclude):
+        if not any(p.name.startswith(name) for p in paths):
+            raise ValueError(f"template {name!r} matches none of {[p.name for p in paths]}")
+    kept = [p for p in paths if (not only or any(p.name.startswith(n) for n in only))]
+    kept = [p for p in kept if not any(p.name.startswith(n) for n in exclude)]
+    if not kept:
+        raise ValueError(f"no template left of {[p.name for p in paths]} (only {list(only)}, exclude {list(exclude)})")
+    return kept
+
+
+# version 3: class names whose tissue differs from class_tissue's (tissues version 2 lacks), first match wins
+_NAME_TISSUE_V3 = (("prostate_or_uterus", "uterus"), ("prostate", "prostate"), ("uterus", "uterus"))
+
+
+def class_tables_v3(tpl: Template, rng: np.random.Generator, phase: str):
+    """Version 3's (mean, fine, coarse, FLARE label, gassy) arrays (N_CLASSES,): HU from phantom_hu's table.
+
+    Every class takes its tissue's case mean (one draw per tissue and case, so both kidneys match) plus a few HU;
+    bones mix cortex and marrow; fatty liver / fatty pancreas variants as in the phantom mode.
+    """
+    from training.phantom_hu import TISSUE_ID_V3, draw_case_hu
+
+    variants = tuple(v for v, p in (("fatty_liver", 0.15), ("fatty_pancreas", 0.25)) if rng.random() < p)
+    hu, tex_f, tex_c = draw_case_hu(rng, phase, variants)
+    mean = np.zeros(N_CLASSES, np.float32)
+    fine = np.full(N_CLASSES, 5.0, np.float32)
+    coarse = np.zeros(N_CLASSES, np.float32)
+    label = np.zeros(N_CLASSES, np.uint8)
+    gassy = np.zeros(N_CLASSES, bool)
+
+    def set_(cid: int, tissue: str) -> None:
+        if tissue == "bone":
+            c, m = TISSUE_ID_V3["bone_cortex"], TISSUE_ID_V3["bone_marrow"]
+            mean[cid] = hu[m] + rng.uniform(0.1, 0.4) * (hu[c] - hu[m])
+            fine[cid], coarse[cid] = rng.uniform(40, 120), rng.uniform(10, 40)
+            return
+        t = TISSUE_ID_V3[tissue]
+        mean[cid] = hu[t] + rng.normal(0, 3)
+        fine[cid], coarse[cid] = tex_f[t], tex_c[t]
+
+    set_(0, "air")
+    for cid, name in tpl.names.items():
+        if cid < FIRST_EXTRA:
+            v3 = [t for w, t in _NAME_TISSUE_V3 if w in name]
+            set_(cid, v3[0] if v3 else class_tissue(name))
+            label[cid] = flare_label(name)
+            gassy[cid] = any(w in name for w in _GASSY_WORDS)
+    for cid, tissue in _EXTRA_TISSUE.items():
+        set_(cid, tissue)
+    label[PANCREAS_FAT] = 4
+    return mean, fine, coarse, label, gassy, 0.4 if "fatty_pancreas" in variants else rng.uniform(0.0, 0.12)
+
+
 def class_tables(tpl: Template, rng: np.random.Generator, phase: str):
     """(mean, fine texture std, coarse texture std, FLARE label, gassy) arrays (N_CLASSES,) for a case."""
     if phase not in PHASES:
@@ -309,6 +373,20 @@ def class_tables(tpl: Template, rng: np.random.Generator, phase: str):
     return mean, fine, coarse, label, gassy
 
 
+_EXTRA_TISSUE = {
+    FAT: "fat_subcutaneous",
+    WALL: "muscle",
+    VISCERAL: "fat_visceral",
+    GAS: "gas",
+    DISC: "disc",
+    CORTEX: "bone_cortex",
+    MARROW: "bone_marrow",
+    CANAL: "spinal_canal",
+    PARASPINAL: "muscle",
+    PANCREAS_FAT: "pancreas_fat",
+}
+
+
 def _rotation(rng: np.random.Generator) -> np.ndarray:
     ax, ay, az = (
         np.deg2rad(rng.uniform(-4, 4)),
@@ -322,6 +400,18 @@ def _rotation(rng: np.random.Generator) -> np.ndarray:
     return rz @ ry @ rx
 
 
+def _tables_and_imaging(tpl: Template, rng: np.random.Generator, phase: str, sz: float, version: int):
+    """(FLARE label lut, gassy flags, ImagingParams, pancreas-fat threshold of the fine field) of a case."""
+    if version == 2:
+        mean, fine_sd, coarse_sd, lut, gassy = class_tables(tpl, rng, phase)
+        imaging = draw_imaging(rng, mean, fine_sd, coarse_sd, sz)
+        imaging.blur_z_vox = float(rng.uniform(0.3, 1.0))  # random slice thickness
+        return lut, gassy, imaging, np.inf
+    mean, fine_sd, coarse_sd, lut, gassy, fat_frac = class_tables_v3(tpl, rng, phase)
+    imaging = draw_imaging_v3(rng, mean, fine_sd, coarse_sd, sz)
+    return lut, gassy, imaging, float(ndtri(1 - fat_frac)) if fat_frac > 0 else np.inf
+
+
 def synthesize_canonical(
     rng: np.random.Generator,
     size_xy: int,
@@ -329,16 +419,22 @@ def synthesize_canonical(
     spacing_xyz,
     phase: str,
     templates: str | os.PathLike | None = None,
+    *,
+    version: int = 2,
+    select: tuple[Sequence[str], Sequence[str]] = ((), ()),
 ):
-    """Labels mode on a canonical grid: (image int16 zyx, label uint8 zyx, CanonicalGrid).
+    """Labels mode on a canonical grid: (image int16 zyx, label uint8 zyx, CanonicalGrid, template file name).
 
-    The grid is size_xy x size_xy in-plane at spacing_xyz, centred on a random template; n slices, fewer (or the slice
-    spacing lowered, not below 0.5 mm) where the template's z extent is shorter than n * spacing_z.
+    The grid is size_xy x size_xy in-plane at spacing_xyz, centred on a random template (of those `select` =
+    (only, exclude) keeps, see select_templates); n slices, fewer (or the slice spacing lowered, not below 0.5 mm)
+    where the template's z extent is shorter than n * spacing_z. Version 2 samples the slices holding FLARE organs
+    and draws HU around phantom_tissues' means; version 3 samples every slice with a body and draws HU from
+    phantom_hu's table, with its scanner model (draw_imaging_v3) and the pancreas's interlobular fat.
     """
-    paths = list_templates(templates)
+    paths = select_templates(list_templates(templates), *select)
     tpl = load_template(str(paths[int(rng.integers(len(paths)))]))
     sx, sy, sz = spacing_xyz
-    kz_lo, kz_hi = tpl.good_range  # template slices with a well-filled body
+    kz_lo, kz_hi = tpl.good_range if version == 2 else tpl.body_range  # template slices with a well-filled body
     zk = [float(tpl.origin[2] + (tpl.direction @ (np.array([0, 0, k]) * tpl.spacing))[2]) for k in (kz_lo, kz_hi)]
     zlo, zhi = min(zk), max(zk)
     extent_z = zhi - zlo + tpl.spacing[2]
@@ -368,9 +464,8 @@ def synthesize_canonical(
     amp = rng.uniform(1.5, 4)
     disp = [SmoothField(rng, grid, 50.0, amp) for _ in range(3)]
     tex = TextureFields(rng, grid)
-    mean, fine_sd, coarse_sd, lut, gassy = class_tables(tpl, rng, phase)
-    imaging = draw_imaging(rng, mean, fine_sd, coarse_sd, sz)
-    imaging.blur_z_vox = float(rng.uniform(0.3, 1.0))  # random slice thickness
+    lut, gassy, imaging, fat_thr = _tables_and_imaging(tpl, rng, phase, sz, version)
+    pancreas_ids = np.array([flare_label(tpl.names.get(i, "")) == 4 for i in range(N_CLASSES)])
     gas_thr = rng.uniform(0.5, 1.5)
     inv = np.linalg.inv(tpl.direction) / tpl.spacing[:, None]  # world offset -> continuous index (xyz)
     xs, ys, zs = grid.axis_coords("x"), grid.axis_coords("y"), grid.axis_coords("z")
@@ -404,7 +499,9 @@ def synthesize_canonical(
         cls[air] = tpl.body_layers(idx[2][air], idx[1][air], idx[0][air], thickness)
         fine = tex.fine.slab(a0, a1)
         cls[gassy[cls] & (fine > gas_thr)] = GAS
+        if fat_thr < np.inf:  # interlobular fat where the fine field is high (its 1 - fraction quantile)
+            cls[pancreas_ids[cls] & (fine > fat_thr)] = PANCREAS_FAT
         hu = render_slab(cls, fine, tex.coarse.slab(a0, a1), a0, imaging, grid.spacing_xyz)
         image[k0:k1] = to_int16(hu[k0 - a0 : k1 - a0])
         label[k0:k1] = lut[cls[k0 - a0 : k1 - a0]]
-    return image, label, grid
+    return image, label, grid, tpl.path.name
