@@ -46,30 +46,31 @@ def log(message: str) -> None:
     write_line(message)
 
 
-def find_cases(input_dir: Path, verbose: bool = False) -> list[Path]:
-    """Sorted entries of a folder named `<case>_0000.nii.gz`, whatever they are: one that is not a readable regular
-    file (a dangling link, a folder, a FIFO, a device) is a case that fails when read, with the reason.
-
-    The other entries are skipped, with one line that counts them (``verbose``: one line each). OSError when the
-    folder cannot be listed.
-    """
+def find_cases(input_dir: Path) -> tuple[list[Path], list[Path]]:
+    """The sorted entries of a folder named `<case>_0000.nii.gz`, whatever they are (one that is not a readable
+    regular file, such as a dangling link, a folder, a FIFO or a device, is a case that fails when read, with the
+    reason), and the other entries, which are skipped. OSError when the folder cannot be listed."""
     cases, skipped = [], []
     for entry in sorted(input_dir.iterdir()):
         if entry.name.endswith(INPUT_SUFFIX) and len(entry.name) > len(INPUT_SUFFIX):
             cases.append(entry)
         else:
             skipped.append(entry)
-    if verbose:
-        for entry in skipped:
-            log(f"skipping {entry}: not an input image (<case>{INPUT_SUFFIX})")
-    if skipped:
-        one = len(skipped) == 1
-        log(
-            f"{len(skipped)} {'file is not a' if one else 'files are not'} <case>{INPUT_SUFFIX} "
-            f"input{'' if one else 's'} and {'was' if one else 'were'} skipped"
-            + ("" if verbose else f"; -v lists {'it' if one else 'them'}")
-        )
-    return cases
+    return cases, skipped
+
+
+def skipped_lines(skipped: list[Path], verbose: bool) -> list[str]:
+    """One line counting the skipped entries (with ``verbose``, one line each before it); none when none."""
+    if not skipped:
+        return []
+    lines = [f"skipping {entry}: not an input image (<case>{INPUT_SUFFIX})" for entry in skipped] if verbose else []
+    one = len(skipped) == 1
+    lines.append(
+        f"{len(skipped)} {'file is not a' if one else 'files are not'} <case>{INPUT_SUFFIX} "
+        f"input{'' if one else 's'} and {'was' if one else 'were'} skipped"
+        + ("" if verbose else f"; -v lists {'it' if one else 'them'}")
+    )
+    return lines
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -168,17 +169,19 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{args.input}: input folder does not exist or is not a folder")
         return 2
     try:
-        cases = find_cases(args.input, args.verbose)
+        cases, skipped = find_cases(args.input)
     except OSError as exc:
         log(f"{args.input}: cannot list the input folder ({exc.strerror or exc})")
         return 2
-    if not cases:
-        log(f"{args.input}: no input images (<case>{INPUT_SUFFIX}) found")
-        return 1
     error = overlap_problem(args.input, args.output, [*cases, args.weights, args.weights.parent / "SHA256SUMS"])
     if error:
         log(error)
         return 2
+    for line in skipped_lines(skipped, args.verbose):
+        log(line)
+    if not cases:
+        log(f"{args.input}: no input images (<case>{INPUT_SUFFIX}) found")
+        return 1
     error = prepare_output(args.output)
     if error:
         log(error)

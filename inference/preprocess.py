@@ -124,7 +124,7 @@ def usable_memory() -> tuple[int, str] | None:
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft != resource.RLIM_INFINITY:
         size = _read_numbers("/proc/self/status").get("VmSize", 0)
-        limits.append((soft - size, "address-space limit (RLIMIT_AS)"))
+        limits.append((soft - size, "address-space limit RLIMIT_AS"))
     return min(limits) if limits else None
 
 
