@@ -5,10 +5,12 @@
 Pairs every ``<case>.nii.gz`` of GT_DIR (a ``<case>_0000.nii.gz`` beside a ``<case>.nii.gz`` is an image, skipped)
 with PRED_DIR/``<case>.nii.gz``. Spacing comes from the ground truth's header. A prediction must lie on its ground
 truth's grid (size equal; spacing, origin, direction within a tolerance): otherwise that case is an error,
-listed, and the exit code is 1; nothing is ever resampled. A missing, empty (0-byte) or unreadable prediction
-scores 0 for every organ and is listed. Writes OUT_DIR/metrics.csv (case, organ, DSC, NSD, status),
-OUT_DIR/summary.csv (mean, median, std per organ and overall), OUT_DIR/problems.csv, violin plots
-OUT_DIR/violin_dsc.png and violin_nsd.png, and prints the summary table.
+listed, and the exit code is 1; nothing is ever resampled. A missing, empty (0-byte), truncated or otherwise
+unreadable prediction scores 0 for every organ and is listed (every NIfTI file is decoded in full first). Labels
+outside 0-4 in a prediction or ground truth are scored as background, listed, and make the exit code 1. Writes
+OUT_DIR/metrics.csv (case, organ, DSC, NSD, status), OUT_DIR/summary.csv (mean, median, std per organ and
+overall), OUT_DIR/problems.csv, violin plots OUT_DIR/violin_dsc.png and violin_nsd.png, and prints the summary
+table.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from evaluation.labels_io import GridMismatchError, LabelReadError, check_same_grid, read_labels
+from evaluation.labels_io import GridMismatchError, LabelReadError, check_same_grid, read_labels, unknown_labels
 from evaluation.metrics import FLARE21_TOLERANCE_MM, ORGANS, score_labels
 from evaluation.report import (
     Row,
@@ -39,8 +41,10 @@ from evaluation.report import (
 SUFFIX = ".nii.gz"
 _IMAGE_NAME = re.compile(r"_0000\.nii\.gz$")  # FLARE images: <case>_0000.nii.gz (one modality)
 
-# Statuses: scored normally, scored 0 (the prediction is missing or unreadable), or not scored (an error).
+# Statuses: scored normally, scored 0 (the prediction is missing or unreadable), scored with labels outside the
+# organs' counted as background (a problem: exit code 1), or not scored (an error).
 OK, MISSING, UNREADABLE, WRONG_GRID, GT_ERROR = "ok", "missing", "unreadable", "wrong_grid", "gt_error"
+UNKNOWN_LABELS = "unknown_labels"
 SCORED_ZERO = (MISSING, UNREADABLE)
 ERRORS = (WRONG_GRID, GT_ERROR)
 
@@ -78,8 +82,9 @@ def score_case(
     tolerance_mm: float | Mapping[int, float] = FLARE21_TOLERANCE_MM,
 ) -> CaseResult:
     """Score one case; never raises for bad files, which are reported in the result's status and message."""
+    gt_path = gt_dir / f"{case}{SUFFIX}"
     try:
-        gt, gt_grid = read_labels(gt_dir / f"{case}{SUFFIX}")
+        gt, gt_grid = read_labels(gt_path)
     except LabelReadError as err:
         return CaseResult(case, GT_ERROR, f"ground truth {err}")
     zeros = dict.fromkeys(labels, (0.0, 0.0))
@@ -94,7 +99,21 @@ def score_case(
         check_same_grid(gt_grid, pred_grid, pred_path)
     except GridMismatchError as err:
         return CaseResult(case, WRONG_GRID, str(err))
-    return CaseResult(case, OK, "", score_labels(gt, pred, gt_grid.spacing_zyx, labels, tolerance_mm))
+    scores = score_labels(gt, pred, gt_grid.spacing_zyx, labels, tolerance_mm)
+    notes = [_unknown_note("ground truth ", gt_path, gt, labels), _unknown_note("", pred_path, pred, labels)]
+    notes = [n for n in notes if n]
+    return CaseResult(case, UNKNOWN_LABELS, "; ".join(notes), scores) if notes else CaseResult(case, OK, "", scores)
+
+
+def _unknown_note(who: str, path: Path, array, labels: Sequence[int]) -> str:
+    """One clause naming the labels of a label map that are neither background nor an organ scored ('' if none)."""
+    extra = unknown_labels(array, (0, *labels))
+    if not extra:
+        return ""
+    known = sorted({0, *labels})
+    known_text = f"{known[0]}-{known[-1]}" if known == list(range(known[0], known[-1] + 1)) else str(known)[1:-1]
+    found = ", ".join(f"{v} ({n:,} voxels)" for v, n in extra.items())
+    return f"{who}{path}: labels {found} are not among {known_text}; scored as background"
 
 
 def parse_tolerance(text: str) -> float | dict[int, float]:
@@ -137,7 +156,12 @@ def evaluate(
     cases = find_cases(gt_dir)
     if not cases:
         raise FileNotFoundError(f"{gt_dir}: no <case>.nii.gz label maps found")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir}: --out is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(f"{out_dir}: cannot create the output folder ({err.strerror or err})") from None
 
     bar = tqdm(total=len(cases), desc="scoring", unit="case", disable=not progress, file=sys.stderr)
     by_case: dict[str, CaseResult] = {}
@@ -203,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(tolerance, dict) and set(tolerance) != set(labels):
             raise ValueError("--tolerance per organ must name all of " + ", ".join(ORGANS.values()))
         results = evaluate(args.gt, args.pred, args.out, args.workers, tolerance, labels, not args.no_progress)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
@@ -211,15 +235,17 @@ def main(argv: list[str] | None = None) -> int:
     print(format_summary(summarize(rows_of(results, labels), organs)))
     problems = [r for r in results if r.status != OK]
     for res in problems:
-        kind = "error" if res.status in ERRORS else "warning"
+        kind = "error" if res.status in (*ERRORS, UNKNOWN_LABELS) else "warning"
         print(f"{kind}: {res.case}: {res.message}", file=sys.stderr)
     n_err = sum(r.status in ERRORS for r in problems)
     n_zero = sum(r.status in SCORED_ZERO for r in problems)
+    n_unknown = sum(r.status == UNKNOWN_LABELS for r in problems)
+    unknown = f", {n_unknown} scored with labels outside 0-4 (as background)" if n_unknown else ""
     print(
         f"{len(results)} cases: {len(results) - len(problems)} scored, {n_zero} scored 0 "
-        f"(missing or unreadable), {n_err} not scored (errors). Results in {args.out}"
+        f"(missing or unreadable){unknown}, {n_err} not scored (errors). Results in {args.out}"
     )
-    return 1 if n_err else 0
+    return 1 if n_err or n_unknown else 0
 
 
 if __name__ == "__main__":

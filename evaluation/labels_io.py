@@ -2,15 +2,22 @@
 
 SimpleITK gives sizes, spacings and origins in xyz order; the arrays returned here are zyx. Nothing is
 resampled: a prediction on another grid is an error, never silently moved onto the ground truth's.
+
+A NIfTI file is checked and decoded in full before ITK reads it, with the same check inference applies to the
+label maps it writes (inference.nifti_file): ITK reads a truncated .nii.gz without complaint.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
+from inference.native_stderr import captured_stderr
+from inference.nifti_file import decode_fully, header_problem, read_header
 
 
 class LabelReadError(Exception):
@@ -56,19 +63,24 @@ def read_labels(path: str | Path) -> tuple[np.ndarray, Grid]:
         (labels, grid): labels a uint8 array of shape (z, y, x); grid its geometry (xyz, mm).
 
     Raises:
-        LabelReadError: unreadable, empty, corrupt, not 3D, not scalar, non-integer or out-of-range values.
+        LabelReadError: unreadable, empty, truncated or corrupt (the full-decode check), not 3D, not scalar,
+            non-integer or out-of-range values.
     """
     path = Path(path)
     if not path.is_file():
         raise LabelReadError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise LabelReadError(f"{path}: empty file (0 bytes)")
+    problem = _file_problem(path)
+    if problem:
+        raise LabelReadError(f"{path}: {problem}")
     try:
-        image = sitk.ReadImage(str(path))
+        with captured_stderr() as noise:
+            image = sitk.ReadImage(str(path))
         array = sitk.GetArrayFromImage(image)  # a copy: a view would dangle once image is freed
     except RuntimeError as err:
-        first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), "unknown error")
-        raise LabelReadError(f"{path}: unreadable ({first[:200]})") from None
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        first = next((ln for ln in lines if "ERROR" in ln), lines[0] if lines else "unknown error")
+        extra = f"; {noise.summary()}" if noise.summary() else ""
+        raise LabelReadError(f"{path}: unreadable ({first[:200]}{extra[:200]})") from None
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise LabelReadError(
             f"{path}: expected a 3D scalar label map, got {image.GetDimension()}D with "
@@ -80,6 +92,28 @@ def read_labels(path: str | Path) -> tuple[np.ndarray, Grid]:
     if array.size and (array.min() < 0 or array.max() > 255):
         raise LabelReadError(f"{path}: labels must lie in 0..255, got {array.min()}..{array.max()}")
     return np.asarray(array, dtype=np.uint8), Grid.of(image)
+
+
+def _file_problem(path: Path) -> str | None:
+    """The bytes' check: not empty, a sane NIfTI header, decoded in full; a problem in words or None. Files that are
+    not NIfTI are left to the image reader."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        header = read_header(path)
+        if header is None:
+            return None
+        return header_problem(header) or decode_fully(path, header).problem
+    except OSError as err:
+        return f"cannot read the file ({err.strerror or err})"
+
+
+def unknown_labels(labels: np.ndarray, known: Sequence[int]) -> dict[int, int]:
+    """{label: voxel count} of the labels of a uint8 label map that are not in ``known``."""
+    if labels.size == 0 or (int(labels.max()) <= max(known) and set(range(max(known) + 1)) <= set(known)):
+        return {}
+    counts = np.bincount(labels.ravel(), minlength=256)
+    return {int(v): int(counts[v]) for v in np.flatnonzero(counts) if int(v) not in set(known)}
 
 
 def check_same_grid(

@@ -63,14 +63,23 @@ def verify_sha256(path: Path) -> None:
     sums = path.parent / SUMS_FILE
     if not sums.is_file():
         raise CheckpointError(f"{path}: no {SUMS_FILE} beside the checkpoint to verify it against")
+    try:
+        text = sums.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{sums}: not a {SUMS_FILE} file (byte {exc.start} is not text)") from None
+    except OSError as exc:
+        raise CheckpointError(f"{sums}: cannot read ({exc.strerror or exc})") from None
     expected = None
-    for line in sums.read_text().splitlines():
+    for line in text.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[1].lstrip("*") == path.name:
             expected = parts[0].lower()
     if expected is None:
         raise CheckpointError(f"{path}: not listed in {sums}")
-    actual = sha256_of(path)
+    try:
+        actual = sha256_of(path)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror or exc})") from None
     if actual != expected:
         raise CheckpointError(f"{path}: sha256 {actual} does not match {expected} in {sums}")
 
@@ -112,17 +121,35 @@ def load_checkpoint(path: Path = DEFAULT_WEIGHTS, verify: bool = True) -> Checkp
         raise CheckpointError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: not a RUnet checkpoint of format version {FORMAT_VERSION}")
-    config = UNetConfig.from_dict(payload["config"])
-    model = RUNet(config)
     try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the saved config ({str(exc).splitlines()[0]})") from None
+        return _checkpoint_of(payload)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        what = f"no {exc} entry" if isinstance(exc, KeyError) else (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{path}: malformed RUnet checkpoint ({what[:200]})") from None
+
+
+def _checkpoint_of(payload: dict) -> Checkpoint:
+    """Build the checkpoint from a loaded payload; KeyError, TypeError, AttributeError or ValueError when an entry
+    is missing or of the wrong kind. The network is first built on the meta device (no memory) and its weights'
+    shapes compared with the payload's, so a config that does not fit them (huge widths) fails at once."""
+    for key, kind in (("config", dict), ("state_dict", dict), ("normalization", dict), ("label_names", dict)):
+        if not isinstance(payload[key], kind):
+            raise TypeError(f"entry {key!r} is of type {type(payload[key]).__name__}, not {kind.__name__}")
+    config = UNetConfig.from_dict(payload["config"])
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in RUNet(config).state_dict().items()}
+    state = payload["state_dict"]
+    got = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if got != expected:
+        wrong = sorted(set(expected) ^ set(got)) or sorted(k for k in expected if expected[k] != got[k])
+        raise ValueError(f"weights do not fit the saved config (first difference: {wrong[0]})")
+    model = RUNet(config)
+    model.load_state_dict(state)
     model.eval()
     return Checkpoint(
         model=model,
         config=config,
         normalization=Normalization.from_dict(payload["normalization"]),
-        label_names={int(k): v for k, v in payload["label_names"].items()},
-        training=payload.get("training", {}),
+        label_names={int(k): str(v) for k, v in payload["label_names"].items()},
+        training=dict(payload.get("training", {})),
     )

@@ -10,23 +10,43 @@ permuting and flipping array axes only: no resampling, so the round trip is exac
 
 from __future__ import annotations
 
-import gzip
-import math
+import errno
 import os
-import struct
-import uuid
+import re
+import secrets
+import signal
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from inference.native_stderr import captured_stderr
+from inference.nifti_file import NiftiHeader, decode_fully, header_problem, read_header, trailer_problem
+from inference.preprocess import AIR_HU, memory_problem, replace_non_finite
+
 INPUT_SUFFIX = "_0000.nii.gz"
 OUTPUT_SUFFIX = ".nii.gz"
+_NIFTI_UINT8 = 2  # the NIfTI data type code of the label maps
+
+
+# temporary output files: a short fixed pattern, so that any name the file system accepts as output works
+TEMP_PREFIX = ".runet-"
+_TEMP_NAMES = (
+    re.compile(r"\.runet-[0-9a-f]{8}\.nii\.gz"),
+    re.compile(r"\..+\.nii\.gz\.[0-9a-f]{32}\.tmp\.nii\.gz"),  # the pattern of earlier versions
+)
 
 
 class InputError(Exception):
     """A case cannot be processed; the message names the file and the problem in one line."""
+
+
+class OutputError(Exception):
+    """A label map could not be written whole; the message names the file and the problem in one line."""
 
 
 @dataclass(frozen=True)
@@ -95,13 +115,15 @@ class CTVolume:
     """A CT volume in canonical orientation.
 
     image: int16/float array (z, y, x) in HU, canonical orientation; spacing_zyx: mm; orientation: how it was
-    reoriented; geometry: the input's origin, spacing and direction, for writing the output.
+    reoriented; geometry: the input's origin, spacing and direction, for writing the output; warnings: one-line
+    notes about what reading changed (non-finite voxels replaced by air), each naming the file.
     """
 
     image: np.ndarray
     spacing_zyx: tuple[float, float, float]
     orientation: Orientation
     geometry: Geometry
+    warnings: tuple[str, ...] = ()
 
 
 def case_name(path: Path) -> str:
@@ -112,74 +134,123 @@ def case_name(path: Path) -> str:
     return name[: -len(INPUT_SUFFIX)]
 
 
-def nifti_header_problem(path: Path) -> str | None:
-    """Check a NIfTI-1/2 file (.nii or .nii.gz) before ITK reads it; a problem in words, or None.
+# sitk pixel types of real scalar images -> numpy dtype (for the memory estimate, before decoding)
+_PIXEL_DTYPES = {
+    sitk.sitkUInt8: "uint8",
+    sitk.sitkInt8: "int8",
+    sitk.sitkUInt16: "uint16",
+    sitk.sitkInt16: "int16",
+    sitk.sitkUInt32: "uint32",
+    sitk.sitkInt32: "int32",
+    sitk.sitkUInt64: "uint64",
+    sitk.sitkInt64: "int64",
+    sitk.sitkFloat32: "float32",
+    sitk.sitkFloat64: "float64",
+}
 
-    ITK silently replaces a zero or non-finite pixdim by 1 mm and reads a truncated .nii.gz without complaint, so
-    the raw header is checked here: the voxel sizes, and the data size against the file's length (for gzip, the
-    uncompressed length that its trailer records). Files that are not NIfTI are left to the image reader.
-    """
-    path = Path(path)
-    gz = path.name.endswith(".gz")
+
+def not_a_regular_file(path: Path) -> str | None:
+    """Why ``path`` (links followed) is not a regular file, in words; None when it is one.
+
+    Checked before opening: opening a FIFO would block, and a link to a device reads without end."""
     try:
-        with (gzip.open if gz else open)(path, "rb") as f:
-            head = f.read(540)
-        with open(path, "rb") as f:
-            f.seek(-4, os.SEEK_END)
-            stored = struct.unpack("<I", f.read(4))[0] if gz else path.stat().st_size
-    except (OSError, EOFError, gzip.BadGzipFile):
-        return None  # not gzip or unreadable: the image reader reports it
-    for endian in "<>":
-        size = struct.unpack(endian + "i", head[:4])[0] if len(head) >= 348 else 0
-        if size == 348:
-            dims = struct.unpack(endian + "8h", head[40:56])
-            bitpix = struct.unpack(endian + "h", head[72:74])[0]
-            pixdim = struct.unpack(endian + "8f", head[76:108])
-            offset = int(struct.unpack(endian + "f", head[108:112])[0])
-            break
-        if size == 540 and len(head) >= 540:
-            dims = struct.unpack(endian + "8q", head[16:80])
-            bitpix = struct.unpack(endian + "h", head[14:16])[0]
-            pixdim = struct.unpack(endian + "8d", head[104:168])
-            offset = struct.unpack(endian + "q", head[168:176])[0]
-            break
-    else:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"dangling symbolic link (its target {os.readlink(path)} does not exist)"
+        return "no such file"
+    except PermissionError:
+        return "permission denied (the folder cannot be searched)"
+    except OSError as exc:  # a link loop, a name too long
+        return f"cannot look up the file ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
         return None
-    ndim = min(max(int(dims[0]), 0), 7)
-    spacing = pixdim[1 : 1 + min(ndim, 3)]
-    if not all(math.isfinite(v) and v != 0 for v in spacing):
-        return f"invalid voxel spacing {tuple(spacing)} in the NIfTI header (must be finite and non-zero)"
-    expected = max(offset, size) + math.prod(max(int(d), 1) for d in dims[1 : 1 + ndim]) * max(bitpix, 8) // 8
-    if (gz and stored != expected % 2**32) or (not gz and stored < expected):
-        where = "its gzip trailer records" if gz else "the file holds"
-        return f"truncated or corrupt file (the header needs {expected} bytes, {where} {stored})"
-    return None
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    link = f" (a symbolic link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+    return f"is {kind}{link}, not an image file"
+
+
+def _itk_reason(exc: Exception, noise: str) -> str:
+    """The line of an ITK exception that says what went wrong, with what niftilib printed, in one line."""
+    detail = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    reason = next((ln for ln in detail if "ERROR" in ln or "rror" in ln), detail[-1] if detail else "")
+    reason = re.sub(r"^ITK ERROR: (\w+\(0x[0-9a-f]+\): )?", "", reason)
+    return f"{reason}; {noise}"[:300] if noise else reason[:300]
+
+
+def _check_file(path: Path) -> NiftiHeader | None:
+    """Checks of the file's bytes before ITK reads it (regular file, readable, not empty, a sane NIfTI header, not
+    truncated). Returns the NIfTI header, None for files that are not NIfTI (left to ITK)."""
+    problem = not_a_regular_file(path)
+    if problem:
+        raise InputError(f"{path}: {problem}")
+    try:
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: empty file (0 bytes)")
+        header = read_header(path)  # opens the file: a permission problem shows here
+        problem = header and (header_problem(header) or trailer_problem(path, header))
+    except PermissionError:
+        raise InputError(f"{path}: permission denied (the file is not readable)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    if problem:
+        raise InputError(f"{path}: {problem}")
+    return header
 
 
 def read_ct(path: Path) -> CTVolume:
     """Read a 3D scalar CT volume and bring it into canonical orientation.
 
-    Raises InputError (one line naming the file) for unreadable, truncated, 2D, 4D, vector images and for
-    non-finite or non-positive spacings.
+    Raises InputError (one line naming the file) for what is not a readable regular file, unreadable, truncated,
+    2D, 4D, vector and complex images, non-finite or non-positive spacings, and images that need more memory than
+    the process may use (estimated from the header, before decoding). NaN and Inf voxels become air
+    (:data:`AIR_HU`), with a note in ``warnings``. What ITK and niftilib print is folded into the messages.
     """
     path = Path(path)
+    header = _check_file(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        if path.stat().st_size == 0:
-            raise InputError(f"{path}: empty file (0 bytes)")
-        problem = nifti_header_problem(path)
-        if problem:
-            raise InputError(f"{path}: {problem}")
-        image = sitk.ReadImage(str(path))
-    except InputError:
-        raise
-    except (RuntimeError, OSError) as exc:
-        detail = str(exc).strip().splitlines()
-        reason = next((ln.strip() for ln in detail if "ERROR" in ln or "rror" in ln), detail[-1] if detail else "")
-        raise InputError(f"{path}: cannot read image ({reason[:200]})") from None
-    if image.GetDimension() != 3:
-        raise InputError(f"{path}: expected a 3D image, got {image.GetDimension()}D of size {image.GetSize()}")
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{path}: expected a scalar image, got {image.GetNumberOfComponentsPerPixel()} components")
+        with captured_stderr() as noise:
+            reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InputError(f"{path}: cannot read image ({_itk_reason(exc, noise.summary())})") from None
+    size, dimension = reader.GetSize(), reader.GetDimension()
+    if dimension != 3:
+        raise InputError(f"{path}: expected a 3D image, got {dimension}D of size {size}")
+    if reader.GetNumberOfComponents() != 1:
+        raise InputError(f"{path}: expected a scalar image, got {reader.GetNumberOfComponents()} components")
+    pixel = reader.GetPixelID()
+    if pixel not in _PIXEL_DTYPES:
+        raise InputError(
+            f"{path}: {sitk.GetPixelIDValueAsString(pixel)} voxels are not supported (a real-valued scalar image is "
+            f"needed)"
+        )
+    problem = memory_problem(size, np.dtype(_PIXEL_DTYPES[pixel]))
+    if problem:
+        raise InputError(f"{path}: {problem}")
+    mask = None
+    if header is not None and header.dtype.kind == "f":  # ITK reads NaN and Inf as 0: find them in the raw data
+        try:
+            decoded = decode_fully(path, header, find_non_finite=True)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+        if decoded.problem:
+            raise InputError(f"{path}: {decoded.problem}")
+        mask = decoded.non_finite
+    try:
+        with captured_stderr() as noise:
+            image = reader.Execute()
+    except RuntimeError as exc:
+        raise InputError(f"{path}: cannot read image ({_itk_reason(exc, noise.summary())})") from None
+    warnings = [f"{path}: {noise.summary()}"] if noise.summary() else []
     spacing = image.GetSpacing()
     if not all(np.isfinite(s) and s > 0 for s in spacing):
         raise InputError(f"{path}: invalid voxel spacing {spacing} (must be finite and > 0)")
@@ -191,21 +262,138 @@ def read_ct(path: Path) -> CTVolume:
         array = sitk.GetArrayFromImage(image)
     except RuntimeError as exc:
         raise InputError(f"{path}: cannot decode pixels ({str(exc).strip()[:200]})") from None
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise InputError(f"{path}: image holds non-finite values")
+    replaced = replace_non_finite(array, mask) if array.dtype.kind == "f" else 0
+    if replaced == array.size:
+        raise InputError(f"{path}: every voxel is NaN or Inf")
+    if replaced:
+        warnings.append(f"{path}: {replaced} of {array.size} voxels are NaN or Inf; read as air ({AIR_HU:g} HU)")
     return CTVolume(
         image=np.ascontiguousarray(orientation.to_canonical(array)),
         spacing_zyx=orientation.spacing_zyx(spacing),
         orientation=orientation,
         geometry=Geometry.of(image),
+        warnings=tuple(warnings),
     )
+
+
+class OutputRecord:
+    """This process's label maps: those written (final paths, in order) and the temporary files being written now.
+    A signal handler reads it to list what was written and remove what was not."""
+
+    def __init__(self) -> None:
+        self.written: list[Path] = []
+        self.writing: set[Path] = set()
+
+    def remove_partial(self) -> list[Path]:
+        """Delete the temporary files being written now; the ones that were there."""
+        removed = []
+        for tmp in list(self.writing):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                pass
+            self.writing.discard(tmp)
+        return removed
+
+
+OUTPUTS = OutputRecord()
+
+
+def temp_path(folder: Path) -> Path:
+    """A new hidden temporary name in ``folder``: `.runet-<8 hex>.nii.gz` (22 characters, whatever the case)."""
+    return Path(folder) / f"{TEMP_PREFIX}{secrets.token_hex(4)}{OUTPUT_SUFFIX}"
+
+
+def remove_stale_temp_files(folder: Path, older_than: float) -> list[Path]:
+    """Delete this program's temporary files in ``folder`` last modified before ``older_than`` (epoch seconds):
+    what a killed run left behind. Returns the paths removed."""
+    removed = []
+    for entry in os.scandir(folder):
+        if not any(p.fullmatch(entry.name) for p in _TEMP_NAMES) or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime < older_than:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block ends (so a rename and its record happen together)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+
+def _out_of_space(tmp: Path) -> bool:
+    """Whether the file system holding ``tmp`` is full: no free block, or appending 64 KiB to ``tmp`` and syncing
+    it fails with ENOSPC or EDQUOT (``tmp`` is a temporary file that is deleted afterwards)."""
+    try:
+        if os.statvfs(tmp.parent).f_bavail == 0:
+            return True
+        with open(tmp, "ab") as f:
+            f.write(bytes(1 << 16))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return False
+
+
+def written_file_problem(path: Path, shape_xyz: tuple[int, ...], datatype: int) -> str | None:
+    """Check a file just written, after syncing it to disk: a NIfTI header of this size and data type, decoded in
+    full (gzip stream complete, as many data bytes as the header needs). The problem in words, or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if os.stat(path).st_size == 0:
+            return "the written file is empty (0 bytes)"
+        header = read_header(path)
+        if header is None:
+            return "the written file has no NIfTI header"
+        problem = header_problem(header)
+        if problem:
+            return f"the written file's header is wrong: {problem}"
+        if header.size_xyz != tuple(shape_xyz) or header.datatype != datatype:
+            return (
+                f"the written file's header says size {header.size_xyz}, data type {header.datatype}; "
+                f"expected {tuple(shape_xyz)}, {datatype}"
+            )
+        return decode_fully(path, header).problem
+    except OSError as exc:
+        return f"cannot check the written file ({exc.strerror or exc})"
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; file systems that cannot sync a folder are let be."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
 
 
 def write_labels(path: Path, labels_canonical: np.ndarray, volume: CTVolume) -> None:
     """Write a canonical (z, y, x) label map in the input's original orientation and exact geometry, as uint8.
 
-    Written to a hidden temporary file in the destination folder and renamed, so no partial file is ever visible
-    under the final name.
+    Written to a hidden temporary file in the destination folder (:func:`temp_path`), synced, checked by decoding
+    it in full (:func:`written_file_problem`; ITK's writer reports neither a full disk nor other write errors, and
+    anything it prints counts as an error), then renamed, and the folder synced: a file exists under the final name
+    only when it is whole. Raises OutputError (one line naming the file; "no space left on device" when the file
+    system is full); the temporary file is removed then.
     """
     path = Path(path)
     if labels_canonical.shape != volume.image.shape:
@@ -215,10 +403,28 @@ def write_labels(path: Path, labels_canonical: np.ndarray, volume: CTVolume) -> 
     labels = np.ascontiguousarray(volume.orientation.from_canonical(labels_canonical), dtype=np.uint8)
     out = sitk.GetImageFromArray(labels)
     volume.geometry.apply(out)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp{OUTPUT_SUFFIX}")
+    tmp = temp_path(path.parent)
+    OUTPUTS.writing.add(tmp)
     try:
-        sitk.WriteImage(out, str(tmp), useCompression=True)
-        os.replace(tmp, path)
+        try:
+            with captured_stderr() as noise:
+                sitk.WriteImage(out, str(tmp), useCompression=True)
+        except RuntimeError as exc:
+            raise OutputError(f"{path}: cannot write the label map ({_itk_reason(exc, noise.summary())})") from None
+        problem = written_file_problem(tmp, labels.shape[::-1], _NIFTI_UINT8)
+        if noise.summary():  # ITK's warnings are errors here
+            problem = f"the image writer reported: {noise.summary()}" + (f"; {problem}" if problem else "")
+        if problem:
+            if _out_of_space(tmp):
+                raise OutputError(f"{path}: no space left on device; the label map was not written ({problem})")
+            raise OutputError(f"{path}: the label map was not written whole ({problem})")
+        with _signals_held():
+            os.replace(tmp, path)
+            OUTPUTS.writing.discard(tmp)
+            OUTPUTS.written.append(path)
+        _fsync_folder(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        OUTPUTS.writing.discard(tmp)

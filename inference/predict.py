@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import signal
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -21,24 +25,52 @@ from tqdm import tqdm
 
 from inference.checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_checkpoint
 from inference.engine import Segmenter, resolve_precision, select_device
-from inference.io import INPUT_SUFFIX, OUTPUT_SUFFIX, CTVolume, InputError, case_name, read_ct, write_labels
+from inference.io import (
+    INPUT_SUFFIX,
+    OUTPUT_SUFFIX,
+    OUTPUTS,
+    CTVolume,
+    InputError,
+    OutputError,
+    case_name,
+    read_ct,
+    remove_stale_temp_files,
+    write_labels,
+)
+from inference.native_stderr import write_line
 from inference.patching import PatchPlan
 
 
 def log(message: str) -> None:
-    """One line on stderr."""
-    print(message, file=sys.stderr, flush=True)
+    """One line on stderr (never lost in a capture of what ITK prints, see inference.native_stderr)."""
+    write_line(message)
 
 
-def find_cases(input_dir: Path) -> list[Path]:
-    """Sorted `<case>_0000.nii.gz` files of a folder; every other entry is reported on stderr and skipped."""
-    cases = []
+def find_cases(input_dir: Path) -> tuple[list[Path], list[Path]]:
+    """The sorted entries of a folder named `<case>_0000.nii.gz`, whatever they are (one that is not a readable
+    regular file, such as a dangling link, a folder, a FIFO or a device, is a case that fails when read, with the
+    reason), and the other entries, which are skipped. OSError when the folder cannot be listed."""
+    cases, skipped = [], []
     for entry in sorted(input_dir.iterdir()):
-        if entry.is_file() and entry.name.endswith(INPUT_SUFFIX) and len(entry.name) > len(INPUT_SUFFIX):
+        if entry.name.endswith(INPUT_SUFFIX) and len(entry.name) > len(INPUT_SUFFIX):
             cases.append(entry)
         else:
-            log(f"skipping {entry}: not an input image (<case>{INPUT_SUFFIX})")
-    return cases
+            skipped.append(entry)
+    return cases, skipped
+
+
+def skipped_lines(skipped: list[Path], verbose: bool) -> list[str]:
+    """One line counting the skipped entries (with ``verbose``, one line each before it); none when none."""
+    if not skipped:
+        return []
+    lines = [f"skipping {entry}: not an input image (<case>{INPUT_SUFFIX})" for entry in skipped] if verbose else []
+    one = len(skipped) == 1
+    lines.append(
+        f"{len(skipped)} {'file is not a' if one else 'files are not'} <case>{INPUT_SUFFIX} "
+        f"input{'' if one else 's'} and {'was' if one else 'were'} skipped"
+        + ("" if verbose else f"; -v lists {'it' if one else 'them'}")
+    )
+    return lines
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -69,6 +101,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="in-plane stride of the phase split; auto: 4 unless the strided voxel leaves the trained size range",
     )
     p.add_argument("--no-postprocess", action="store_true", help="skip the largest-component filter")
+    p.add_argument("-v", "--verbose", action="store_true", help="list skipped files; tracebacks of unexpected errors")
     args = p.parse_args(argv)
     if not 0.0 <= args.overlap < 1.0:
         p.error(f"--overlap must be in [0, 1), got {args.overlap}")
@@ -102,25 +135,109 @@ def prepare_output(output_dir: Path) -> str | None:
     return None
 
 
+def _folder_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def overlap_problem(input_dir: Path, output_dir: Path, reads: list[Path]) -> str | None:
+    """The output folder may not be the input folder, nor hold a file the run reads (``reads``: the cases, the
+    checkpoint and its SHA256SUMS, links followed): label maps written there could replace them. An error line, or
+    None. A folder is compared by identity (device and inode), so another path to the same folder is caught."""
+    out = _folder_id(output_dir)
+    if out is None:  # not there yet: it holds nothing
+        return None
+    if out == _folder_id(input_dir):
+        return (
+            f"-o {output_dir} is the input folder: label maps written there could replace the files that are read "
+            f"or lie beside them (a <case>{OUTPUT_SUFFIX} ground truth, a <case>{INPUT_SUFFIX} image); "
+            f"choose another output folder"
+        )
+    for path in reads:
+        for folder in {path.parent, Path(os.path.realpath(path)).parent}:
+            if _folder_id(folder) == out:
+                return f"-o {output_dir} holds {path}, which this run reads; choose another output folder"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.input.is_dir():
         log(f"{args.input}: input folder does not exist or is not a folder")
         return 2
+    try:
+        cases, skipped = find_cases(args.input)
+    except OSError as exc:
+        log(f"{args.input}: cannot list the input folder ({exc.strerror or exc})")
+        return 2
+    error = overlap_problem(args.input, args.output, [*cases, args.weights, args.weights.parent / "SHA256SUMS"])
+    if error:
+        log(error)
+        return 2
+    for line in skipped_lines(skipped, args.verbose):
+        log(line)
+    if not cases:
+        log(f"{args.input}: no input images (<case>{INPUT_SUFFIX}) found")
+        return 1
     error = prepare_output(args.output)
     if error:
         log(error)
         return 1
-    cases = find_cases(args.input)
-    if not cases:
-        log(f"{args.input}: no input images (<case>{INPUT_SUFFIX}) found")
+    started = time.time()
+    try:
+        stale = remove_stale_temp_files(args.output, older_than=started)
+    except OSError as exc:
+        log(f"{args.output}: cannot list the output folder ({exc.strerror or exc})")
         return 1
+    if stale:
+        log(f"removed {len(stale)} temporary file(s) left in {args.output} by an interrupted run")
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read")
     first_read = pool.submit(read_ct, cases[0])  # overlaps the checkpoint load and the device's start-up
+    previous = install_signal_handlers(args.output, len(cases))
     try:
         return _run(args, cases, pool, first_read)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def interrupted_message(signum: int, output_dir: Path, total: int, written: list[Path], removed: list[Path]) -> str:
+    """The line printed when a signal ends the run: what was written, and the partial file removed."""
+    names = [p.name.removesuffix(OUTPUT_SUFFIX) for p in written]
+    line = f"interrupted by {signal.Signals(signum).name}: {len(written)} of {total} case(s) written to {output_dir}"
+    if names:
+        line += f" ({', '.join(names)})"
+    if removed:
+        line += f"; removed the partial file {', '.join(str(p) for p in removed)}"
+    return line
+
+
+def install_signal_handlers(output_dir: Path, total: int) -> dict:
+    """SIGTERM and SIGINT: remove the temporary file being written, list what was written, exit 128 + signal
+    (143, 130). Returns the handlers replaced (none outside the main thread, where Python cannot set them)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: object) -> None:
+        removed = OUTPUTS.remove_partial()
+        log(interrupted_message(signum, output_dir, total, list(OUTPUTS.written), removed))
+        exit_now(128 + signum)
+
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def case_failure(path: Path, exc: BaseException) -> str:
+    """One line for a case that failed: our own errors as they are, anything else with its kind."""
+    if isinstance(exc, (InputError, OutputError)):
+        return str(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, MemoryError) or re.search(r"out of memory|can't allocate memory", text, re.IGNORECASE):
+        return f"{path}: out of memory ({type(exc).__name__}{': ' + text[:200] if text else ''})"
+    return f"{path}: {type(exc).__name__}: {text[:300]}"
 
 
 def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, first_read: Future) -> int:
@@ -152,15 +269,16 @@ def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, 
         start = time.perf_counter()
         try:
             volume: CTVolume = read.result()
+            for warning in volume.warnings:
+                log(f"warning: {warning}")
             labels = segmenter.segment(volume)
             write_labels(args.output / f"{name}{OUTPUT_SUFFIX}", labels, volume)
-        except InputError as exc:
-            log(f"failed: {exc}")
+        except Exception as exc:  # every case alone: MemoryError and the unexpected included
+            log(f"failed: {case_failure(path, exc)}")
+            if args.verbose and not isinstance(exc, (InputError, OutputError)):
+                log("".join(traceback.format_exception(exc)).rstrip())
             failed.append(name)
-            continue
-        except (OSError, RuntimeError, ValueError) as exc:
-            log(f"failed: {path}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}")
-            failed.append(name)
+            volume = labels = None  # free the failed case's memory before the next
             continue
         shape = "x".join(str(s) for s in reversed(volume.image.shape))
         log(

@@ -147,10 +147,11 @@ def test_other_files_are_skipped_with_a_note(tiny_weights, tmp_path):
     write_ct(inputs / "b.nii.gz")
     (inputs / "notes.txt").write_text("hello")
     (inputs / "sub").mkdir()
-    result = run_predict_sh(inputs, outputs, weights=tiny_weights)
+    result = run_predict_sh(inputs, outputs, "-v", weights=tiny_weights)
     assert result.returncode == 0, result.stderr
     for name in ("b.nii.gz", "notes.txt", "sub"):
         assert f"skipping {inputs / name}" in result.stderr
+    assert "3 files are not <case>_0000.nii.gz inputs and were skipped\n" in result.stderr
     assert [p.name for p in outputs.iterdir()] == ["a.nii.gz"]
 
 
