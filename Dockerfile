@@ -25,6 +25,7 @@ RUN python -c 'import torch; print("torch==" + torch.__version__)' > /tmp/torch-
 
 COPY predict.sh ./
 COPY weights/ weights/
+COPY niftiio/ niftiio/
 COPY inference/ inference/
 
 CMD ["sh", "predict.sh"]

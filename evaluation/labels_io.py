@@ -4,7 +4,7 @@ SimpleITK gives sizes, spacings and origins in xyz order; the arrays returned he
 resampled: a prediction on another grid is an error, never silently moved onto the ground truth's.
 
 A NIfTI file is checked and decoded in full before ITK reads it, with the same check inference applies to the
-label maps it writes (inference.nifti_file): ITK reads a truncated .nii.gz without complaint.
+label maps it writes (niftiio.nifti_file): ITK reads a truncated .nii.gz without complaint.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from inference.native_stderr import captured_stderr
-from inference.nifti_file import decode_fully, header_problem, read_header
+from niftiio.native_stderr import captured_stderr
+from niftiio.nifti_file import decode_fully, header_problem, read_header
 
 
 class LabelReadError(Exception):

@@ -15,6 +15,7 @@ import torch
 
 from inference.model import RUNet, UNetConfig
 from inference.preprocess import Normalization
+from inference.regularized_softmax import upgrade_lambda_keys
 
 FORMAT_VERSION = 1
 DEFAULT_LABELS = {0: "background", 1: "liver", 2: "kidney", 3: "spleen", 4: "pancreas"}
@@ -138,7 +139,7 @@ def _checkpoint_of(payload: dict) -> Checkpoint:
     config = UNetConfig.from_dict(payload["config"])
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in RUNet(config).state_dict().items()}
-    state = payload["state_dict"]
+    state = upgrade_lambda_keys(payload["state_dict"])
     got = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
     if got != expected:
         wrong = sorted(set(expected) ^ set(got)) or sorted(k for k in expected if expected[k] != got[k])

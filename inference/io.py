@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from inference.native_stderr import captured_stderr
-from inference.nifti_file import NiftiHeader, decode_fully, header_problem, read_header, trailer_problem
 from inference.preprocess import AIR_HU, memory_problem, replace_non_finite
+from niftiio.native_stderr import captured_stderr
+from niftiio.nifti_file import NiftiHeader, decode_fully, header_problem, read_header, trailer_problem
 
 INPUT_SUFFIX = "_0000.nii.gz"
 OUTPUT_SUFFIX = ".nii.gz"

@@ -37,12 +37,12 @@ from inference.io import (
     remove_stale_temp_files,
     write_labels,
 )
-from inference.native_stderr import write_line
 from inference.patching import PatchPlan
+from niftiio.native_stderr import write_line
 
 
 def log(message: str) -> None:
-    """One line on stderr (never lost in a capture of what ITK prints, see inference.native_stderr)."""
+    """One line on stderr (never lost in a capture of what ITK prints, see niftiio.native_stderr)."""
     write_line(message)
 
 

@@ -170,6 +170,18 @@ def lam_to_raw(lam: float) -> float:
     return lam + math.log(-math.expm1(-lam))  # log(exp(lam) - 1), stable for small and large lam
 
 
+def upgrade_lambda_keys(state: dict) -> dict:
+    """A state dict with every ``<prefix>lam`` of the clamped parametrization (lambda used as max(lam, 0)) turned into
+    the ``<prefix>lam_raw`` that gives the same lambda (a stored value <= 0 becomes LAM_FLOOR); other keys unchanged."""
+    out = {}
+    for key, value in state.items():
+        if (key == "lam" or key.endswith(".lam")) and f"{key}_raw" not in state:
+            out[f"{key}_raw"] = torch.tensor(lam_to_raw(float(value)), dtype=value.dtype)
+        else:
+            out[key] = value
+    return out
+
+
 class RegularizedSoftmax(nn.Module):
     """The regularized softmax as a layer holding lambda as its single parameter.
 
@@ -210,9 +222,9 @@ class RegularizedSoftmax(nn.Module):
         return regularized_softmax(logits, self.lam.to(logits.dtype), self.step, self.iterations)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        old = state_dict.pop(prefix + "lam", None)
-        if old is not None and prefix + "lam_raw" not in state_dict:
-            state_dict[prefix + "lam_raw"] = torch.tensor(lam_to_raw(float(old)), dtype=old.dtype)
+        if prefix + "lam" in state_dict:
+            old = {prefix + "lam": state_dict.pop(prefix + "lam")}
+            state_dict.update(upgrade_lambda_keys(old) if prefix + "lam_raw" not in state_dict else {})
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:

@@ -281,7 +281,7 @@ def test_image_config(image: Built, base_image: str, working_container, figures:
 
 @pytest.mark.container
 def test_image_contents(image: Built, working_container) -> None:
-    """/workspace holds exactly the build context's requirements.txt, predict.sh, inference/ and weights/; no
+    """/workspace holds exactly the build context's requirements.txt, predict.sh, niftiio/, inference/ and weights/; no
     tests, training code, caches or anything larger than the checkpoint; torch is the base image's only."""
     root = mounted(working_container(image.name))
     workspace = root / "workspace"
@@ -290,7 +290,7 @@ def test_image_contents(image: Built, working_container) -> None:
     assert not forbidden, f"files that must not be in the image: {forbidden}"
     wanted = {"requirements.txt", "predict.sh"} | {
         p.relative_to(image.context).as_posix()
-        for top in ("inference", "weights")
+        for top in ("niftiio", "inference", "weights")
         for p in (image.context / top).rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
     }

@@ -17,7 +17,7 @@ import SimpleITK as sitk
 
 from evaluation.evaluate import main
 from evaluation.labels_io import LabelReadError, read_labels
-from inference.nifti_file import decode_fully, read_header
+from niftiio.nifti_file import decode_fully, read_header
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -23,8 +23,8 @@ import inference.predict as predict
 from inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_sha256sums
 from inference.io import InputError, OutputError, read_ct, remove_stale_temp_files, temp_path, write_labels
 from inference.model import RUNet, UNetConfig
-from inference.nifti_file import decode_fully, read_header
 from inference.preprocess import Normalization
+from niftiio.nifti_file import decode_fully, read_header
 
 REPO = Path(__file__).resolve().parents[1]
 
