@@ -8,6 +8,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -15,6 +16,7 @@ import torch.multiprocessing as mp
 from inference.checkpoint import load_checkpoint
 from training.config import TrainConfig, parse_args
 from training.phantom import write_dataset
+from training.score import score_folder
 from training.train import train
 
 TINY = dict(widths=(4, 8, 16), patch=(16, 32, 32), stride=1, workers=0, threads=1, lr=0.01, val_fraction=0.0)
@@ -53,12 +55,20 @@ def test_steps_reduce_loss_and_checkpoint_runs_in_inference_cli(phantoms, tmp_pa
     assert (run / "curves.png").is_file() and (run / "best.pt").is_file()
     with open(run / "log.csv") as f:
         rows = list(csv.DictReader(f))
-    assert rows[0]["dsc_liver"] == "nan" and float(rows[5]["dsc_liver"]) >= 0  # validated every 6th epoch
+    validated = [k for k, r in enumerate(rows) if r["dsc_liver"] != "nan"]
+    assert validated == [5, 11]  # every 6th epoch
+    assert all(0.0 <= float(rows[k][f"dsc_{o}"]) <= 1.0 for k in validated for o in ("liver", "pancreas"))
+    # the last validation, recomputed from last.pt through the model-card scorer (read from the files, not the cache)
+    rescored = score_folder(run / "last.pt", phantoms, stride=1, window=16)
+    for organ in ("liver", "kidney", "spleen", "pancreas"):
+        expected = np.mean(
+            [rescored[c][organ]["dsc"] if organ in rescored[c] else 1.0 for c in ("PHANTOM_0001", "PHANTOM_0002")]
+        )
+        assert row[f"dsc_{organ}"] == pytest.approx(expected, abs=1e-9), organ
     ckpt = load_checkpoint(run / "best.pt")  # verified against the run's SHA256SUMS
     assert ckpt.config.widths == (4, 8, 16) and ckpt.training["train_config"]["patch"] == [16, 32, 32]
     assert "resume" not in ckpt.training and "resume" in load_checkpoint(run / "last.pt").training
-    lo, hi = ckpt.training["inplane_voxel_mm"]  # stride 1: the phantoms' own in-plane spacing
-    assert 0 < lo <= hi < 20
+    assert ckpt.training["inplane_voxel_mm"] == [10.0, 10.0]  # stride 1: the phantoms' own 10 mm in-plane spacing
 
     from inference.predict import main as predict
 
