@@ -2,13 +2,14 @@
 #   make example   set up .venv, make a CT phantom, segment it with the shipped weights, score it
 #   make test      set up .venv and run the test suite
 #   make bench     run the CPU benchmarks of bench/ (tables in bench/results/)
+#   make mutate    break the code in targeted ways, one at a time, and print which test catches each (slow)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXAMPLE := example
 PYTEST_ARGS ?=
 
-.PHONY: example test bench lint venv clean
+.PHONY: example test bench lint mutate venv clean
 
 venv: $(VENV)/.installed
 
@@ -29,6 +30,9 @@ test: venv
 
 bench: venv
 	for b in stages floor monai postprocess startup nsd; do $(PY) bench/bench_$$b.py || exit 1; done
+
+mutate: venv
+	$(PY) tests/mutate.py
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
