@@ -11,22 +11,7 @@ import pytest
 
 from inference.checkpoint import load_checkpoint
 from training import train as train_module
-from training.config import TrainConfig
-from training.phantom import write_dataset
 from training.validate import summary_keys
-
-TINY = dict(widths=(4, 8, 16), patch=(16, 32, 32), stride=1, workers=0, threads=1, lr=0.01, val_fraction=0.0)
-
-
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("choice_phantoms")
-    write_dataset(out, 3, seed=0, size_xy=32, slices=16, spacing=(10.0, 10.0, 8.0), mode="phantom")
-    return out
-
-
-def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
-    return TrainConfig(**(TINY | {"data": str(data), "out": str(out), "cache": str(out.parent / "cache")} | kw))
 
 
 def _rows(path: Path) -> list[dict]:
@@ -52,12 +37,12 @@ def scripted_validation(monkeypatch):
     return script, seen
 
 
-def test_best_checkpoint_is_the_epoch_of_the_best_validation(phantoms, tmp_path, scripted_validation):
+def test_best_checkpoint_is_the_epoch_of_the_best_validation(tmp_path, scripted_validation, tiny_train_config):
     script, seen = scripted_validation
     script.extend([0.3, 0.7, 0.5, 0.6])
     run = tmp_path / "run"
     kw = dict(epochs=4, samples_per_epoch=2, batch_size=2, val_every=1, val_cases=["PHANTOM_0001"])
-    train_module.train(_cfg(phantoms, run, **kw))
+    train_module.train(tiny_train_config(run, **kw))
     assert script == [] and seen == [["PHANTOM_0001"]] * 4
     best = load_checkpoint(run / "best.pt")
     assert best.training["epoch"] == 1 and best.training["best_dsc"] == 0.7 and best.training["step"] == 2
@@ -66,13 +51,13 @@ def test_best_checkpoint_is_the_epoch_of_the_best_validation(phantoms, tmp_path,
     assert [float(r["dsc_mean"]) for r in _rows(run / "log.csv")] == [0.3, 0.7, 0.5, 0.6]
 
 
-def test_max_steps_stops_mid_epoch_and_validates_there(phantoms, tmp_path, scripted_validation):
+def test_max_steps_stops_mid_epoch_and_validates_there(tmp_path, scripted_validation, tiny_train_config):
     script, seen = scripted_validation
     script.extend([0.4])
     run = tmp_path / "run"
     # 2 steps per epoch: step 3 is the first of epoch 2 (index 1); validation every 10 epochs, but the last one counts
     kw = dict(epochs=5, samples_per_epoch=4, batch_size=2, val_every=10, val_cases=["PHANTOM_0001"], max_steps=3)
-    train_module.train(_cfg(phantoms, run, **kw))
+    train_module.train(tiny_train_config(run, **kw))
     assert [int(r["step"]) for r in _rows(run / "steps.csv")] == [1, 2, 3]
     rows = _rows(run / "log.csv")
     assert [(int(r["epoch"]), int(r["step"])) for r in rows] == [(0, 2), (1, 3)]
@@ -81,20 +66,20 @@ def test_max_steps_stops_mid_epoch_and_validates_there(phantoms, tmp_path, scrip
     assert load_checkpoint(run / "last.pt").training["step"] == 3
 
 
-def test_val_max_cases_keeps_the_first_validation_cases(phantoms, tmp_path, scripted_validation):
+def test_val_max_cases_keeps_the_first_validation_cases(tmp_path, scripted_validation, tiny_train_config):
     script, seen = scripted_validation
     script.extend([0.1])
     run = tmp_path / "run"
     kw = dict(epochs=1, samples_per_epoch=1, batch_size=1, val_cases=["PHANTOM_0001", "PHANTOM_0002"], val_max_cases=1)
-    train_module.train(_cfg(phantoms, run, **kw))
+    train_module.train(tiny_train_config(run, **kw))
     assert seen == [["PHANTOM_0001"]]
     data = load_checkpoint(run / "last.pt").training["data"]
     assert data["val_cases"] == ["PHANTOM_0001"] and data["train_cases"] == ["PHANTOM_0000"]
 
 
-def test_command_line_trains_end_to_end(phantoms, tmp_path):
+def test_command_line_trains_end_to_end(train_phantoms, tmp_path):
     run = tmp_path / "run"
-    args = ["--data", str(phantoms), "--out", str(run), "--cache", str(tmp_path / "cache"), "--widths", "4", "8"]
+    args = ["--data", str(train_phantoms), "--out", str(run), "--cache", str(tmp_path / "cache"), "--widths", "4", "8"]
     args += ["--patch", "16", "32", "32", "--stride", "1", "--epochs", "2", "--samples-per-epoch", "2"]
     args += ["--batch-size", "1", "--workers", "0", "--threads", "1", "--val-cases", "PHANTOM_0002", "--seed", "3"]
     assert train_module.main(args) == 0
