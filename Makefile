@@ -3,6 +3,7 @@
 #   make test      set up .venv and run the test suite
 #   make bench     run the CPU benchmarks of bench/ (tables in bench/results/)
 #   make realcheck segment every real case of ../shared/data and print the scorecard (DSC, NSD, false-positive mL)
+#   make mutate    break the code in targeted ways, one at a time, and print which test catches each (slow)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,7 +13,7 @@ REAL_DATA ?= ../shared/data
 WEIGHTS ?= weights/runet.pt
 REALCHECK ?= realcheck
 
-.PHONY: example test bench lint venv clean realcheck
+.PHONY: example test bench lint mutate venv clean realcheck
 
 venv: $(VENV)/.installed
 
@@ -38,6 +39,9 @@ realcheck: venv
 	rm -rf $(REALCHECK)/pred
 	$(PY) -m inference.predict -i $(REAL_DATA) -o $(REALCHECK)/pred --weights $(WEIGHTS)
 	$(PY) -m evaluation.scorecard --gt $(REAL_DATA) --pred $(REALCHECK)/pred --out $(REALCHECK)/scorecard.csv
+
+mutate: venv
+	$(PY) tests/mutate.py
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

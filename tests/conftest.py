@@ -33,3 +33,28 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     save_checkpoint(folder / "tiny.pt", model, Normalization(), training={"init": "random, seed 0"})
     write_sha256sums(folder)
     return folder / "tiny.pt"
+
+
+@pytest.fixture(scope="session")
+def train_phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three 32 x 32 x 16 phantoms (10 x 10 x 8 mm voxels, axial orientations), nnU-Net layout: tiny training data."""
+    from training.phantom import write_dataset
+
+    out = tmp_path_factory.mktemp("train_phantoms")
+    write_dataset(out, 3, seed=0, size_xy=32, slices=16, spacing=(10.0, 10.0, 8.0), mode="phantom")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_train_config(train_phantoms: Path):
+    """make(out, **overrides) -> TrainConfig of a tiny network (widths 4..16, 16 x 32 x 32 patches at stride 1, no
+    workers, one thread, no validation split) on train_phantoms, with its cache beside ``out``."""
+    from training.config import TrainConfig
+
+    tiny = dict(widths=(4, 8, 16), patch=(16, 32, 32), stride=1, workers=0, threads=1, lr=0.01, val_fraction=0.0)
+
+    def make(out: Path, **kw) -> TrainConfig:
+        where = {"data": str(train_phantoms), "out": str(out), "cache": str(out.parent / "cache")}
+        return TrainConfig(**(tiny | where | kw))
+
+    return make

@@ -6,7 +6,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import sys
+import time
+import types
 
 import pytest
 
@@ -95,9 +98,29 @@ def test_run_command_samples_a_gpu_probe_every_interval(tmp_path):
     assert len(record.sample_times_s) == n and record.sample_times_s == sorted(record.sample_times_s)
 
 
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_run_command_timeout_kills_the_process_group(tmp_path):
-    record = run_command(f"{PY} -c 'import time; time.sleep(30)'", tmp_path, tmp_path, timeout_s=0.5)
-    assert record.returncode != 0 and record.seconds < 10
+    # the shell starts a child of its own and waits: killing only the shell would leave the child running
+    pid_file = tmp_path / "child.pid"
+    record = run_command(f"sleep 30 & echo $! > {pid_file}; wait", tmp_path, tmp_path, timeout_s=1.0)
+    assert record.returncode == -9 and record.seconds < 10
+    child = int(pid_file.read_text())
+    for _ in range(50):  # the kill is asynchronous: give it up to 5 s
+        if not _alive(child):
+            break
+        time.sleep(0.1)
+    alive = _alive(child)
+    if alive:
+        os.kill(child, 9)
+    assert not alive, "the command's child outlived the timeout"
 
 
 def test_cli_runs_each_case_alone(tmp_path, capsys):
@@ -107,7 +130,8 @@ def test_cli_runs_each_case_alone(tmp_path, capsys):
         (images / f"{case}_0000.nii.gz").write_bytes(case.encode())
     (images / "readme.txt").write_text("not an image")
     script = (
-        "import os, shutil, sys; names = os.listdir(sys.argv[1]); assert len(names) == 1, names; "
+        "import os, shutil, sys, time; b = bytearray(48 << 20); time.sleep(0.3); "
+        "names = os.listdir(sys.argv[1]); assert len(names) == 1, names; "
         "shutil.copy(os.path.join(sys.argv[1], names[0]), "
         "os.path.join(sys.argv[2], names[0].replace('_0000', '')))"
     )
@@ -120,7 +144,8 @@ def test_cli_runs_each_case_alone(tmp_path, capsys):
     with open(out / "efficiency.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["case"] for r in rows] == ["c1", "c2"]
-    assert all(r["returncode"] == "0" and float(r["seconds"]) > 0 and float(r["peak_rss_mb"]) >= 0 for r in rows)
+    for r in rows:  # each case held a 48 MiB buffer for 0.3 s: sampled every 0.05 s, its resident size is seen
+        assert r["returncode"] == "0" and 0.3 <= float(r["seconds"]) < 30 and 48 <= float(r["peak_rss_mb"]) < 1000
     assert sorted(p.name for p in (out / "predictions").iterdir()) == ["c1.nii.gz", "c2.nii.gz"]
     assert (out / "predictions" / "c2.nii.gz").read_bytes() == b"c2"
     for case in ("c1", "c2"):
@@ -139,12 +164,46 @@ def test_cli_reports_a_failing_command_and_a_missing_folder(tmp_path):
     assert efficiency.main(["--input", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--command", "true"]) == 2
 
 
-def test_real_nvml_is_optional():
-    """On this machine NVML may or may not exist; either way the probe opens or raises RuntimeError."""
-    try:
-        probe = efficiency.NvmlMemory(0)
-    except RuntimeError as err:
-        assert "NVML" in str(err) or "GPU index" in str(err)
-    else:
-        assert probe() >= 0
-        probe.close()
+def test_nvml_missing_raises_runtime_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
+    with pytest.raises(RuntimeError, match=r"NVML unavailable \(ModuleNotFoundError"):
+        efficiency.NvmlMemory(0)
+
+
+class _FakeNvml(types.ModuleType):
+    """pynvml with one GPU of 8 GiB, 3 GiB + 0.5 MiB of it used."""
+
+    def __init__(self) -> None:
+        super().__init__("pynvml")
+        self.calls: list[str] = []
+
+    def nvmlInit(self):
+        self.calls.append("init")
+
+    def nvmlShutdown(self):
+        self.calls.append("shutdown")
+
+    def nvmlDeviceGetCount(self):
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        return ("handle", index)
+
+    def nvmlDeviceGetName(self, handle):
+        return "Fake GPU"
+
+    def nvmlDeviceGetMemoryInfo(self, handle):
+        assert handle == ("handle", 0)
+        return types.SimpleNamespace(total=8 << 30, free=(5 << 30) - (1 << 19))
+
+
+def test_nvml_present_reads_used_memory_in_mib(monkeypatch):
+    fake = _FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    probe = efficiency.NvmlMemory(0)
+    assert probe.name == "Fake GPU" and probe() == 3072.0  # whole MiB: the half MiB is floored
+    probe.close()
+    assert fake.calls == ["init", "shutdown"]
+    with pytest.raises(RuntimeError, match="GPU index 1 out of range"):
+        efficiency.NvmlMemory(1)
+    assert fake.calls[-1] == "shutdown"

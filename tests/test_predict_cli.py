@@ -21,6 +21,7 @@ import torch
 from inference.checkpoint import load_checkpoint
 from inference.engine import Segmenter
 from inference.patching import PatchPlan
+from inference.postprocess import keep_largest_components
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,17 +64,25 @@ def test_end_to_end_on_real_cases(shared_data, tiny_weights, tmp_path):
     result = run_predict_sh(inputs, outputs, weights=tiny_weights)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""  # logs go to stderr
+    raw = tmp_path / "raw"  # the same run without the largest-component step
+    assert run_predict_sh(inputs, raw, "--no-postprocess", weights=tiny_weights).returncode == 0
     assert {p.name: sha256(p) for p in inputs.iterdir()} == before
     manifest = json.loads((shared_data / "manifest.json").read_text())
     assert sorted(p.name for p in outputs.iterdir()) == sorted(f"{c}.nii.gz" for c in manifest["cases"])
+    split: dict[int, int] = {}  # the most components of each label in a raw output
     for img in images:
         case = img.name.removesuffix("_0000.nii.gz")
         labels = check_output_matches_input(img, outputs / f"{case}.nii.gz")
         assert labels.shape == tuple(manifest["cases"][case]["array_shape_zyx"])
+        raw_labels = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / f"{case}.nii.gz")))
+        np.testing.assert_array_equal(labels, keep_largest_components(raw_labels))
         for label, most in {1: 1, 2: 3, 3: 1, 4: 1}.items():
             _, n = cc3d.connected_components(labels == label, connectivity=26, return_N=True)
-            assert n <= most
+            _, n_raw = cc3d.connected_components(raw_labels == label, connectivity=26, return_N=True)
+            assert n == min(n_raw, most), (case, label, n, n_raw)
+            split[label] = max(split.get(label, 0), n_raw)
         assert f"{case}: " in result.stderr
+    assert any(split[label] > most for label, most in {1: 1, 2: 3, 3: 1, 4: 1}.items()), split  # something was cut
 
 
 def test_shipped_weights_run_on_a_real_case(shared_data, tmp_path):
@@ -191,19 +200,6 @@ def test_bad_weights_and_usage(tmp_path, tiny_weights):
     assert result.returncode == 2
     result = run_predict_sh(inputs, tmp_path / "out", "--overlap", "1.5", weights=tiny_weights)
     assert result.returncode == 2
-
-
-def test_phases_and_overlap_options(tiny_weights, tmp_path):
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    write_ct(inputs / "a_0000.nii.gz", shape_zyx=(130, 24, 20))
-    for phases in ("16", "4", "1"):
-        out = tmp_path / f"out{phases}"
-        result = run_predict_sh(
-            inputs, out, "--phases", phases, "--overlap", "0.25", "--batch-size", "3", weights=tiny_weights
-        )
-        assert result.returncode == 0, result.stderr
-        check_output_matches_input(inputs / "a_0000.nii.gz", out / "a.nii.gz")
 
 
 def test_out_of_memory_backs_off_then_moves_to_cpu(tiny_weights, monkeypatch):

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 import inference.engine
 from training import score
@@ -40,11 +41,13 @@ def test_scores_every_case_and_writes_json(phantoms, tiny_weights, tmp_path, cap
     )
     scores = json.loads(out.read_text())
     assert sorted(scores) == ["PHANTOM_0000", "PHANTOM_0001"]
-    for row in scores.values():
-        for organ in ("liver", "kidney", "spleen", "pancreas"):
-            if organ in row:
-                assert 0.0 <= row[organ]["dsc"] <= 1.0 and 0.0 <= row[organ]["nsd"] <= 1.0
-                assert row[organ]["gt_voxels"] + row[organ]["pred_voxels"] > 0
+    for case, row in scores.items():
+        gt = sitk.GetArrayFromImage(sitk.ReadImage(str(phantoms / "labelsTr" / f"{case}.nii.gz")))
+        organs = [o for o in ("liver", "kidney", "spleen", "pancreas") if o in row]
+        assert organs == ["liver", "kidney", "spleen", "pancreas"]  # every phantom holds all four
+        for label, organ in enumerate(organs, 1):
+            assert row[organ]["gt_voxels"] == int((gt == label).sum()) > 0
+            assert 0.0 <= row[organ]["dsc"] <= 1.0 and 0.0 <= row[organ]["nsd"] <= 1.0
     printed = capsys.readouterr().out
     assert printed.count("| PHANTOM_000") == 2 and "mean (cases with the organ)" in printed
 
