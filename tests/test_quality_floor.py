@@ -20,7 +20,7 @@ from inference.predict import main as predict
 from training.phantom import write_dataset
 
 PHANTOM = "PHANTOM_0000"
-PHANTOM_OPTIONS = dict(seed=2, mode="mix", size_xy=128, slice_range=(40, 160))
+PHANTOM_OPTIONS = dict(seed=2, mode="mix", size_xy=128, slice_range=(40, 160), generator_version=2)
 """The first of the model card's 12 held-out phantoms (generator version 2, seed 2: a phantom-mode case)."""
 
 FLOOR: dict[str, dict[str, float]] = {
