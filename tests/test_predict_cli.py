@@ -185,7 +185,7 @@ def test_bad_weights_and_usage(tmp_path, tiny_weights):
     inputs.mkdir()
     write_ct(inputs / "a_0000.nii.gz")
     result = run_predict_sh(inputs, tmp_path / "out", weights=tmp_path / "missing.pt")
-    assert result.returncode == 1 and "checkpoint file not found" in result.stderr
+    assert result.returncode == 2 and "checkpoint file not found" in result.stderr
     result = run_predict_sh(inputs, tmp_path / "out", "--phases", "8", weights=tiny_weights)
     assert result.returncode == 2
     result = run_predict_sh(inputs, tmp_path / "out", "--overlap", "1.5", weights=tiny_weights)

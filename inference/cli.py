@@ -1,0 +1,36 @@
+"""What every command line of the project shares: help that shows defaults, usage errors on one line, progress
+that suits where stderr goes (bars on a terminal, plain lines elsewhere)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from tqdm import tqdm
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help keeps the description's line breaks and adds "(default: X)" to every option that has one."""
+
+
+class UsageParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr, ending with a pointer to --help, exit code 2."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def log(message: str) -> None:
+    """One line on stderr, printed above any progress bar (plain print when no bar is shown)."""
+    tqdm.write(message, file=sys.stderr)
+    sys.stderr.flush()
+
+
+def bar(**kwargs) -> tqdm:
+    """A tqdm progress bar on stderr, shown only when stderr is a terminal (elsewhere: no bar and no '\\r')."""
+    return tqdm(file=sys.stderr, disable=None, dynamic_ncols=True, **kwargs)
