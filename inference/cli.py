@@ -10,8 +10,21 @@ from typing import NoReturn
 from tqdm import tqdm
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """--help keeps the description's line breaks and adds "(default: X)" to every option that has one."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help keeps the description's line breaks and adds "(default: X)" to every option that has a default
+    (not to required options, flags that are off by default, or options without a default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or action.required
+            or default in (None, False, argparse.SUPPRESS)
+            or isinstance(action, argparse._HelpAction)
+        ):
+            return text
+        return text + " (default: %(default)s)"
 
 
 class UsageParser(argparse.ArgumentParser):

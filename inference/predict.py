@@ -39,15 +39,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; a usage error (including a missing weights file, or a file given for -i) prints one line
     with a hint and exits 2."""
     p = UsageParser(prog="python -m inference.predict", description=__doc__)
-    p.add_argument("-i", "--input", type=Path, required=True, help="folder of <case>_0000.nii.gz images (only read)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="folder for the <case>.nii.gz label maps (created)")
+    p.add_argument(
+        "-i", "--input", type=Path, required=True, metavar="DIR", help="folder of <case>_0000.nii.gz images (only read)"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder for the <case>.nii.gz label maps (created)",
+    )
     p.add_argument(
         "--weights",
         type=Path,
+        metavar="PATH",
         default=Path(os.environ.get("RUNET_WEIGHTS", DEFAULT_WEIGHTS)),
         help="checkpoint, verified against the SHA256SUMS file beside it; $RUNET_WEIGHTS sets the default",
     )
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cuda, cuda:N or cpu")
+    p.add_argument(
+        "--device", default="auto", metavar="NAME", help="cuda, cuda:N or cpu; auto: CUDA when available, else cpu"
+    )
     p.add_argument(
         "--phases",
         type=int,
@@ -55,8 +67,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=(16, 4, 1),
         help="in-plane phases computed (of stride^2); the others are interpolated: faster, less exact",
     )
-    p.add_argument("--overlap", type=float, default=0.5, help="fraction of a z-window shared with the next, in [0, 1)")
-    p.add_argument("--batch-size", type=int, default=2, help="z-windows per network call")
+    p.add_argument(
+        "--overlap", type=float, default=0.5, metavar="F", help="fraction of a z-window shared with the next, in [0, 1)"
+    )
+    p.add_argument("--batch-size", type=int, default=2, metavar="N", help="z-windows per network call")
     p.add_argument(
         "--precision",
         default="auto",
