@@ -20,10 +20,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if (
             "%(default)" in text
             or action.required
-            or default in (None, False, argparse.SUPPRESS)
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default == ""
             or isinstance(action, argparse._HelpAction)
         ):
             return text
+        if isinstance(default, (list, tuple)):  # shown as typed on the command line: "16 32 64", or none
+            shown = " ".join(str(v) for v in default) if default else "none"
+            return text + f" (default: {shown})".replace("%", "%%")
         return text + " (default: %(default)s)"
 
 

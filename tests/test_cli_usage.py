@@ -1,5 +1,6 @@
-"""What a user of the inference CLI meets: usage errors on one line with exit code 2, -i and -o required, --help
-with every default, and logs without progress-bar debris when stderr is not a terminal."""
+"""What a user of the command lines meets: usage errors on one line with exit code 2, predict's -i and -o required,
+--help with every default (predict, training.train), and logs without progress-bar debris when stderr is not a
+terminal."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,8 @@ import pytest
 import SimpleITK as sitk
 
 from inference import predict
+from training.config import HELP, TrainConfig
+from training.config import parse_args as train_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -159,3 +163,28 @@ def test_window_progress_counts_every_network_call():
 
     predict_labels(volume, probs, 2, plan, batch_size=3, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(3, 16), (6, 16), (9, 16), (12, 16), (15, 16), (16, 16)]
+
+
+def test_train_help_describes_every_option_with_its_default(capsys):
+    assert set(HELP) == {f.name for f in fields(TrainConfig)}
+    with pytest.raises(SystemExit) as exit_info:
+        train_args(["--help"])
+    assert exit_info.value.code == 0
+    entries = help_entries(capsys.readouterr().out)
+    assert set(entries) == {"--help"} | {"--" + f.name.replace("_", "-") for f in fields(TrainConfig)}
+    for text in entries.values():
+        assert len(text.split()) >= 4, text  # the option, its metavar or flag, and a description
+    shown = {"--epochs": "50", "--lr": "0.01", "--batch-size": "2", "--patch": "128 128 128", "--stride": "4"}
+    shown |= {"--widths": "16 32 64 128 256", "--val-cases": "none", "--samples-per-epoch": "0", "--resume": "True"}
+    for option, default in shown.items():
+        assert entries[option].endswith(f"(default: {default})"), entries[option]
+    for option in ("--data", "--cache", "--init"):  # required, or empty by default
+        assert "default:" not in entries[option], entries[option]
+
+
+def test_train_data_is_required_on_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_args([])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "required: --data" in err
