@@ -44,8 +44,8 @@ def test_finished_run_has_nothing_to_do_and_logs_hold_no_bar(phantoms, tmp_path,
     assert train(cfg) == {}
     err = capsys.readouterr().err
     assert err.splitlines() == [
-        f"nothing to do: 2 epochs already done (2 steps) in {tmp_path / 'run'}; raise --epochs 2 to train on, "
-        "or pass --no-resume to start over"
+        f"nothing to do: 2 epochs already done (2 steps) in {tmp_path / 'run'}; pass a larger --epochs (now 2) to "
+        "train on, or --no-resume to start over"
     ]
     assert (tmp_path / "run" / "log.csv").read_text() == log_csv
 

@@ -124,10 +124,12 @@ def train(cfg: TrainConfig) -> dict:
         start_epoch, step, best, wall = state["epoch"] + 1, state["step"], state["best_dsc"], state["wall_s"]
         if start_epoch >= cfg.epochs or (cfg.max_steps and step >= cfg.max_steps):
             if d.main:
-                limit = f"--max-steps {cfg.max_steps}" if start_epoch < cfg.epochs else f"--epochs {cfg.epochs}"
+                limit = (
+                    f"--max-steps (now {cfg.max_steps})" if start_epoch < cfg.epochs else f"--epochs (now {cfg.epochs})"
+                )
                 log(
-                    f"nothing to do: {start_epoch} epochs already done ({step} steps) in {out}; raise {limit} to "
-                    f"train on, or pass --no-resume to start over"
+                    f"nothing to do: {start_epoch} epochs already done ({step} steps) in {out}; pass a larger {limit} "
+                    f"to train on, or --no-resume to start over"
                 )
             distributed.cleanup(d)
             return {}
