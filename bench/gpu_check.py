@@ -93,13 +93,29 @@ def whole_process(image: Path, weights: Path, precision: str, device: str, phase
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
-    p.add_argument("--device", default="cuda")
-    p.add_argument("--precisions", nargs="+", default=["float32", "bfloat16", "float16"], choices=tuple(PRECISIONS))
-    p.add_argument("--depths", type=int, nargs="+", default=[64, 128, 300])
-    p.add_argument("--phases", type=int, default=16, choices=(16, 4, 1))
-    p.add_argument("--batch-size", type=int, default=2, help="windows per network call (the CLI's default: 2)")
-    p.add_argument("--weights", type=Path, default=REPO / "weights" / "runet.pt")
+    p.add_argument(
+        "--out", type=Path, default=REPO / "bench" / "results", help="folder for the table (default: bench/results)"
+    )
+    p.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu for a dry run (default: cuda)")
+    p.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["float32", "bfloat16", "float16"],
+        choices=tuple(PRECISIONS),
+        help="network arithmetic of each row (default: all three)",
+    )
+    p.add_argument(
+        "--depths",
+        type=int,
+        nargs="+",
+        default=[64, 128, 300],
+        help="phantom slices, 512x512 each (default: 64 128 300)",
+    )
+    p.add_argument("--phases", type=int, default=16, choices=(16, 4, 1), help="in-plane phases (default: 16)")
+    p.add_argument("--batch-size", type=int, default=2, help="windows per network call (default: 2, as the CLI)")
+    p.add_argument(
+        "--weights", type=Path, default=REPO / "weights" / "runet.pt", help="checkpoint (default: weights/runet.pt)"
+    )
     p.add_argument("--work", type=Path, default=None, help="phantoms and outputs (default: a temporary folder)")
     p.add_argument("--quick", action="store_true", help="tiny phantoms and network (dry run of the script)")
     args = p.parse_args(argv)

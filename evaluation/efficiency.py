@@ -374,7 +374,9 @@ def run_cases(
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     work = out_dir / "work"
     records = []
-    for i, image in enumerate(tqdm(images, desc="cases", unit="case", disable=not progress, file=sys.stderr)):
+    for i, image in enumerate(
+        tqdm(images, desc="cases", unit="case", disable=None if progress else True, file=sys.stderr)
+    ):
         case = image.name[: -len(IMAGE_SUFFIX)]
         shutil.rmtree(work, ignore_errors=True)
         (work / "inputs").mkdir(parents=True)
@@ -409,9 +411,11 @@ def main(argv: list[str] | None = None) -> int:
     how.add_argument("--docker-image", help="run this image as the organizers do (docker, --gpus device)")
     parser.add_argument("--gpu-index", type=int, default=0, help="NVML index of the GPU to sample (default 0)")
     parser.add_argument("--interval", type=float, default=INTERVAL_S, help="sampling interval in s (0.1)")
-    parser.add_argument("--pause", type=float, default=0.0, help="seconds to wait between cases")
-    parser.add_argument("--timeout", type=float, default=None, help="kill a case after this many seconds")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds to wait between cases (default: 0)")
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="kill a case after this many seconds (default: no limit)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     args = parser.parse_args(argv)
     command = args.command if args.command else docker_command(args.docker_image)
     try:

@@ -7,10 +7,11 @@ with PRED_DIR/``<case>.nii.gz``. Spacing comes from the ground truth's header. A
 truth's grid (size equal; spacing, origin, direction within a tolerance): otherwise that case is an error,
 listed, and the exit code is 1; nothing is ever resampled. A missing, empty (0-byte), truncated or otherwise
 unreadable prediction scores 0 for every organ and is listed (every NIfTI file is decoded in full first). Labels
-outside 0-4 in a prediction or ground truth are scored as background, listed, and make the exit code 1. Writes
-OUT_DIR/metrics.csv (case, organ, DSC, NSD, status), OUT_DIR/summary.csv (mean, median, std per organ and
-overall), OUT_DIR/problems.csv, violin plots OUT_DIR/violin_dsc.png and violin_nsd.png, and prints the summary
-table.
+outside 0-4 in a prediction or ground truth are scored as background, listed, and make the exit code 1. An organ in
+neither file scores 1 (FLARE's rule) with status `absent`. Writes OUT_DIR/metrics.csv (case, organ, DSC, NSD,
+status, in_gt), OUT_DIR/summary.csv (per organ and overall: n, mean, median, std as FLARE counts them, and n and
+mean over the cases whose ground truth holds the organ), OUT_DIR/problems.csv, violin plots OUT_DIR/violin_dsc.png
+and violin_nsd.png, and prints the summary table. A progress bar on stderr when it is a terminal.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import csv
 import math
 import re
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from evaluation.labels_io import GridMismatchError, LabelReadError, check_same_grid, read_labels, unknown_labels
-from evaluation.metrics import FLARE21_TOLERANCE_MM, ORGANS, score_labels
+from evaluation.metrics import FLARE21_TOLERANCE_MM, ORGANS, labels_present, score_labels_present
 from evaluation.report import (
     Row,
     format_summary,
@@ -41,22 +43,27 @@ from evaluation.report import (
 SUFFIX = ".nii.gz"
 _IMAGE_NAME = re.compile(r"_0000\.nii\.gz$")  # FLARE images: <case>_0000.nii.gz (one modality)
 
-# Statuses: scored normally, scored 0 (the prediction is missing or unreadable), scored with labels outside the
-# organs' counted as background (a problem: exit code 1), or not scored (an error).
+# Statuses of a case: scored normally, scored 0 (the prediction is missing or unreadable), scored with labels outside
+# the organs' counted as background (a problem: exit code 1), or not scored (an error).
 OK, MISSING, UNREADABLE, WRONG_GRID, GT_ERROR = "ok", "missing", "unreadable", "wrong_grid", "gt_error"
 UNKNOWN_LABELS = "unknown_labels"
+# Status of an organ of a scored case that is in neither file (scored 1 and 1, as FLARE does).
+ABSENT = "absent"
 SCORED_ZERO = (MISSING, UNREADABLE)
 ERRORS = (WRONG_GRID, GT_ERROR)
 
 
 @dataclass
 class CaseResult:
-    """Scores of one case: {label: (DSC, NSD)} (None when the case could not be scored), status, message."""
+    """Scores of one case: {label: (DSC, NSD)} (None when the case could not be scored), status, message, and the
+    labels found in the ground truth and in the prediction (None where that file could not be read)."""
 
     case: str
     status: str
     message: str = ""
     scores: dict[int, tuple[float, float]] | None = field(default=None)
+    in_gt: set[int] | None = None
+    in_pred: set[int] | None = None
 
 
 def find_cases(gt_dir: Path) -> list[str]:
@@ -90,19 +97,21 @@ def score_case(
     zeros = dict.fromkeys(labels, (0.0, 0.0))
     pred_path = pred_dir / f"{case}{SUFFIX}"
     if not pred_path.exists():
-        return CaseResult(case, MISSING, f"{pred_path}: missing prediction, scored 0", zeros)
+        message = f"{pred_path}: missing prediction, scored 0"
+        return CaseResult(case, MISSING, message, zeros, in_gt=labels_present(gt, labels))
     try:
         pred, pred_grid = read_labels(pred_path)
     except LabelReadError as err:
-        return CaseResult(case, UNREADABLE, f"{err}; scored 0", zeros)
+        return CaseResult(case, UNREADABLE, f"{err}; scored 0", zeros, in_gt=labels_present(gt, labels))
     try:
         check_same_grid(gt_grid, pred_grid, pred_path)
     except GridMismatchError as err:
-        return CaseResult(case, WRONG_GRID, str(err))
-    scores = score_labels(gt, pred, gt_grid.spacing_zyx, labels, tolerance_mm)
+        return CaseResult(case, WRONG_GRID, str(err), in_gt=labels_present(gt, labels))
+    scores, in_gt, in_pred = score_labels_present(gt, pred, gt_grid.spacing_zyx, labels, tolerance_mm)
     notes = [_unknown_note("ground truth ", gt_path, gt, labels), _unknown_note("", pred_path, pred, labels)]
     notes = [n for n in notes if n]
-    return CaseResult(case, UNKNOWN_LABELS, "; ".join(notes), scores) if notes else CaseResult(case, OK, "", scores)
+    status = UNKNOWN_LABELS if notes else OK
+    return CaseResult(case, status, "; ".join(notes), scores, in_gt, in_pred)
 
 
 def _unknown_note(who: str, path: Path, array, labels: Sequence[int]) -> str:
@@ -131,11 +140,16 @@ def parse_tolerance(text: str) -> float | dict[int, float]:
 
 
 def rows_of(results: Sequence[CaseResult], labels: Sequence[int]) -> list[Row]:
+    """One row per case and label: the case's status, or ``absent`` for a label in neither file of a scored case."""
     rows = []
     for res in results:
         for label in labels:
             dsc, nsd = res.scores[label] if res.scores is not None else (math.nan, math.nan)
-            rows.append(Row(res.case, ORGANS.get(label, str(label)), dsc, nsd, res.status))
+            in_gt = None if res.in_gt is None else label in res.in_gt
+            status = res.status
+            if status == OK and not in_gt and res.in_pred is not None and label not in res.in_pred:
+                status = ABSENT
+            rows.append(Row(res.case, ORGANS.get(label, str(label)), dsc, nsd, status, in_gt))
     return rows
 
 
@@ -163,7 +177,8 @@ def evaluate(
     except OSError as err:
         raise OSError(f"{out_dir}: cannot create the output folder ({err.strerror or err})") from None
 
-    bar = tqdm(total=len(cases), desc="scoring", unit="case", disable=not progress, file=sys.stderr)
+    # on a terminal only (disable=None): off a terminal the log holds no bar
+    bar = tqdm(total=len(cases), desc="scoring", unit="case", disable=None if progress else True, file=sys.stderr)
     by_case: dict[str, CaseResult] = {}
     if workers <= 1:
         for case in cases:
@@ -212,15 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth <case>.nii.gz")
     parser.add_argument("--pred", type=Path, required=True, help="folder of predicted <case>.nii.gz")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--workers", type=int, default=1, help="cases scored in parallel processes")
+    parser.add_argument("--workers", type=int, default=1, help="cases scored in parallel processes (default: 1)")
     parser.add_argument(
         "--tolerance",
         default=str(FLARE21_TOLERANCE_MM),
-        help="NSD tolerance in mm: one number (FLARE21: 1) or per organ, e.g. "
-        "liver=5,kidney=3,spleen=3,pancreas=5 (FLARE22)",
+        help="NSD tolerance in mm: one number or per organ, e.g. liver=5,kidney=3,spleen=3,pancreas=5 (FLARE22) "
+        "(default: 1.0, FLARE21's)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     try:
         tolerance = parse_tolerance(args.tolerance)
         labels = tuple(ORGANS)
@@ -243,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = f", {n_unknown} scored with labels outside 0-4 (as background)" if n_unknown else ""
     print(
         f"{len(results)} cases: {len(results) - len(problems)} scored, {n_zero} scored 0 "
-        f"(missing or unreadable){unknown}, {n_err} not scored (errors). Results in {args.out}"
+        f"(missing or unreadable){unknown}, {n_err} not scored (errors), {time.perf_counter() - started:.1f} s. "
+        f"Results in {args.out}"
     )
     return 1 if n_err or n_unknown else 0
 

@@ -134,7 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gt", type=Path, required=True, help="ground-truth label map <case>.nii.gz")
     parser.add_argument("--pred", type=Path, required=True, help="predicted label map <case>.nii.gz")
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
-    parser.add_argument("--window", type=float, nargs=2, default=SOFT_TISSUE_WINDOW, metavar=("LOW", "HIGH"))
+    parser.add_argument(
+        "--window",
+        type=float,
+        nargs=2,
+        default=SOFT_TISSUE_WINDOW,
+        metavar=("LOW", "HIGH"),
+        help=f"display window in HU (default: {SOFT_TISSUE_WINDOW[0]:g} {SOFT_TISSUE_WINDOW[1]:g})",
+    )
     args = parser.parse_args(argv)
     try:
         gt, gt_grid = read_labels(args.gt)

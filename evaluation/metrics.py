@@ -243,6 +243,11 @@ def _label_bboxes(labels: np.ndarray, wanted: Sequence[int]) -> dict[int, tuple[
     return out
 
 
+def labels_present(label_map: np.ndarray, labels: Sequence[int] = tuple(ORGANS)) -> set[int]:
+    """The labels of ``labels`` (each in 1..7) that occur in a zyx integer label map."""
+    return {label for label, box in _label_bboxes(label_map, [int(v) for v in labels]).items() if box is not None}
+
+
 def score_labels(
     gt_labels: np.ndarray,
     pred_labels: np.ndarray,
@@ -261,6 +266,22 @@ def score_labels(
 
     Returns:
         {label: (DSC, NSD)} with the organizers' edge cases.
+    """
+    return score_labels_present(gt_labels, pred_labels, spacing_zyx_mm, labels, tolerance_mm)[0]
+
+
+def score_labels_present(
+    gt_labels: np.ndarray,
+    pred_labels: np.ndarray,
+    spacing_zyx_mm: Sequence[float],
+    labels: Sequence[int] = tuple(ORGANS),
+    tolerance_mm: float | Mapping[int, float] = FLARE21_TOLERANCE_MM,
+) -> tuple[dict[int, tuple[float, float]], set[int], set[int]]:
+    """:func:`score_labels`'s scores, and the labels found in the ground truth and in the prediction.
+
+    Same arguments; returns ({label: (DSC, NSD)}, labels in gt_labels, labels in pred_labels) at no extra cost
+    (the bounding boxes that the scores need already say which labels occur). A label in neither map scores
+    (1.0, 1.0), as the organizers score it; the two sets tell such a label from a perfect match.
     """
     for name, arr in (("gt_labels", gt_labels), ("pred_labels", pred_labels)):
         if not isinstance(arr, np.ndarray) or arr.ndim != 3 or not np.issubdtype(arr.dtype, np.integer):
@@ -296,4 +317,6 @@ def score_labels(
         n_gt, n_pred = int(np.count_nonzero(gt_box)), int(np.count_nonzero(pred_box))
         dsc = 2.0 * int(np.count_nonzero(gt_box & pred_box)) / (n_gt + n_pred)
         scores[label] = (dsc, _nsd_in_box(gt_box, pred_box, spacing, tols[label]))
-    return scores
+    in_gt = {label for label in labels if boxes_gt[label] is not None}
+    in_pred = {label for label in labels if boxes_pred[label] is not None}
+    return scores, in_gt, in_pred

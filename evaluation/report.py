@@ -15,22 +15,26 @@ METRICS = ("DSC", "NSD")
 
 @dataclass(frozen=True)
 class Row:
-    """One case and organ: DSC and NSD in [0, 1] (NaN where the case could not be scored), and a status."""
+    """One case and organ: DSC and NSD in [0, 1] (NaN where the case could not be scored), a status, and whether
+    the ground truth holds the organ (None when the ground truth could not be read)."""
 
     case: str
     organ: str
     dsc: float
     nsd: float
     status: str = "ok"
+    in_gt: bool | None = None
 
 
 def write_metrics_csv(rows: Iterable[Row], path: Path) -> None:
-    """metrics.csv: one row per case and organ (case, organ, DSC, NSD, status); unscored values empty."""
+    """metrics.csv: one row per case and organ (case, organ, DSC, NSD, status, in_gt); unscored values empty;
+    in_gt is 1 when the ground truth holds the organ, 0 when not, empty when unknown."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["case", "organ", "DSC", "NSD", "status"])
+        writer.writerow(["case", "organ", "DSC", "NSD", "status", "in_gt"])
         for r in rows:
-            writer.writerow([r.case, r.organ, _fmt_csv(r.dsc), _fmt_csv(r.nsd), r.status])
+            in_gt = "" if r.in_gt is None else int(r.in_gt)
+            writer.writerow([r.case, r.organ, _fmt_csv(r.dsc), _fmt_csv(r.nsd), r.status, in_gt])
 
 
 def _fmt_csv(value: float) -> str:
@@ -38,10 +42,14 @@ def _fmt_csv(value: float) -> str:
 
 
 def summarize(rows: Sequence[Row], organs: Sequence[str]) -> list[dict[str, float | str | int]]:
-    """Mean, median and sample standard deviation (ddof=1) of DSC and NSD per organ and overall.
+    """Per organ and overall: FLARE's n, mean, median and sample standard deviation (ddof=1) of DSC and NSD, and
+    the count and mean over the cases whose ground truth holds the organ (``n_with_organ``, ``DSC_mean_with_organ``,
+    ``NSD_mean_with_organ``).
 
     "overall" pools every scored (case, organ) pair. Rows whose values are NaN (cases that could not be
-    scored, e.g. a prediction on the wrong grid) are left out and not counted in n.
+    scored, e.g. a prediction on the wrong grid) are left out and not counted in n. FLARE's mean counts an organ
+    in neither file as 1; the mean with the organ leaves out every row whose ground truth lacks it (those, and
+    predictions of an organ that the ground truth does not hold, which FLARE scores 0).
     """
     groups = [(organ, [r for r in rows if r.organ == organ]) for organ in organs]
     groups.append(("overall", list(rows)))
@@ -49,17 +57,33 @@ def summarize(rows: Sequence[Row], organs: Sequence[str]) -> list[dict[str, floa
     for name, members in groups:
         entry: dict[str, float | str | int] = {"organ": name}
         for metric in METRICS:
-            values = np.array([r.dsc if metric == "DSC" else r.nsd for r in members], dtype=np.float64)
-            values = values[~np.isnan(values)]
+            values = _values(members, metric)
             entry["n"] = int(values.size)
             entry[f"{metric}_mean"] = float(np.mean(values)) if values.size else math.nan
             entry[f"{metric}_median"] = float(np.median(values)) if values.size else math.nan
             entry[f"{metric}_std"] = float(np.std(values, ddof=1)) if values.size > 1 else math.nan
+        held = [r for r in members if r.in_gt]
+        for metric in METRICS:
+            values = _values(held, metric)
+            entry["n_with_organ"] = int(values.size)
+            entry[f"{metric}_mean_with_organ"] = float(np.mean(values)) if values.size else math.nan
         out.append(entry)
     return out
 
 
-SUMMARY_COLUMNS = ("organ", "n", *(f"{m}_{s}" for m in METRICS for s in ("mean", "median", "std")))
+def _values(rows: Sequence[Row], metric: str) -> np.ndarray:
+    """The rows' DSC or NSD values, NaN (unscored) left out, as float64."""
+    values = np.array([r.dsc if metric == "DSC" else r.nsd for r in rows], dtype=np.float64)
+    return values[~np.isnan(values)]
+
+
+SUMMARY_COLUMNS = (
+    "organ",
+    "n",
+    *(f"{m}_{s}" for m in METRICS for s in ("mean", "median", "std")),
+    "n_with_organ",
+    *(f"{m}_mean_with_organ" for m in METRICS),
+)
 
 
 def write_summary_csv(summary: Sequence[dict[str, float | str | int]], path: Path) -> None:
@@ -71,14 +95,28 @@ def write_summary_csv(summary: Sequence[dict[str, float | str | int]], path: Pat
 
 
 def format_summary(summary: Sequence[dict[str, float | str | int]]) -> str:
-    """A fixed-width text table of the summary (4 decimals)."""
-    header = f"{'organ':<10} {'n':>4}  " + "  ".join(
-        f"{m + ' ' + s:>11}" for m in METRICS for s in ("mean", "median", "std")
+    """A fixed-width text table of the summary (4 decimals): FLARE's columns over every scored case, then the count
+    and means over the cases whose ground truth holds the organ, and a line saying what each part counts."""
+    flare = [f"{m}_{s}" for m in METRICS for s in ("mean", "median", "std")]
+    held = [f"{m}_mean_with_organ" for m in METRICS]
+    header = (
+        f"{'organ':<10} {'n':>3} "
+        + "".join(f"{k.replace('_', ' ').replace('median', 'med'):>10}" for k in flare)
+        + f" | {'n':>3} "
+        + "".join(f"{m + ' mean':>10}" for m in METRICS)
     )
-    lines = [header, "-" * len(header)]
+    lines = [
+        f"{'':<15}{'all cases (FLARE: an organ in neither file scores 1)':<60} | cases whose ground truth holds it",
+        header,
+        "-" * len(header),
+    ]
     for entry in summary:
-        values = "  ".join(f"{float(entry[f'{m}_{s}']):>11.4f}" for m in METRICS for s in ("mean", "median", "std"))
-        lines.append(f"{entry['organ']!s:<10} {entry['n']:>4}  {values}")
+        lines.append(
+            f"{entry['organ']!s:<10} {entry['n']:>3} "
+            + "".join(f"{float(entry[k]):>10.4f}" for k in flare)
+            + f" | {entry['n_with_organ']:>3} "
+            + "".join(f"{float(entry[k]):>10.4f}" for k in held)
+        )
     return "\n".join(lines)
 
 

@@ -6,16 +6,16 @@ Holds the network on its device and falls back on a CUDA out-of-memory error: sm
 from __future__ import annotations
 
 import contextlib
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from inference.checkpoint import Checkpoint
+from inference.cli import log
 from inference.io import CTVolume
 from inference.model import fuse_batchnorm
-from inference.patching import PatchPlan, predict_labels
+from inference.patching import PatchPlan, ProgressFn, predict_labels
 from inference.postprocess import keep_largest_components
 from inference.stride import SEEN_INPLANE_MM, plan_for_spacing
 
@@ -103,10 +103,13 @@ class Segmenter:
         seen_mm = tuple(self.checkpoint.training.get("inplane_voxel_mm", SEEN_INPLANE_MM))
         return plan_for_spacing(self.plan, volume.spacing_zyx[1:], self.stride, seen_mm)
 
-    def predict(self, volume: np.ndarray, plan: PatchPlan | None = None) -> np.ndarray:
+    def predict(
+        self, volume: np.ndarray, plan: PatchPlan | None = None, progress: ProgressFn | None = None
+    ) -> np.ndarray:
         """(D, H, W) HU array in canonical orientation -> (D, H, W) uint8 labels (before post-processing).
 
-        ``plan`` defaults to the segmenter's own."""
+        ``plan`` defaults to the segmenter's own; ``progress`` gets (windows done, windows in all) after every
+        network call (it starts again from 0 when an out-of-memory error makes the volume run again)."""
         norm = self.checkpoint.normalization
         x = norm.apply(volume)
         while True:
@@ -119,6 +122,7 @@ class Segmenter:
                     batch_size=self.batch_size,
                     device=self.device,
                     pad_value=norm.air_value,
+                    progress=progress,
                 )
             except torch.OutOfMemoryError:
                 if not self._back_off():
@@ -131,16 +135,18 @@ class Segmenter:
         torch.cuda.empty_cache()
         if self.batch_size > 1:
             self.batch_size //= 2
-            print(f"warning: CUDA out of memory; retrying with batch size {self.batch_size}", file=sys.stderr)
+            log(f"warning: CUDA out of memory; retrying with batch size {self.batch_size}")
         else:
             self.device = torch.device("cpu")
             self.precision = torch.float32
             self.checkpoint.model.to(self.device)
             self._place_network()
-            print("warning: CUDA out of memory at batch size 1; continuing on the CPU", file=sys.stderr)
+            log("warning: CUDA out of memory at batch size 1; continuing on the CPU")
         return True
 
-    def segment(self, volume: CTVolume) -> np.ndarray:
-        """A canonical CT volume -> (D, H, W) uint8 label map in canonical orientation, post-processed."""
-        labels = self.predict(volume.image, self.plan_for(volume))
+    def segment(self, volume: CTVolume, progress: ProgressFn | None = None) -> np.ndarray:
+        """A canonical CT volume -> (D, H, W) uint8 label map in canonical orientation, post-processed.
+
+        ``progress``: see :meth:`predict`."""
+        labels = self.predict(volume.image, self.plan_for(volume), progress)
         return keep_largest_components(labels) if self.postprocess else labels

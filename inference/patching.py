@@ -19,6 +19,8 @@ import torch
 
 PredictFn = Callable[[torch.Tensor], torch.Tensor]
 """(B, 1, d, h, w) float32 tensor on the device -> (B, C, d, h, w) class probabilities (any float dtype)."""
+ProgressFn = Callable[[int, int], None]
+"""Called after every network call with (windows done, windows in the volume), for a progress display."""
 
 
 @dataclass(frozen=True)
@@ -144,13 +146,14 @@ def iter_phase_sums(
     batch_size: int = 2,
     device: torch.device | str = "cpu",
     pad_value: float = -1.0,
+    progress: ProgressFn | None = None,
 ) -> Iterator[tuple[tuple[int, int], torch.Tensor]]:
     """Run the network over every z-window of every computed phase; yield each phase once all its windows ran.
 
     Windows of consecutive phases are batched together, so a phase is yielded as soon as its last window came
     back and its buffers are freed: at most ``ceil(batch_size / windows per phase) + 1`` phase buffers live at once.
 
-    Args: as :func:`predict_labels`.
+    Args: as :func:`predict_labels`; ``progress`` is called after every network call (see :data:`ProgressFn`).
     Yields:
         (offset, sums): the phase's (y, x) offset, and (C, D, hi, wj) float32 sums of the window probabilities on
         ``device`` (hi, wj: the phase's in-plane size, vol[:, i::stride, j::stride].shape[1:]); divide by
@@ -169,6 +172,7 @@ def iter_phase_sums(
     remaining = {p: len(starts) for p in range(len(offsets))}
     sums: dict[int, torch.Tensor] = {}
     inputs: dict[int, torch.Tensor] = {}
+    done = 0
     for batch in _batches(items, batch_size):
         for p, _ in batch:
             if p not in inputs:
@@ -181,6 +185,9 @@ def iter_phase_sums(
             raise ValueError(
                 f"predict_fn returned shape {tuple(probs.shape)}, expected {(len(batch), num_classes, win, *hw)}"
             )
+        done += len(batch)
+        if progress is not None:
+            progress(done, len(items))
         for k, (p, z0) in enumerate(batch):
             if p not in sums:
                 sums[p] = _zeros_in_layout_of(probs[k], (num_classes, depth, *hw), device)
@@ -201,6 +208,7 @@ def predict_labels(
     batch_size: int = 2,
     device: torch.device | str = "cpu",
     pad_value: float = -1.0,
+    progress: ProgressFn | None = None,
 ) -> np.ndarray:
     """Segment a normalized volume by strided patch inference.
 
@@ -212,6 +220,7 @@ def predict_labels(
         batch_size: windows per call of predict_fn (windows of several phases are batched together).
         device: where windows and the per-phase probability sums live.
         pad_value: normalized intensity used for in-plane padding (air).
+        progress: called after every network call with (windows done, windows in all), or None.
     Returns:
         (D, H, W) uint8 argmax labels.
     """
@@ -223,7 +232,7 @@ def predict_labels(
     grid = None
     if g > 1:  # probabilities on the coarser grid of the computed phases, interpolated at the end
         grid = torch.zeros((num_classes, d, -(-h // g), -(-w // g)), dtype=torch.float32, device=device)
-    for offset, acc in iter_phase_sums(volume, predict_fn, num_classes, plan, batch_size, device, pad_value):
+    for offset, acc in iter_phase_sums(volume, predict_fn, num_classes, plan, batch_size, device, pad_value, progress):
         _finish_phase(acc, offset, plan, labels, grid)
     if grid is not None:
         _upsample_argmax(grid, g, labels)

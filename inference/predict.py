@@ -1,10 +1,10 @@
 """The inference CLI: segment every `<case>_0000.nii.gz` of a folder into `<case>.nii.gz` label maps.
 
-    python -m inference.predict -i IN -o OUT [--weights W] [--device auto|cuda|cpu] [--phases 16|4|1]
-                                [--overlap F] [--batch-size N] [--precision auto|float32|bfloat16|float16]
+    python -m inference.predict -i IN_DIR -o OUT_DIR [options]
 
-Logs go to stderr; the output folder receives nothing but label maps. Exit code 0 when every case was written,
-1 when some failed (listed at the end), 2 for usage errors.
+Logs go to stderr (on a terminal with a progress bar across cases and one within each case); the output folder
+receives nothing but label maps. Exit code 0 when every case was written, 1 when some failed (listed at the end),
+2 for usage errors.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from tqdm import tqdm
-
 from inference.checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_checkpoint
+from inference.cli import UsageParser, bar, log
 from inference.engine import Segmenter, resolve_precision, select_device
 from inference.io import (
     INPUT_SUFFIX,
@@ -38,12 +37,6 @@ from inference.io import (
     write_labels,
 )
 from inference.patching import PatchPlan
-from niftiio.native_stderr import write_line
-
-
-def log(message: str) -> None:
-    """One line on stderr (never lost in a capture of what ITK prints, see niftiio.native_stderr)."""
-    write_line(message)
 
 
 def find_cases(input_dir: Path) -> tuple[list[Path], list[Path]]:
@@ -74,25 +67,52 @@ def skipped_lines(skipped: list[Path], verbose: bool) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m inference.predict", description=__doc__.splitlines()[0])
-    p.add_argument("-i", "--input", type=Path, default=Path("/workspace/inputs"), help="folder of <case>_0000.nii.gz")
-    p.add_argument("-o", "--output", type=Path, default=Path("/workspace/outputs"), help="folder for <case>.nii.gz")
+    """The command line; a usage error (including a missing weights file, or a file given for -i) prints one line
+    with a hint and exits 2."""
+    p = UsageParser(prog="python -m inference.predict", description=__doc__)
+    p.add_argument(
+        "-i", "--input", type=Path, required=True, metavar="DIR", help="folder of <case>_0000.nii.gz images (only read)"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder for the <case>.nii.gz label maps (created)",
+    )
     p.add_argument(
         "--weights",
         type=Path,
+        metavar="PATH",
         default=Path(os.environ.get("RUNET_WEIGHTS", DEFAULT_WEIGHTS)),
-        help="checkpoint (verified against SHA256SUMS beside it); default $RUNET_WEIGHTS or weights/runet.pt",
+        help="checkpoint, verified against the SHA256SUMS file beside it; $RUNET_WEIGHTS sets the default",
     )
-    p.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu")
-    p.add_argument("--phases", type=int, default=16, choices=(16, 4, 1), help="in-plane phases computed (of 16)")
-    p.add_argument("--overlap", type=float, default=0.5, help="fraction of overlap between z-windows, in [0, 1)")
-    p.add_argument("--batch-size", type=int, default=2, help="windows per network call")
-    p.add_argument("--precision", default="auto", help="auto (bfloat16 on CUDA, float32 on CPU), float32, ...")
+    p.add_argument(
+        "--device", default="auto", metavar="NAME", help="cuda, cuda:N or cpu; auto: CUDA when available, else cpu"
+    )
+    p.add_argument(
+        "--phases",
+        type=int,
+        default=16,
+        choices=(16, 4, 1),
+        help="in-plane phases computed (of stride^2); the others are interpolated: faster, less exact",
+    )
+    p.add_argument(
+        "--overlap", type=float, default=0.5, metavar="F", help="fraction of a z-window shared with the next, in [0, 1)"
+    )
+    p.add_argument("--batch-size", type=int, default=2, metavar="N", help="z-windows per network call")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        help="network arithmetic; auto: bfloat16 on CUDA and on CPUs that compute it natively, else float32",
+    )
     p.add_argument(
         "--short-volume",
         default="fit",
         choices=("pad", "fit"),
-        help="volumes under one window: replicate-pad to a full window, or run one window of their depth",
+        help="volumes under one window: run one window of their depth (fit) or replicate-pad to a full one (pad)",
     )
     p.add_argument(
         "--stride",
@@ -107,6 +127,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--overlap must be in [0, 1), got {args.overlap}")
     if args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.input.is_file():
+        p.error(f"-i {args.input} is a file; -i takes the folder that holds the images: -i {args.input.parent}")
+    if not args.input.is_dir():
+        p.error(f"-i {args.input}: input folder does not exist or is not a folder")
+    if not args.weights.is_file():
+        p.error(
+            f"--weights {args.weights}: checkpoint file not found; pass --weights PATH (or set RUNET_WEIGHTS) to a "
+            f"checkpoint with a SHA256SUMS file beside it"
+        )
     return args
 
 
@@ -165,9 +194,6 @@ def overlap_problem(input_dir: Path, output_dir: Path, reads: list[Path]) -> str
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.input.is_dir():
-        log(f"{args.input}: input folder does not exist or is not a folder")
-        return 2
     try:
         cases, skipped = find_cases(args.input)
     except OSError as exc:
@@ -240,7 +266,26 @@ def case_failure(path: Path, exc: BaseException) -> str:
     return f"{path}: {type(exc).__name__}: {text[:300]}"
 
 
+class WindowProgress:
+    """The progress callback of one case: a bar of its z-windows under the bar of cases (on a terminal only)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None or self.bar.total != total:  # the first call, or a rerun after an out-of-memory error
+            self.close()
+            self.bar = bar(total=total, desc=self.name, unit="window", position=1, leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, first_read: Future) -> int:
+    started = time.perf_counter()
     try:
         device = select_device(args.device)
         precision = resolve_precision(args.precision, device)
@@ -263,15 +308,17 @@ def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, 
     )
 
     failed: list[str] = []
+    seconds: list[float] = []
     reads = prefetch_reads(cases, pool, first_read)
-    for path, read in zip(tqdm(cases, desc="cases", unit="case", file=sys.stderr, disable=None), reads):
+    for path, read in zip(bar(iterable=cases, desc="cases", unit="case", position=0), reads):
         name = case_name(path)
         start = time.perf_counter()
+        windows = WindowProgress(name)
         try:
             volume: CTVolume = read.result()
             for warning in volume.warnings:
                 log(f"warning: {warning}")
-            labels = segmenter.segment(volume)
+            labels = segmenter.segment(volume, progress=windows)
             write_labels(args.output / f"{name}{OUTPUT_SUFFIX}", labels, volume)
         except Exception as exc:  # every case alone: MemoryError and the unexpected included
             log(f"failed: {case_failure(path, exc)}")
@@ -280,12 +327,16 @@ def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, 
             failed.append(name)
             volume = labels = None  # free the failed case's memory before the next
             continue
+        finally:
+            windows.close()
+        seconds.append(time.perf_counter() - start)
         shape = "x".join(str(s) for s in reversed(volume.image.shape))
-        log(
-            f"{name}: {shape} voxels (canonical xyz), stride {segmenter.plan_for(volume).stride}, "
-            f"{time.perf_counter() - start:.2f} s"
-        )
-    log(f"{len(cases) - len(failed)} of {len(cases)} case(s) written to {args.output}")
+        log(f"{name}: {shape} voxels (canonical xyz), stride {segmenter.plan_for(volume).stride}, {seconds[-1]:.2f} s")
+    mean = f", mean {sum(seconds) / len(seconds):.2f} s per case" if seconds else ""
+    log(
+        f"{len(seconds)} of {len(cases)} case(s) written to {args.output} in "
+        f"{time.perf_counter() - started:.1f} s{mean}"
+    )
     if failed:
         log(f"failed case(s): {', '.join(failed)}")
         return 1

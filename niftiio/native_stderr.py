@@ -13,7 +13,7 @@ import re
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -80,10 +80,18 @@ def captured_stderr() -> Iterator[Captured]:
             result.lines = result.text.splitlines()
 
 
-def write_line(message: str) -> None:
-    """Write one line to the real stderr, waiting for a capture of another thread to end."""
+def write_line(message: str, write: Callable[[str], None] | None = None) -> None:
+    """Write one line to the real stderr, waiting for a capture of another thread to end.
+
+    ``write`` (default: print to sys.stderr) writes the line when no capture is active, for instance a progress
+    library's own writer that keeps the line above its bars.
+    """
     with STDERR_LOCK:
         if _saved_fd is not None:  # inside a capture of this thread (a signal handler): bypass it
             os.write(_saved_fd, (message + "\n").encode("utf-8", errors="replace"))
             return
-        print(message, file=sys.stderr, flush=True)
+        if write is None:
+            print(message, file=sys.stderr, flush=True)
+        else:
+            write(message)
+            sys.stderr.flush()

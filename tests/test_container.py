@@ -1,4 +1,4 @@
-"""The Docker image, built and run for real without a Docker engine (issue 3).
+"""The Docker image, built and run for real without a Docker engine.
 
 Static checks (always run, skipped only when the linter binary is absent): hadolint on the Dockerfile,
 shellcheck on predict.sh and the container scripts, and the Dockerfile's contract (base image, command).
@@ -131,7 +131,7 @@ def container_skip_reason() -> str | None:
 
 @dataclass
 class Figures:
-    """What the issue's closing note needs: shown in pytest's terminal summary and written to
+    """The figures of a container run (timings, sizes): shown in pytest's terminal summary and written to
     $RUNET_CONTAINER_CACHE/last-run.json."""
 
     values: dict[str, object] = field(default_factory=dict)

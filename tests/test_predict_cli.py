@@ -195,7 +195,7 @@ def test_bad_weights_and_usage(tmp_path, tiny_weights):
     inputs.mkdir()
     write_ct(inputs / "a_0000.nii.gz")
     result = run_predict_sh(inputs, tmp_path / "out", weights=tmp_path / "missing.pt")
-    assert result.returncode == 1 and "checkpoint file not found" in result.stderr
+    assert result.returncode == 2 and "checkpoint file not found" in result.stderr
     result = run_predict_sh(inputs, tmp_path / "out", "--phases", "8", weights=tiny_weights)
     assert result.returncode == 2
     result = run_predict_sh(inputs, tmp_path / "out", "--overlap", "1.5", weights=tiny_weights)
@@ -209,7 +209,7 @@ def test_out_of_memory_backs_off_then_moves_to_cpu(tiny_weights, monkeypatch):
     monkeypatch.setattr(seg.checkpoint.model, "to", lambda *a, **k: seg.checkpoint.model)
     calls = []
 
-    def fake_predict_labels(x, fn, c, plan, batch_size, device, pad_value):
+    def fake_predict_labels(x, fn, c, plan, batch_size, device, pad_value, progress=None):
         calls.append((batch_size, str(device)))
         if len(calls) < 4:
             raise torch.OutOfMemoryError("CUDA out of memory")

@@ -1,7 +1,10 @@
 """Training options as one dataclass (saved in every checkpoint) and its command line.
 
+    python -m training.train --data DIR [--out RUN] [options]
+
 Defaults are the paper's recipe: the full network (UNetConfig()), 128 x 128 x 128 patches of stride 4, batch 2,
-Adam at a fixed learning rate 0.01, 50 epochs of one patch per training case.
+Adam at a fixed learning rate 0.01, 50 epochs of one patch per training case. Running the same command again
+continues a run from RUN/last.pt.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import argparse
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from inference.cli import UsageParser
 from inference.model import UNetConfig
 from inference.preprocess import Normalization
 
@@ -71,24 +75,63 @@ class TrainConfig:
         return d
 
 
+HELP: dict[str, str] = {
+    "data": "FLARE-layout folder: imagesTr/labelsTr, TrainingImg/TrainingMask, or images and labels side by side",
+    "out": "run folder: last.pt, best.pt, SHA256SUMS, log.csv, steps.csv, curves.png",
+    "cache": "folder of the decoded-array cache; empty: <out>/cache",
+    "widths": "channels per resolution level, finest first (len - 1 poolings)",
+    "norm": "normalization after each convolution: batch or instance",
+    "attention": "attention gates on the skip connections",
+    "regularized_softmax": "TV-regularized softmax as the last activation (--no-regularized-softmax: plain softmax)",
+    "tv_step": "the regularized softmax's fixed dual step",
+    "lam_init": "initial lambda (the fixed value with --no-lam-learnable)",
+    "lam_learnable": "train lambda (stored as softplus^-1(lambda)); --no-lam-learnable keeps it at --lam-init",
+    "tv_iterations": "primal-dual iterations of the regularized softmax (the paper: 1)",
+    "hu_min": "lower end of the HU window mapped onto [-1, 1]",
+    "hu_max": "upper end of the HU window mapped onto [-1, 1]",
+    "patch": "patch depth, height, width, in voxels after the in-plane stride",
+    "stride": "in-plane stride of the patches I[k:k+depth, i::stride, j::stride]",
+    "samples_per_epoch": "patches per epoch; 0: one per training case",
+    "val_fraction": "fraction of the cases held out for validation (drawn with --seed)",
+    "val_cases": "validation case names (instead of --val-fraction)",
+    "val_every": "validate every N epochs (and after the last)",
+    "val_max_cases": "validate on at most N cases; 0: all",
+    "epochs": "epochs in all (a resumed run continues up to this number)",
+    "batch_size": "patches per step and process",
+    "lr": "Adam's learning rate (fixed)",
+    "eps": "soft Dice smoothing",
+    "precision": "auto (bfloat16 on CUDA when supported, else float16 there; float32 on the CPU), float32, "
+    "bfloat16 or float16",
+    "seed": "seed of the validation split, the initial weights and the patch draws",
+    "workers": "DataLoader worker processes that cut patches",
+    "threads": "torch CPU threads; 0: torch's default",
+    "device": "auto (CUDA when available), cuda, cuda:N or cpu; under torchrun each process takes its own GPU",
+    "resume": "continue from <out>/last.pt when it exists (--no-resume starts over)",
+    "init": "start a new run from this checkpoint's weights (fine-tuning); its config and HU window must match",
+    "max_steps": "stop after this many optimizer steps in all; 0: no limit",
+}
+"""One line of --help per TrainConfig field."""
+PATHS = ("data", "out", "cache", "init")
+
+
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """Command line -> TrainConfig: one --option per field (underscores as dashes; booleans as --x / --no-x)."""
-    p = argparse.ArgumentParser(prog="python -m training.train", description="Train RUnet on a FLARE-layout folder.")
+    p = UsageParser(prog="python -m training.train", description=__doc__)
     defaults = TrainConfig()
     for f in fields(TrainConfig):
         name = "--" + f.name.replace("_", "-")
         value = getattr(defaults, f.name)
+        kw = {"default": value, "help": HELP[f.name]}
         if isinstance(value, bool):
-            p.add_argument(name, action=argparse.BooleanOptionalAction, default=value)
+            p.add_argument(name, action=argparse.BooleanOptionalAction, **kw)
         elif isinstance(value, tuple):
-            p.add_argument(name, type=int, nargs="+", default=value)
+            p.add_argument(name, type=int, nargs="+", metavar="N", **kw)
         elif isinstance(value, list):
-            p.add_argument(name, nargs="*", default=value)
+            p.add_argument(name, nargs="*", metavar="NAME", **kw)
         else:
-            p.add_argument(name, type=type(value), default=value)
+            metavar = {int: "N", float: "X"}.get(type(value), "PATH" if f.name in PATHS else "NAME")
+            p.add_argument(name, type=type(value), metavar=metavar, required=f.name == "data", **kw)
     args = p.parse_args(argv)
-    if not args.data:
-        p.error("--data is required")
     if not Path(args.data).is_dir():
         p.error(f"--data {args.data}: not a folder")
     try:

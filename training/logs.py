@@ -37,18 +37,33 @@ def truncate_rows(path: Path, keep) -> None:
 
 
 def plot_curves(epoch_csv: Path, png: Path) -> None:
-    """Loss, lambda and validation DSC/NSD per organ against the epoch, in one figure."""
+    """Write :func:`curves_figure` of a log.csv to a PNG (nothing when the log is empty)."""
+    fig = curves_figure(read_rows(epoch_csv))
+    if fig is None:
+        return
+    import matplotlib.pyplot as plt
+
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+def curves_figure(rows: list[dict]):
+    """Loss, lambda and validation DSC/NSD per organ against the epoch, in one matplotlib figure (None: no rows).
+
+    The x axis counts epochs as the training log prints them (1 after the first epoch; log.csv's ``epoch`` column
+    is 0-based), with ticks on whole epochs only.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    rows = read_rows(epoch_csv)
     if not rows:
-        return
+        return None
 
     def col(name: str) -> tuple[list[int], list[float]]:
-        pts = [(int(r["epoch"]), float(r[name])) for r in rows if r.get(name) not in (None, "", "nan")]
+        pts = [(int(r["epoch"]) + 1, float(r[name])) for r in rows if r.get(name) not in (None, "", "nan")]
         pts = [(e, v) for e, v in pts if not math.isnan(v)]
         return [e for e, _ in pts], [v for _, v in pts]
 
@@ -64,7 +79,7 @@ def plot_curves(epoch_csv: Path, png: Path) -> None:
     for ax, title in zip(axes, ("training loss", "lambda", "validation DSC", "validation NSD (1 mm)")):
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    return fig

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from inference.cli import HelpFormatter
 from training.phantom_anatomy import Z_BAND, draw_anatomy, rasterize
 from training.phantom_grid import CanonicalGrid, SmoothField, draw_spacing, make_image, orientation_set
 from training.phantom_hu import PHASES_V3
@@ -310,25 +311,61 @@ def write_dataset(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.phantom", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m training.phantom", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     p.add_argument("--out", type=Path, help="output folder")
-    p.add_argument("--cases", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mode", choices=MODES, default="phantom")
-    p.add_argument("--layout", choices=LAYOUTS, default="nnunet")
+    p.add_argument("--cases", type=int, default=1, help="number of cases")
+    p.add_argument("--seed", type=int, default=0, help="seed; case k is the same for a given seed whatever --cases")
+    p.add_argument(
+        "--mode", choices=MODES, default="phantom", help="analytic anatomy, template label maps, or either per case"
+    )
+    p.add_argument("--layout", choices=LAYOUTS, default="nnunet", help="imagesTr/labelsTr or TrainingImg/TrainingMask")
     p.add_argument("--flat", action="store_true", help="images and labels side by side in --out")
     p.add_argument("--images-only", action="store_true", help="write no label maps")
-    p.add_argument("--prefix", default="PHANTOM")
+    p.add_argument("--prefix", default="PHANTOM", help="case names: <prefix>_0000, <prefix>_0001, ...")
     p.add_argument("--size", type=int, default=512, help="in-plane voxels")
-    p.add_argument("--slices", type=int, nargs=2, metavar=("MIN", "MAX"), default=(20, 300))
-    p.add_argument("--spacing-xy", type=float, nargs=2, metavar=("MIN", "MAX"), default=None)
     p.add_argument(
-        "--spacing-z", type=float, nargs=2, metavar=("MIN", "MAX"), default=None, help="default 0.8-5 (v2), 0.6-5 (v3)"
+        "--slices", type=int, nargs=2, metavar=("MIN", "MAX"), default=(20, 300), help="range of slice counts"
     )
-    p.add_argument("--phase", choices=PHASES_V3, default=None, help="'delayed' needs --generator-version 3")
-    p.add_argument("--generator-version", type=int, choices=VERSIONS, default=DEFAULT_VERSION)
-    p.add_argument("--orientations", choices=("canonical", "axial", "any"), default="axial")
-    p.add_argument("--templates", type=Path, default=None, help="templates folder for --mode labels")
+    p.add_argument(
+        "--spacing-xy",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=None,
+        help="in-plane spacing range, mm; default 0.6-1.0 mm scaled by 512 / --size",
+    )
+    p.add_argument(
+        "--spacing-z",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=None,
+        help="slice spacing range, mm; default 0.8-5 (version 2), 0.6-5 (version 3)",
+    )
+    p.add_argument(
+        "--phase",
+        choices=PHASES_V3,
+        default=None,
+        help="contrast phase; default: drawn per case ('delayed': version 3)",
+    )
+    p.add_argument(
+        "--generator-version", type=int, choices=VERSIONS, default=DEFAULT_VERSION, help="phantom generator version"
+    )
+    p.add_argument(
+        "--orientations",
+        choices=("canonical", "axial", "any"),
+        default="axial",
+        help="image orientations drawn: LPS only, axial ones (flips and in-plane swaps), or any axis permutation",
+    )
+    p.add_argument(
+        "--templates",
+        type=Path,
+        default=None,
+        help="templates folder for --mode labels and mix; default: $RUNET_SHARED_DATA/templates, else "
+        "../shared/data/templates",
+    )
     p.add_argument("--templates-only", nargs="+", default=(), metavar="NAME", help="use only these templates")
     p.add_argument("--templates-exclude", nargs="+", default=(), metavar="NAME", help="never use these templates")
     p.add_argument(

@@ -1,16 +1,17 @@
 """Score a checkpoint on a FLARE-layout folder through the inference pipeline (for model cards and comparisons).
 
-python -m training.score --weights W.pt --data FOLDER [--stride 4] [--window 128] [--out scores.json] [--no-postprocess]
+    python -m training.score --data FOLDER [--weights W.pt] [--stride auto|4|2|1] [--out scores.json]
 
-Each image is read with inference.io.read_ct, segmented by inference.engine.Segmenter (all stride**2 phases,
-z-windows overlapping by half, largest-component post-processing) and scored per organ with
-evaluation.metrics.score_labels (DSC, NSD at 1 mm) against its label in canonical orientation. Organs absent
-from both the label and the prediction are left out of the table.
+Each image is read with inference.io.read_ct and segmented by inference.engine.Segmenter with the plan that
+`python -m inference.predict` uses by default (the stride chosen from the spacing, all of its phases, z-windows
+of 128 slices overlapping by half, short volumes run at their own depth, largest-component post-processing, the
+same device and precision choice), then scored per organ with evaluation.metrics.score_labels (DSC, NSD at 1 mm)
+against its label in canonical orientation: the numbers that predict followed by evaluate give. Organs absent
+from both the label and the prediction are left out of the table. The table goes to stdout, progress to stderr.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -20,34 +21,49 @@ import numpy as np
 import torch
 
 from evaluation.metrics import ORGANS, score_labels
-from inference.checkpoint import load_checkpoint
-from inference.engine import Segmenter
-from training.data import find_pairs, read_pair
-from training.validate import validation_plan
+from inference.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
+from inference.cli import UsageParser, bar, log
+from inference.engine import Segmenter, resolve_precision, select_device
+from inference.patching import PatchPlan
+from training.data import DataError, find_pairs, read_pair
 
 
 def score_folder(
-    weights: Path, data: Path, stride: int = 4, window: int = 128, verify: bool = True, postprocess: bool = True
+    weights: Path,
+    data: Path,
+    stride: int | str = "auto",
+    window: int = 128,
+    verify: bool = True,
+    postprocess: bool = True,
+    device: str = "auto",
+    precision: str = "auto",
 ) -> dict:
     """{case: {organ name: {"dsc", "nsd", "gt_voxels", "pred_voxels"}, "seconds": s}}.
 
-    postprocess=False scores the network's label map before the largest-component step.
+    stride: "auto" (predict's default: chosen per case from its spacing) or a fixed 4, 2 or 1; every phase of
+    the stride runs. postprocess=False scores the network's label map before the largest-component step.
     """
     ckpt = load_checkpoint(weights, verify=verify)
-    plan = validation_plan(stride, window, ckpt.config.size_multiple)
-    seg = Segmenter(ckpt, torch.device("cpu"), plan, batch_size=2, postprocess=postprocess)
+    on = select_device(device)
+    plan = PatchPlan(window=window, size_multiple=ckpt.config.size_multiple)
+    stride = stride if stride == "auto" else int(stride)
+    seg = Segmenter(
+        ckpt, on, plan, batch_size=2, precision=resolve_precision(precision, on), postprocess=postprocess, stride=stride
+    )
     out: dict = {}
-    for pair in find_pairs(data):
+    pairs = find_pairs(data)
+    for pair in bar(iterable=pairs, desc="cases", unit="case"):
         t0 = time.perf_counter()
         volume, gt = read_pair(pair)
         pred = seg.segment(volume)
         scores = score_labels(gt, pred, volume.spacing_zyx, labels=tuple(ORGANS))
-        row: dict = {"seconds": round(time.perf_counter() - t0, 1)}
+        row: dict = {"seconds": round(time.perf_counter() - t0, 1), "stride": seg.plan_for(volume).stride}
         for label, name in ORGANS.items():
             n_gt, n_pred = int((gt == label).sum()), int((pred == label).sum())
             if n_gt or n_pred:
                 row[name] = {"dsc": scores[label][0], "nsd": scores[label][1], "gt_voxels": n_gt, "pred_voxels": n_pred}
         out[pair.name] = row
+        log(f"{pair.name}: stride {row['stride']}, {row['seconds']:.1f} s")
     return out
 
 
@@ -68,18 +84,46 @@ def table(scores: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.score", description=__doc__.splitlines()[0])
-    p.add_argument("--weights", type=Path, required=True)
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--stride", type=int, default=4)
-    p.add_argument("--window", type=int, default=128)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--out", type=Path, default=None, help="write the scores as JSON here")
+    p = UsageParser(prog="python -m training.score", description=__doc__)
+    p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, metavar="PATH", help="checkpoint to score")
+    p.add_argument("--data", type=Path, required=True, metavar="DIR", help="FLARE-layout folder of images and labels")
+    p.add_argument(
+        "--stride",
+        default="auto",
+        choices=("auto", "4", "2", "1"),
+        help="in-plane stride of the phase split; auto: chosen per case from its spacing, as predict does",
+    )
+    p.add_argument("--window", type=int, default=128, metavar="N", help="z-window depth in slices")
+    p.add_argument("--device", default="auto", metavar="NAME", help="cuda, cuda:N or cpu; auto: CUDA when available")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        help="network arithmetic; auto: bfloat16 on CUDA and on CPUs that compute it natively, else float32",
+    )
+    p.add_argument("--threads", type=int, default=0, metavar="N", help="torch CPU threads; 0: torch's default")
+    p.add_argument("--out", type=Path, default=None, metavar="PATH", help="also write the scores as JSON here")
     p.add_argument("--no-postprocess", action="store_true", help="score before the largest-component step")
     args = p.parse_args(argv)
+    if not args.weights.is_file():
+        p.error(f"--weights {args.weights}: checkpoint file not found")
+    if args.window < 1:
+        p.error(f"--window must be >= 1, got {args.window}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    scores = score_folder(args.weights, args.data, args.stride, args.window, postprocess=not args.no_postprocess)
+    try:
+        scores = score_folder(
+            args.weights,
+            args.data,
+            args.stride,
+            args.window,
+            postprocess=not args.no_postprocess,
+            device=args.device,
+            precision=args.precision,
+        )
+    except (DataError, ValueError) as exc:  # a folder that is not FLARE-layout, a window the network cannot take
+        log(f"error: {exc}")
+        return 2
     print(table(scores))
     if args.out:
         args.out.write_text(json.dumps(scores, indent=1))

@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from inference.checkpoint import load_checkpoint, save_checkpoint, write_sha256sums
+from inference.cli import log
 from inference.model import RUNet, UNetConfig, count_parameters
 from inference.preprocess import Normalization
 from inference.regularized_softmax import RegularizedSoftmax, lam_to_raw
@@ -104,7 +105,8 @@ def init_weights(model: RUNet, norm: Normalization, path: Path) -> None:
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Run (or continue) training; returns the last epoch's log row (main process) or {}."""
+    """Run (or continue) training; returns the last epoch's log row (main process), or {} (other processes, or a
+    finished run: nothing to do)."""
     d, device = distributed.setup(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -146,10 +148,21 @@ def train(cfg: TrainConfig) -> dict:
         scaler.load_state_dict(state["resume"]["scaler"])
         torch.set_rng_state(state["resume"]["torch_rng"])
         start_epoch, step, best, wall = state["epoch"] + 1, state["step"], state["best_dsc"], state["wall_s"]
+        if start_epoch >= cfg.epochs or (cfg.max_steps and step >= cfg.max_steps):
+            if d.main:
+                limit = (
+                    f"--max-steps (now {cfg.max_steps})" if start_epoch < cfg.epochs else f"--epochs (now {cfg.epochs})"
+                )
+                log(
+                    f"nothing to do: {start_epoch} epochs already done ({step} steps) in {out}; pass a larger {limit} "
+                    f"to train on, or --no-resume to start over"
+                )
+            distributed.cleanup(d)
+            return {}
         if d.main:
             truncate_rows(out / "log.csv", lambda r: int(r["epoch"]) <= state["epoch"])
             truncate_rows(out / "steps.csv", lambda r: int(r["step"]) <= step)
-            print(f"resumed from {last} after epoch {state['epoch']} (step {step})", file=sys.stderr)
+            log(f"resumed from {last} after epoch {start_epoch} (step {step})")
     net = model
     if d.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -171,12 +184,12 @@ def train(cfg: TrainConfig) -> dict:
         "inplane_voxel_mm": [min(voxels), max(voxels)],
     }
     if d.main:
-        print(
+        log(
             f"{len(train_cases)} training / {len(val_cases)} validation cases, {count_parameters(model):,} parameters, "
-            f"{d.world} process(es) x batch {cfg.batch_size}, device {device}, amp {amp}",
-            file=sys.stderr,
+            f"{d.world} process(es) x batch {cfg.batch_size}, device {device}, amp {amp}"
         )
     row: dict = {}
+    started, epochs_run = time.perf_counter(), 0
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.max_steps and step >= cfg.max_steps:
             break
@@ -195,7 +208,14 @@ def train(cfg: TrainConfig) -> dict:
         net.train()
         sums = np.zeros(3)
         n = 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not d.main, file=sys.stderr, leave=False)
+        # the bar on a terminal only (disable=None), in the main process: a log file holds the epoch lines alone
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=None if d.main else True,
+            file=sys.stderr,
+            leave=False,
+        )
         for x, y in bar:
             if cfg.max_steps and step >= cfg.max_steps:
                 break
@@ -248,13 +268,17 @@ def train(cfg: TrainConfig) -> dict:
             write_sha256sums(out)
             append_row(out / "log.csv", row)
             val_txt = f" val DSC {summary['dsc_mean']:.3f}" if summary else ""
-            print(
-                f"epoch {epoch + 1}: loss {row['loss']:.4f} lambda {row['lam']:.4f}{val_txt} ({wall:.0f} s)",
-                file=sys.stderr,
-            )
+            log(f"epoch {epoch + 1}: loss {row['loss']:.4f} lambda {row['lam']:.4f}{val_txt} ({wall:.0f} s)")
+        epochs_run += 1
         distributed.barrier(d)
     if d.main and (out / "log.csv").is_file():
         plot_curves(out / "log.csv", out / "curves.png")
+    if d.main and epochs_run:
+        took = time.perf_counter() - started
+        log(
+            f"done: {epochs_run} epoch(s) in {took:.0f} s (mean {took / epochs_run:.1f} s per epoch, validation "
+            f"included); checkpoints and logs in {out}"
+        )
     distributed.cleanup(d)
     return row if d.main else {}
 
