@@ -15,9 +15,15 @@ import torch
 
 import inference.io
 from inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_sha256sums
-from inference.io import InputError, Orientation, nifti_header_problem, read_ct, write_labels
+from inference.io import InputError, Orientation, OutputError, read_ct, write_labels
 from inference.model import RUNet, UNetConfig
 from inference.preprocess import Normalization
+from niftiio.nifti_file import header_problem, read_header
+
+
+def nifti_header_problem(path: Path) -> str | None:
+    """The problem the NIfTI header check finds in ``path``'s header, or None."""
+    return header_problem(read_header(path))
 
 
 def _ct(shape_zyx=(5, 6, 7), spacing=(0.8, 0.9, 2.5), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)) -> sitk.Image:
@@ -91,14 +97,19 @@ def test_nifti2_header_checks(nifti2, tmp_path):
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_non_finite_float_image_is_refused(bad, tmp_path):
+def test_non_finite_float_voxels_are_read_as_air_with_a_warning(bad, tmp_path):
     arr = np.zeros((4, 5, 6), np.float32)
     arr[2, 3, 4] = bad
     # MetaImage keeps the value (ITK's NIfTI reader does not hand NaN back)
     sitk.WriteImage(sitk.GetImageFromArray(arr), str(tmp_path / "f.mha"))
-    with pytest.raises(InputError, match="image holds non-finite values") as info:
-        read_ct(tmp_path / "f.mha")
-    assert str(tmp_path / "f.mha") in str(info.value)
+    volume = read_ct(tmp_path / "f.mha")
+    assert volume.image[2, 3, 4] == -1000.0 and np.count_nonzero(volume.image == -1000.0) == 1
+    assert volume.warnings == (f"{tmp_path / 'f.mha'}: 1 of 120 voxels are NaN or Inf; read as air (-1000 HU)",)
+    arr[:] = bad
+    sitk.WriteImage(sitk.GetImageFromArray(arr), str(tmp_path / "all.mha"))
+    with pytest.raises(InputError, match="all.mha"):
+        read_ct(tmp_path / "all.mha")
+    arr[:] = 0.0
     arr[2, 3, 4] = 5.5  # a finite float image is read as it is
     sitk.WriteImage(sitk.GetImageFromArray(arr), str(tmp_path / "g.mha"))
     assert read_ct(tmp_path / "g.mha").image[2, 3, 4] == 5.5
@@ -115,7 +126,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
         raise RuntimeError("disk full (test)")
 
     monkeypatch.setattr(inference.io.sitk, "WriteImage", half_write)
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(OutputError, match=r"case\.nii\.gz: cannot write the label map \(disk full \(test\)\)"):
         write_labels(out / "case.nii.gz", np.zeros(vol.image.shape, np.uint8), vol)
     assert list(out.iterdir()) == []
 
@@ -162,5 +173,7 @@ def test_weights_that_do_not_fit_the_saved_config(tmp_path):
     payload["config"]["widths"] = [2, 8]  # the saved tensors are of widths (2, 4)
     torch.save(payload, tmp_path / "m.pt")
     write_sha256sums(tmp_path)
-    with pytest.raises(CheckpointError, match=r"m\.pt: weights do not fit the saved config \("):
+    with pytest.raises(
+        CheckpointError, match=r"m\.pt: malformed RUnet checkpoint \(weights do not fit the saved config"
+    ):
         load_checkpoint(tmp_path / "m.pt")
