@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from inference.checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_checkpoint
-from inference.engine import Segmenter, resolve_precision, select_device
+from inference.engine import BACKENDS, Segmenter, precision_name, resolve_backend, resolve_precision, select_device
 from inference.io import INPUT_SUFFIX, OUTPUT_SUFFIX, CTVolume, InputError, case_name, read_ct, write_labels
 from inference.patching import PatchPlan
 
@@ -55,7 +55,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--phases", type=int, default=16, choices=(16, 4, 1), help="in-plane phases computed (of 16)")
     p.add_argument("--overlap", type=float, default=0.5, help="fraction of overlap between z-windows, in [0, 1)")
     p.add_argument("--batch-size", type=int, default=2, help="windows per network call")
-    p.add_argument("--precision", default="auto", help="auto (bfloat16 on CUDA, float32 on CPU), float32, ...")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help="auto, float32, bfloat16 or float16; auto: bfloat16 on CUDA, and on the CPU the faster of float32 and "
+        "bfloat16 for the backend, timed on the first window and remembered per machine in the user cache folder",
+    )
+    p.add_argument(
+        "--backend",
+        default=os.environ.get("RUNET_BACKEND", "auto"),
+        choices=BACKENDS,
+        help="network engine; auto: openvino on the CPU when installed, else torch ($RUNET_BACKEND; default auto)",
+    )
     p.add_argument(
         "--short-volume",
         default="fit",
@@ -127,6 +138,7 @@ def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, 
     try:
         device = select_device(args.device)
         precision = resolve_precision(args.precision, device)
+        backend = resolve_backend(args.backend, device, precision)
         checkpoint = load_checkpoint(args.weights)
         plan = PatchPlan(
             phases=args.phases,
@@ -138,10 +150,17 @@ def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, 
         log(f"error: {exc}")
         return 2 if isinstance(exc, ValueError) else 1
     segmenter = Segmenter(
-        checkpoint, device, plan, args.batch_size, precision, not args.no_postprocess, stride=args.stride
+        checkpoint,
+        device,
+        plan,
+        args.batch_size,
+        precision,
+        not args.no_postprocess,
+        stride=args.stride,
+        backend=backend,
     )
     log(
-        f"RUnet: {len(cases)} case(s), device {device}, precision {str(precision).removeprefix('torch.')}, "
+        f"RUnet: {len(cases)} case(s), device {device}, backend {backend}, precision {precision_name(precision)}, "
         f"phases {args.phases}, weights {args.weights}"
     )
 
