@@ -1,10 +1,10 @@
 """The network on OpenVINO's CPU runtime: a predict_fn computing what the torch network computes, faster on CPUs.
 
-The network as the engine runs it (batch norms folded, in eval mode) is converted in memory by
-``openvino.convert_model`` (a trace of the torch module; nothing is downloaded), regularized softmax included, into
-an OpenVINO model with a dynamic (B, 1, D, H, W) input. It is compiled once per distinct input shape and precision
-("f32" or "bf16" inference precision), on as many threads as the process may use (``os.sched_getaffinity``;
-``$RUNET_THREADS`` overrides).
+The network as the engine runs it (batch norms folded, in eval mode) is converted in memory by OpenVINO's PyTorch
+front end (a trace of the torch module; nothing is downloaded or sent), regularized softmax included, into an
+OpenVINO model with a dynamic (B, 1, D, H, W) input. It is compiled once per distinct input shape and precision
+("f32" or "bf16" inference precision; a static shape ran faster than the dynamic model here), on as many threads as
+the process may use (``os.sched_getaffinity``; ``$RUNET_THREADS`` overrides).
 
 The converted model is kept in the user cache folder (:func:`inference.user_cache.user_cache_dir`) under the
 sha256 of the network's config and weights and the OpenVINO version, so a different checkpoint or OpenVINO release
@@ -103,15 +103,47 @@ class _Traceable(nn.Module):
         return traceable_regularized_softmax(logits, *self.lam_step)
 
 
-def convert(network: RUNet, ov: ModuleType) -> object:
-    """An ``openvino.Model`` of ``network`` (eval mode, CPU, float32) with a dynamic (B, 1, D, H, W) input."""
-    m = network.config.size_multiple
-    example = torch.zeros(1, network.config.in_channels, m, 2 * m, 2 * m)
-    dynamic = [-1, network.config.in_channels, -1, -1, -1]
+def convert_module(module: nn.Module, example: torch.Tensor, dynamic: list[int], ov: ModuleType) -> object:
+    """An ``openvino.Model`` of a one-input float32 CPU module, traced on ``example``, input shape ``dynamic``
+    (-1 for a dynamic axis).
+
+    Traced by OpenVINO's PyTorch front end directly rather than through ``openvino.convert_model``, whose
+    conversion tool reports usage over the network unless the user declined it: inference sends nothing anywhere.
+    The same graph transformations as ``convert_model`` follow.
+    """
+    from openvino._offline_transformations import apply_moc_transformations
+    from openvino.frontend import FrontEndManager
+    from openvino.frontend.pytorch.ts_decoder import TorchScriptPythonDecoder
+
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: intended
-        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.trace, which convert_model calls
-        return ov.convert_model(_Traceable(network.float().cpu().eval()), example_input=example, input=[dynamic])
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.trace, which the decoder calls
+        decoder = TorchScriptPythonDecoder(module.eval(), example_input=(example,))
+        front_end = FrontEndManager().load_by_framework("pytorch")
+        graph = front_end.load(decoder)
+        graph.set_partial_shape(graph.get_place_by_input_index(0), ov.PartialShape(dynamic))
+        model = front_end.convert(graph)
+    apply_moc_transformations(model, cf=False, smart_reshape=True)
+    return model
+
+
+def convert(network: RUNet, ov: ModuleType) -> object:
+    """An ``openvino.Model`` of ``network`` (eval mode, float32) with a dynamic (B, 1, D, H, W) input."""
+    m, c = network.config.size_multiple, network.config.in_channels
+    module = _Traceable(network.float().cpu().eval())
+    return convert_module(module, torch.zeros(1, c, m, 2 * m, 2 * m), [-1, c, -1, -1, -1], ov)
+
+
+def compile_config(precision: torch.dtype, threads: int) -> dict:
+    """The CPU plugin's settings: inference precision, threads, one stream for the lowest latency per call."""
+    if precision not in OV_PRECISIONS:
+        raise ValueError(f"the openvino backend runs float32 or bfloat16, not {precision}")
+    return {
+        "INFERENCE_PRECISION_HINT": OV_PRECISIONS[precision],
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
+    }
 
 
 def cached_model(network: RUNet, ov: ModuleType, cache: Path | None) -> tuple[object, Path | None]:
@@ -174,18 +206,11 @@ class OpenVINONetwork:
 
     def _request(self, precision: torch.dtype, shape: tuple[int, ...]) -> object:
         """An infer request of the model compiled for ``shape`` at ``precision``, compiled on first use."""
-        if precision not in OV_PRECISIONS:
-            raise ValueError(f"the openvino backend runs float32 or bfloat16, not {precision}")
-        key = (OV_PRECISIONS[precision], shape)
+        config = compile_config(precision, self.threads)
+        key = (config["INFERENCE_PRECISION_HINT"], shape)
         if key not in self._compiled:
             model = self.model.clone()
             model.reshape(list(shape))
-            config = {
-                "INFERENCE_PRECISION_HINT": key[0],
-                "INFERENCE_NUM_THREADS": self.threads,
-                "PERFORMANCE_HINT": "LATENCY",
-                "NUM_STREAMS": 1,
-            }
             self._compiled[key] = self.core.compile_model(model, "CPU", config).create_infer_request()
         return self._compiled[key]
 
