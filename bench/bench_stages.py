@@ -201,7 +201,7 @@ def phase_rows(image: Path, label: Path, net: str, device: str, window: int, bac
 def _cli_seconds(case: Path, out: Path, backend: str, precision: str, cache: Path, phases: int) -> float:
     """Wall-clock seconds of one ``python -m inference.predict`` process on the single case ``case``."""
     inputs = out.parent / f"in-{case.name}"
-    inputs.mkdir(exist_ok=True)
+    inputs.mkdir(parents=True, exist_ok=True)
     link = inputs / case.name
     if not link.exists():
         link.symlink_to(case.resolve())
