@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from types import ModuleType
 
@@ -187,8 +188,11 @@ class OpenVINONetwork:
 
     ``network``: the network to run (eval mode; pass the batch-norm-folded copy), float32 weights.
     ``threads``: inference threads (default :func:`cpu_threads`). ``cache``: folder of converted models (default
-    :func:`user_cache_dir`; None for none).
+    :func:`user_cache_dir`; None for none). At most ``MAX_COMPILED`` compilations (each holds its own activation
+    memory) are kept, the least recently used one released first; compiling one takes a fraction of a second.
     """
+
+    MAX_COMPILED = 4
 
     def __init__(
         self, network: RUNet, ov: ModuleType, threads: int | None = None, cache: Path | None | str = "default"
@@ -198,7 +202,8 @@ class OpenVINONetwork:
         self.threads = threads or cpu_threads()
         self.core = ov.Core()
         self.model, self.cache_folder = cached_model(network, ov, user_cache_dir() if cache == "default" else cache)
-        self._compiled: dict[tuple[str, tuple[int, ...]], object] = {}
+        self._compiled: OrderedDict[tuple[str, tuple[int, ...]], object] = OrderedDict()
+        self.compiled_keys: list[tuple[str, tuple[int, ...]]] = []  # every (precision, shape) compiled, in order
 
     def supports_bfloat16(self) -> bool:
         """True when the CPU plugin computes bfloat16 natively here."""
@@ -208,15 +213,16 @@ class OpenVINONetwork:
         """An infer request of the model compiled for ``shape`` at ``precision``, compiled on first use."""
         config = compile_config(precision, self.threads)
         key = (config["INFERENCE_PRECISION_HINT"], shape)
-        if key not in self._compiled:
+        if key in self._compiled:
+            self._compiled.move_to_end(key)
+        else:
+            while len(self._compiled) >= self.MAX_COMPILED:
+                self._compiled.popitem(last=False)
             model = self.model.clone()
             model.reshape(list(shape))
             self._compiled[key] = self.core.compile_model(model, "CPU", config).create_infer_request()
+            self.compiled_keys.append(key)
         return self._compiled[key]
-
-    def compiled_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
-        """The (precision, input shape) pairs compiled so far, in order."""
-        return list(self._compiled)
 
     def predict_fn(self, precision: torch.dtype = torch.float32):
         """(B, 1, d, h, w) float32 CPU tensor -> (B, C, d, h, w) float32 probabilities, at ``precision``."""

@@ -70,7 +70,10 @@ def test_a_window_shape_not_seen_before_compiles(tmp_path):
     for shape in ((2, 1, 8, 8, 8), (1, 1, 12, 16, 8), (2, 1, 8, 8, 8)):
         x = torch.randn(shape)
         assert (run(x) - _torch_probs(net, x)).abs().max().item() < 1e-3
-    assert backend.compiled_shapes() == [("f32", (2, 1, 8, 8, 8)), ("f32", (1, 1, 12, 16, 8))]
+    assert backend.compiled_keys == [("f32", (2, 1, 8, 8, 8)), ("f32", (1, 1, 12, 16, 8))]  # each shape once
+    backend.MAX_COMPILED = 2
+    run(torch.randn(1, 1, 4, 4, 4))  # a third shape releases the least recently used one, (1, 1, 12, 16, 8)
+    assert list(backend._compiled) == [("f32", (2, 1, 8, 8, 8)), ("f32", (1, 1, 4, 4, 4))]
 
 
 def test_the_cache_is_keyed_by_the_weights(tmp_path, monkeypatch):
