@@ -84,7 +84,7 @@ def resolve_backend(name: str, device: torch.device, precision: torch.dtype | No
             return "torch"
         raise ValueError("--precision float16 runs on the torch backend only (openvino: float32 or bfloat16)")
     if import_openvino() is None:
-        print("warning: the openvino package is not installed; the network runs on torch", file=sys.stderr)
+        _log("warning: the openvino package is not installed; the network runs on torch")
         return "torch"
     return "openvino"
 
