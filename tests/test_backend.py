@@ -179,7 +179,6 @@ REAL_CASES = [
     "FLARE22C_0044",
     "TSEX_0002",
     pytest.param("DCMQI_0001", marks=pytest.mark.slow),
-    pytest.param("TSDCM_0001", marks=pytest.mark.slow),
 ]
 
 
