@@ -69,8 +69,8 @@ from inference.preprocess import Normalization  # noqa: E402
 def make_segmenter(
     variant: str, net: str, phases: int, device: str, window: int = 128, precision: str = "auto"
 ) -> Segmenter:
-    """A Segmenter as the CLI builds it on the backend ``variant`` ("torch" or "openvino") at ``precision``
-    (float32, bfloat16 or auto), or as it ran before the speed-ups ("before")."""
+    """A Segmenter as the CLI builds it on the backend ``variant`` ("torch", also called "after", or "openvino") at
+    ``precision`` (float32, bfloat16 or auto), or as it ran before the speed-ups ("before")."""
     from inference.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 
     if net == "checkpoint":
@@ -86,7 +86,7 @@ def make_segmenter(
         return Segmenter(ckpt, dev, plan, 2, torch.float32, fuse=False, channels_last=False)
     rs._regularized_softmax_inplace = _INPLACE
     dtype = None if precision == "auto" else PRECISIONS[precision]
-    return Segmenter(ckpt, dev, plan, 2, dtype, backend=variant)
+    return Segmenter(ckpt, dev, plan, 2, dtype, backend="torch" if variant == "after" else variant)
 
 
 def run_case(
