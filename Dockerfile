@@ -1,7 +1,7 @@
 # RUnet inference image for FLARE 2021: the organizers run
 #   docker container run --gpus "device=0" --name runet --rm -v $PWD/inputs/:/workspace/inputs/ \
 #       -v $PWD/outputs/:/workspace/outputs/ runet:latest /bin/bash -c "sh predict.sh"
-# and the default command (sh predict.sh) does the same. The image holds requirements.txt, inference/,
+# and the default command (sh predict.sh) does the same. The image holds requirements.txt, niftiio/, inference/,
 # weights/ and predict.sh only (.dockerignore keeps everything else out of the build context); it needs
 # no network at run time and downloads nothing when it starts. See docs/container.md.
 #

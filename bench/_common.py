@@ -23,6 +23,7 @@ if str(REPO) not in sys.path:
 
 from inference.checkpoint import DEFAULT_WEIGHTS, load_checkpoint  # noqa: E402
 from inference.model import RUNet, UNetConfig  # noqa: E402
+from inference.precision_choice import cpu_model  # noqa: E402
 
 TINY_CONFIG = UNetConfig(widths=(4, 8, 16))
 """A network small enough for the --quick smoke runs (size multiple 4)."""
@@ -30,14 +31,8 @@ TINY_CONFIG = UNetConfig(widths=(4, 8, 16))
 
 def cpu_name() -> str:
     """The CPU model from /proc/cpuinfo (or platform.processor())."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    name = cpu_model()
+    return name if name != "unknown" else (platform.processor() or platform.machine())
 
 
 def machine_line(device: str = "cpu") -> str:

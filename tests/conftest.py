@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,13 @@ import torch
 from training.shared_data import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _user_cache_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Converted networks and measured precision choices go to a temporary folder, not the user's cache (the
+    variable reaches the CLI processes that tests start too)."""
+    os.environ["RUNET_CACHE_DIR"] = str(tmp_path_factory.mktemp("user_cache"))
 
 
 @pytest.fixture(scope="session")

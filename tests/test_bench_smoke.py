@@ -30,8 +30,8 @@ def _load(name: str):
     ("name", "header"),
     [
         ("bench_postprocess", "| ours | labels (zyx) | foreground voxels |"),
-        ("bench_floor", "| network | precision | variant |"),
-        ("bench_stages", "| volume | variant | precision | read (s) |"),
+        ("bench_floor", "| network | backend | precision | variant |"),
+        ("bench_stages", "| volume | backend | variant | precision | read (s) |"),
         ("bench_startup", "| event (one case, one process) |"),
         pytest.param(
             "bench_monai",

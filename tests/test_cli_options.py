@@ -20,6 +20,13 @@ from inference.predict import main as predict
 from training.phantom import write_dataset
 
 
+@pytest.fixture(autouse=True)
+def torch_backend(monkeypatch):
+    """These tests compare the CLI with the torch engine configured directly: the CLI runs on torch too (the
+    OpenVINO backend's parity with torch is tests/test_backend.py's)."""
+    monkeypatch.setenv("RUNET_BACKEND", "torch")
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Path:
     """Two cases with the same 64 x 64 x 24 phantom voxels: 'coarse' with 3 mm voxels (``--stride auto`` picks 1

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from inference import engine, predict
+from inference import predict
 from inference.checkpoint import Checkpoint
-from inference.engine import Segmenter, resolve_precision
+from inference.engine import Segmenter
 from inference.model import RUNet, UNetConfig, fuse_batchnorm
 from inference.patching import PatchPlan, iter_phase_sums, predict_labels, window_coverage
 from inference.preprocess import Normalization
@@ -83,14 +83,6 @@ def test_segmenter_speedups_give_the_same_labels():
     fast = Segmenter(ckpt, torch.device("cpu"), plan, fuse=True, channels_last=True).predict(vol)
     assert (plain != fast).mean() < 1e-3
     assert any(isinstance(m, nn.BatchNorm3d) for m in ckpt.model.modules())
-
-
-def test_auto_precision_is_bf16_only_where_supported(monkeypatch):
-    monkeypatch.setattr(engine, "cpu_supports_bf16", lambda: True)
-    assert resolve_precision("auto", torch.device("cpu")) == torch.bfloat16
-    monkeypatch.setattr(engine, "cpu_supports_bf16", lambda: False)
-    assert resolve_precision("auto", torch.device("cpu")) == torch.float32
-    assert resolve_precision("float32", torch.device("cpu")) == torch.float32
 
 
 def test_prefetch_reads_in_order_and_one_ahead(monkeypatch):

@@ -1,0 +1,238 @@
+"""The network on OpenVINO's CPU runtime: a predict_fn computing what the torch network computes, faster on CPUs.
+
+The network as the engine runs it (batch norms folded, in eval mode) is converted in memory by OpenVINO's PyTorch
+front end (a trace of the torch module; nothing is downloaded or sent), regularized softmax included, into an
+OpenVINO model with a dynamic (B, 1, D, H, W) input. It is compiled once per distinct input shape and precision
+("f32" or "bf16" inference precision; a static shape ran faster than the dynamic model here), on as many threads as
+the process may use (``os.sched_getaffinity``; ``$RUNET_THREADS`` overrides).
+
+The converted model is kept in the user cache folder (:func:`inference.user_cache.user_cache_dir`) under the
+sha256 of the network's config and weights and the OpenVINO version, so a different checkpoint or OpenVINO release
+never reuses it; it is never written next to the input or output images. A cache that cannot be written is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inference.model import RUNet
+from inference.user_cache import user_cache_dir
+
+THREADS_ENV = "RUNET_THREADS"
+CONVERSION_VERSION = 1  # part of the cache key: bump when the traced graph changes
+OV_PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
+
+# F.pad widths (last axis first) that add one zero plane after / before the data along z, y, x of (B, C, D, H, W)
+_PAD_AFTER = {2: (0, 0, 0, 0, 0, 1), 3: (0, 0, 0, 1, 0, 0), 4: (0, 1, 0, 0, 0, 0)}
+_PAD_BEFORE = {2: (0, 0, 0, 0, 1, 0), 3: (0, 0, 1, 0, 0, 0), 4: (1, 0, 0, 0, 0, 0)}
+
+
+def import_openvino() -> ModuleType | None:
+    """The ``openvino`` module, or None when the package is not installed."""
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return openvino
+
+
+def cpu_threads() -> int:
+    """Threads for inference: ``$RUNET_THREADS`` when set, else every CPU this process may run on."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"${THREADS_ENV} must be a positive integer, got {value!r}")
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def network_digest(network: nn.Module) -> str:
+    """Hex sha256 of a network's config, parameters and buffers (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    config = getattr(network, "config", None)
+    h.update(json.dumps(config.to_dict() if config is not None else None, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(network.state_dict().items()):
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}|{t.dtype}|{tuple(tensor.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def traceable_regularized_softmax(logits: torch.Tensor, lam: float, step: float) -> torch.Tensor:
+    """:func:`inference.regularized_softmax.regularized_softmax`, written with out-of-place ops only (pads and
+    slices), as graph converters need: the same arithmetic on (B, C, D, H, W) logits, the same result to rounding."""
+    s = torch.softmax(logits, dim=1)
+    grads = []
+    for dim in (2, 3, 4):
+        n = s.shape[dim]
+        grads.append(F.pad(s.narrow(dim, 1, n - 1) - s.narrow(dim, 0, n - 1), _PAD_AFTER[dim]))
+    sq = grads[0] * grads[0] + grads[1] * grads[1] + grads[2] * grads[2]
+    factor = -step / torch.sqrt(torch.clamp(sq * (step * step), min=1.0))
+    div = torch.zeros_like(s)
+    for g, dim in zip(grads, (2, 3, 4)):
+        eta = g * factor
+        div = div + eta - F.pad(eta.narrow(dim, 0, eta.shape[dim] - 1), _PAD_BEFORE[dim])
+    return torch.softmax(logits - lam * div, dim=1)
+
+
+class _Traceable(nn.Module):
+    """(B, 1, D, H, W) -> (B, C, D, H, W) probabilities of a RUNet, with a traceable last activation."""
+
+    def __init__(self, network: RUNet) -> None:
+        super().__init__()
+        self.network = network
+        act = network.activation
+        self.lam_step = (act.lam_value, act.step) if network.config.regularized_softmax else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.network.logits(x)
+        if self.lam_step is None:
+            return torch.softmax(logits, dim=1)
+        return traceable_regularized_softmax(logits, *self.lam_step)
+
+
+def convert_module(module: nn.Module, example: torch.Tensor, dynamic: list[int], ov: ModuleType) -> object:
+    """An ``openvino.Model`` of a one-input float32 CPU module, traced on ``example``, input shape ``dynamic``
+    (-1 for a dynamic axis).
+
+    Traced by OpenVINO's PyTorch front end directly rather than through ``openvino.convert_model``, whose
+    conversion tool reports usage over the network unless the user declined it: inference sends nothing anywhere.
+    The same graph transformations as ``convert_model`` follow.
+    """
+    from openvino._offline_transformations import apply_moc_transformations
+    from openvino.frontend import FrontEndManager
+    from openvino.frontend.pytorch.ts_decoder import TorchScriptPythonDecoder
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: intended
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.trace, which the decoder calls
+        decoder = TorchScriptPythonDecoder(module.eval(), example_input=(example,))
+        front_end = FrontEndManager().load_by_framework("pytorch")
+        graph = front_end.load(decoder)
+        graph.set_partial_shape(graph.get_place_by_input_index(0), ov.PartialShape(dynamic))
+        model = front_end.convert(graph)
+    apply_moc_transformations(model, cf=False, smart_reshape=True)
+    return model
+
+
+def convert(network: RUNet, ov: ModuleType) -> object:
+    """An ``openvino.Model`` of ``network`` (eval mode, float32) with a dynamic (B, 1, D, H, W) input."""
+    m, c = network.config.size_multiple, network.config.in_channels
+    module = _Traceable(network.float().cpu().eval())
+    return convert_module(module, torch.zeros(1, c, m, 2 * m, 2 * m), [-1, c, -1, -1, -1], ov)
+
+
+def compile_config(precision: torch.dtype, threads: int) -> dict:
+    """The CPU plugin's settings: inference precision, threads, one stream for the lowest latency per call."""
+    if precision not in OV_PRECISIONS:
+        raise ValueError(f"the openvino backend runs float32 or bfloat16, not {precision}")
+    return {
+        "INFERENCE_PRECISION_HINT": OV_PRECISIONS[precision],
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
+    }
+
+
+def cached_model(network: RUNet, ov: ModuleType, cache: Path | None) -> tuple[object, Path | None]:
+    """The converted model, read from ``cache`` when it holds this network's conversion, else converted (and
+    stored there when it can be). Returns (model, the folder it came from or went to; None without a cache)."""
+    folder = None
+    if cache is not None:
+        version = ov.get_version().split("-")[0]
+        folder = cache / "openvino" / f"{network_digest(network)}-ov{version}-c{CONVERSION_VERSION}"
+        xml = folder / "model.xml"
+        if xml.is_file() and (folder / "model.bin").is_file():
+            try:
+                return ov.Core().read_model(str(xml)), folder
+            except RuntimeError:
+                pass  # unreadable (a partial copy, another OpenVINO build): convert again and replace it
+    model = convert(network, ov)
+    if folder is not None and not _store(model, ov, folder):
+        folder = None
+    return model, folder
+
+
+def _store(model: object, ov: ModuleType, folder: Path) -> bool:
+    """Save ``model`` as folder/model.{xml,bin} (float32 weights), written aside and renamed; False on failure."""
+    tmp = None
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+        return True
+    except OSError:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return False
+
+
+class OpenVINONetwork:
+    """A RUNet on OpenVINO's CPU plugin: ``predict_fn(precision)`` returns a :data:`inference.patching.PredictFn`.
+
+    ``network``: the network to run (eval mode; pass the batch-norm-folded copy), float32 weights.
+    ``threads``: inference threads (default :func:`cpu_threads`). ``cache``: folder of converted models (default
+    :func:`user_cache_dir`; None for none). At most ``MAX_COMPILED`` compilations (each holds its own activation
+    memory) are kept, the least recently used one released first; compiling one takes a fraction of a second.
+    """
+
+    MAX_COMPILED = 4
+
+    def __init__(
+        self, network: RUNet, ov: ModuleType, threads: int | None = None, cache: Path | None | str = "default"
+    ) -> None:
+        self.ov = ov
+        self.version = ov.get_version().split("-")[0]
+        self.threads = threads or cpu_threads()
+        self.core = ov.Core()
+        self.model, self.cache_folder = cached_model(network, ov, user_cache_dir() if cache == "default" else cache)
+        self._compiled: OrderedDict[tuple[str, tuple[int, ...]], object] = OrderedDict()
+        self.compiled_keys: list[tuple[str, tuple[int, ...]]] = []  # every (precision, shape) compiled, in order
+
+    def supports_bfloat16(self) -> bool:
+        """True when the CPU plugin computes bfloat16 natively here."""
+        return "BF16" in self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+    def _request(self, precision: torch.dtype, shape: tuple[int, ...]) -> object:
+        """An infer request of the model compiled for ``shape`` at ``precision``, compiled on first use."""
+        config = compile_config(precision, self.threads)
+        key = (config["INFERENCE_PRECISION_HINT"], shape)
+        if key in self._compiled:
+            self._compiled.move_to_end(key)
+        else:
+            while len(self._compiled) >= self.MAX_COMPILED:
+                self._compiled.popitem(last=False)
+            model = self.model.clone()
+            model.reshape(list(shape))
+            self._compiled[key] = self.core.compile_model(model, "CPU", config).create_infer_request()
+            self.compiled_keys.append(key)
+        return self._compiled[key]
+
+    def predict_fn(self, precision: torch.dtype = torch.float32):
+        """(B, 1, d, h, w) float32 CPU tensor -> (B, C, d, h, w) float32 probabilities, at ``precision``."""
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            if x.device.type != "cpu":
+                raise ValueError(f"the openvino backend runs on the CPU; got a tensor on {x.device}")
+            arr = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
+            request = self._request(precision, tuple(arr.shape))
+            out = request.infer({0: arr}, share_inputs=True, share_outputs=False)
+            return torch.from_numpy(out[0])
+
+        return run
