@@ -38,7 +38,8 @@ bench: venv
 realcheck: venv
 	rm -rf $(REALCHECK)/pred
 	$(PY) -m inference.predict -i $(REAL_DATA) -o $(REALCHECK)/pred --weights $(WEIGHTS)
-	$(PY) -m evaluation.scorecard --gt $(REAL_DATA) --pred $(REALCHECK)/pred --out $(REALCHECK)/scorecard.csv
+	$(PY) -m evaluation.scorecard --gt $(REAL_DATA) --pred $(REALCHECK)/pred --out $(REALCHECK)/scorecard.csv \
+		--anatomy $(REAL_DATA)/templates
 
 mutate: venv
 	$(PY) tests/mutate.py

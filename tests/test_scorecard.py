@@ -67,3 +67,27 @@ def test_scorecard_rows_and_missing_prediction(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| A | 1.000 / 1.000 / 0.00 | - | not in scan / FP 0.10 | - |" in out
     assert (tmp_path / "s.csv").read_text().count("\n") == 9
+
+
+def test_false_positives_are_attributed_to_the_anatomy(tmp_path, capsys):
+    gt_dir, pred_dir, anatomy_dir = tmp_path / "gt", tmp_path / "pred", tmp_path / "anatomy"
+    for d in (gt_dir, pred_dir, anatomy_dir):
+        d.mkdir()
+    ref = np.zeros((12, 20, 20), np.uint8)
+    ref[2:4, 2:6, 2:6] = 4  # pancreas
+    pred = ref.copy()
+    pred[8:10, 14:18, 14:18] = 4  # 32 voxels far from the pancreas: 18 in the "stomach", 14 unlabelled
+    whole = np.zeros_like(ref)
+    whole[8:10, 14:18, 14:19] = 7
+    whole[8:10, 14:17, 17:18] = 0  # 2 x 3 x 1 = 6 voxels of the false positive are unlabelled
+    whole[8:10, 17, 14:18] = 0  # and 2 x 1 x 4 = 8 more
+    _write(gt_dir / "A.nii.gz", ref)
+    _write(pred_dir / "A.nii.gz", pred)
+    _write(anatomy_dir / "A_total.nii.gz", whole)
+    (anatomy_dir / "classes.json").write_text('{"A_total.nii.gz": {"7": "stomach"}}')
+    rows, _ = scorecard(gt_dir, pred_dir, anatomy_dir=anatomy_dir)
+    pancreas = next(r for r in rows if r.organ == "pancreas")
+    assert pancreas.fp_ml == pytest.approx(32 * 2 / 1000)
+    assert pancreas.fp_where == "stomach 0.04 mL, unlabelled 0.03 mL"  # 18 and 14 voxels of 2 mm^3
+    assert main(["--gt", str(gt_dir), "--pred", str(pred_dir), "--anatomy", str(anatomy_dir)]) == 0
+    assert "| A | pancreas | 0.06 | stomach 0.04 mL, unlabelled 0.03 mL |" in capsys.readouterr().out
