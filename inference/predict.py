@@ -144,8 +144,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--part",
         type=int,
         metavar="K",
-        help="segment part K (from 0) of --num-parts only: the cases at K, K+N, K+2N, ... of the sorted list; "
-        "$RUNET_PART sets it",
+        help="segment only part K (from 0) of --num-parts N: the cases at positions K, K+N, K+2N, ... of the sorted "
+        "list (under torchrun each process takes its share of it); $RUNET_PART sets it",
     )
     p.add_argument(
         "--num-parts", type=int, metavar="N", help="how many parts the sorted case list is dealt into; $RUNET_NUM_PARTS"
