@@ -33,7 +33,7 @@ test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv
-	for b in stages floor monai postprocess startup nsd; do $(PY) bench/bench_$$b.py || exit 1; done
+	for b in stages floor monai postprocess startup nsd cohort; do $(PY) bench/bench_$$b.py || exit 1; done
 
 realcheck: venv
 	rm -rf $(REALCHECK)/pred

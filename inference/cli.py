@@ -52,9 +52,19 @@ def log(message: str) -> None:
     write_line(message, write=lambda m: tqdm.write(m, file=sys.stderr))
 
 
+_BARS_OFF = False
+
+
+def bars_off() -> None:
+    """No progress bars from here on, terminal or not (several processes share the terminal)."""
+    global _BARS_OFF
+    _BARS_OFF = True
+
+
 def bar(**kwargs) -> tqdm:
-    """A tqdm progress bar on stderr, shown only when stderr is a terminal (elsewhere: no bar and no '\\r').
+    """A tqdm progress bar on stderr, shown only when stderr is a terminal (elsewhere: no bar and no '\\r') and
+    :func:`bars_off` was not called.
 
     Bars redraw under the lock that a capture of ITK's stderr holds, so a redraw never lands inside one."""
     tqdm.set_lock(STDERR_LOCK)
-    return tqdm(file=sys.stderr, disable=None, dynamic_ncols=True, **kwargs)
+    return tqdm(file=sys.stderr, disable=True if _BARS_OFF else None, dynamic_ncols=True, **kwargs)

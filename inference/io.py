@@ -30,7 +30,7 @@ from niftiio.nifti_file import NiftiHeader, decode_fully, header_problem, read_h
 
 INPUT_SUFFIX = "_0000.nii.gz"
 OUTPUT_SUFFIX = ".nii.gz"
-_NIFTI_UINT8 = 2  # the NIfTI data type code of the label maps
+NIFTI_UINT8 = 2  # the NIfTI data type code of the label maps
 
 
 # temporary output files: a short fixed pattern, so that any name the file system accepts as output works
@@ -411,7 +411,7 @@ def write_labels(path: Path, labels_canonical: np.ndarray, volume: CTVolume) -> 
                 sitk.WriteImage(out, str(tmp), useCompression=True)
         except RuntimeError as exc:
             raise OutputError(f"{path}: cannot write the label map ({_itk_reason(exc, noise.summary())})") from None
-        problem = written_file_problem(tmp, labels.shape[::-1], _NIFTI_UINT8)
+        problem = written_file_problem(tmp, labels.shape[::-1], NIFTI_UINT8)
         if noise.summary():  # ITK's warnings are errors here
             problem = f"the image writer reported: {noise.summary()}" + (f"; {problem}" if problem else "")
         if problem:

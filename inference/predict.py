@@ -5,6 +5,10 @@
 Logs go to stderr (on a terminal with a progress bar across cases and one within each case); the output folder
 receives nothing but label maps. Exit code 0 when every case was written, 1 when some failed (listed at the end),
 2 for usage errors.
+
+A cohort in several processes: --part K --num-parts N (a batch system's tasks), or torchrun --nproc_per_node=G
+-m inference.predict ... (one process per GPU; rank 0 prints the summary of all); --skip-existing resumes;
+--log-csv FILE appends one row per case.
 """
 
 from __future__ import annotations
@@ -22,13 +26,28 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from inference.checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_checkpoint
-from inference.cli import UsageParser, bar, log
+from inference.cli import UsageParser, bar, bars_off, log
+from inference.cohort import (
+    STALE_MARGIN_S,
+    CaseRecord,
+    append_row,
+    case_record,
+    gather,
+    join_group,
+    leave_group,
+    log_csv_problem,
+    peak_memory_mb,
+    process_device,
+    reset_peak_memory,
+    share_from_options,
+    split_existing,
+    summary_lines,
+)
 from inference.engine import BACKENDS, Segmenter, precision_name, resolve_backend, resolve_precision, select_device
 from inference.io import (
     INPUT_SUFFIX,
     OUTPUT_SUFFIX,
     OUTPUTS,
-    CTVolume,
     InputError,
     OutputError,
     case_name,
@@ -128,6 +147,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="in-plane stride of the phase split; auto: 4 unless the strided voxel leaves the trained size range",
     )
     p.add_argument("--no-postprocess", action="store_true", help="skip the largest-component filter")
+    p.add_argument(
+        "--part",
+        type=int,
+        metavar="K",
+        help="segment only part K (from 0) of --num-parts N: the cases at positions K, K+N, K+2N, ... of the sorted "
+        "list (under torchrun each process takes its share of it); $RUNET_PART sets it",
+    )
+    p.add_argument(
+        "--num-parts", type=int, metavar="N", help="how many parts the sorted case list is dealt into; $RUNET_NUM_PARTS"
+    )
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep the label maps that exist and read whole (resume a run); a truncated or corrupt one is redone",
+    )
+    p.add_argument(
+        "--log-csv",
+        type=Path,
+        metavar="FILE",
+        help="append one row per case (size, spacing, stride, phases, seconds, peak memory, status) to FILE, which "
+        "may not lie in the output folder",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="list skipped files; tracebacks of unexpected errors")
     args = p.parse_args(argv)
     if not 0.0 <= args.overlap < 1.0:
@@ -143,6 +184,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"--weights {args.weights}: checkpoint file not found; pass --weights PATH (or set RUNET_WEIGHTS) to a "
             f"checkpoint with a SHA256SUMS file beside it"
         )
+    try:
+        args.share = share_from_options(args.part, args.num_parts)
+    except ValueError as exc:
+        p.error(str(exc))
+    if args.log_csv is not None:
+        problem = log_csv_problem(args.log_csv, args.output)
+        if problem:
+            p.error(problem)
     return args
 
 
@@ -201,6 +250,9 @@ def overlap_problem(input_dir: Path, output_dir: Path, reads: list[Path]) -> str
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    lead = args.share.launch.rank == 0
+    if args.share.launch.distributed:
+        bars_off()  # the processes share one terminal
     try:
         cases, skipped = find_cases(args.input)
     except OSError as exc:
@@ -210,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if error:
         log(error)
         return 2
-    for line in skipped_lines(skipped, args.verbose):
+    for line in skipped_lines(skipped, args.verbose) if lead else []:
         log(line)
     if not cases:
         log(f"{args.input}: no input images (<case>{INPUT_SUFFIX}) found")
@@ -220,18 +272,24 @@ def main(argv: list[str] | None = None) -> int:
         log(error)
         return 1
     started = time.time()
-    try:
-        stale = remove_stale_temp_files(args.output, older_than=started)
+    try:  # other parts may be writing into the folder: only what is much older than this run is stale then
+        stale = remove_stale_temp_files(args.output, older_than=started - STALE_MARGIN_S * args.share.sharded)
     except OSError as exc:
         log(f"{args.output}: cannot list the output folder ({exc.strerror or exc})")
         return 1
     if stale:
         log(f"removed {len(stale)} temporary file(s) left in {args.output} by an interrupted run")
+    cases, existing = args.share.select(cases), []
+    if args.skip_existing:
+        cases, existing, redone = split_existing(cases, args.output)
+        for line in redone:
+            log(line)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read")
-    first_read = pool.submit(read_ct, cases[0])  # overlaps the checkpoint load and the device's start-up
+    # the first read overlaps the checkpoint load and the device's start-up
+    first_read = pool.submit(read_ct, cases[0]) if cases else None
     previous = install_signal_handlers(args.output, len(cases))
     try:
-        return _run(args, cases, pool, first_read)
+        return _run(args, cases, existing, pool, first_read)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         for sig, handler in previous.items():
@@ -291,10 +349,27 @@ class WindowProgress:
             self.bar.close()
 
 
-def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, first_read: Future) -> int:
+def _run(
+    args: argparse.Namespace,
+    cases: list[Path],
+    existing: list[CaseRecord],
+    pool: ThreadPoolExecutor,
+    first_read: Future | None,
+) -> int:
+    """Segment ``cases`` (this process's share, less those --skip-existing keeps: ``existing``), then print the
+    summary of every process's cases (rank 0) and return the exit code."""
     started = time.perf_counter()
+    share = args.share
+    records = list(existing)
+    if existing:
+        log(f"--skip-existing: {len(existing)} label map(s) in {args.output} read whole and are kept")
+    for record in existing:
+        _log_row(args, record)
+    if not cases:
+        log(f"RUnet: no case to segment{' in ' + share.describe() if share.describe() else ''}")
+        return _finish(args, records, started)
     try:
-        device = select_device(args.device)
+        device = select_device(process_device(args.device, share.launch))
         precision = resolve_precision(args.precision, device)
         backend = resolve_backend(args.backend, device, precision)
         checkpoint = load_checkpoint(args.weights)
@@ -318,44 +393,67 @@ def _run(args: argparse.Namespace, cases: list[Path], pool: ThreadPoolExecutor, 
         backend=backend,
     )
     log(
-        f"RUnet: {len(cases)} case(s), device {device}, backend {backend}, precision {precision_name(precision)}, "
-        f"phases {args.phases}, weights {args.weights}"
+        f"RUnet: {len(cases)} case(s){' (' + share.describe() + ')' if share.describe() else ''}, device {device}, "
+        f"backend {backend}, precision {precision_name(precision)}, phases {args.phases}, weights {args.weights}"
     )
 
-    failed: list[str] = []
-    seconds: list[float] = []
     reads = prefetch_reads(cases, pool, first_read)
     for path, read in zip(bar(iterable=cases, desc="cases", unit="case", position=0), reads):
         name = case_name(path)
         start = time.perf_counter()
+        reset_peak_memory(segmenter.device)
         windows = WindowProgress(name)
+        volume = case_plan = None
         try:
-            volume: CTVolume = read.result()
+            volume = read.result()
             for warning in volume.warnings:
                 log(f"warning: {warning}")
+            case_plan = segmenter.plan_for(volume)
             labels = segmenter.segment(volume, progress=windows)
             write_labels(args.output / f"{name}{OUTPUT_SUFFIX}", labels, volume)
+            labels = None
+            status, error = "written", ""
         except Exception as exc:  # every case alone: MemoryError and the unexpected included
-            log(f"failed: {case_failure(path, exc)}")
+            error = case_failure(path, exc)
+            log(f"failed: {error}")
             if args.verbose and not isinstance(exc, (InputError, OutputError)):
                 log("".join(traceback.format_exception(exc)).rstrip())
-            failed.append(name)
-            volume = labels = None  # free the failed case's memory before the next
-            continue
+            status, labels = "failed", None  # free the failed case's memory before the next
         finally:
             windows.close()
-        seconds.append(time.perf_counter() - start)
-        shape = "x".join(str(s) for s in reversed(volume.image.shape))
-        log(f"{name}: {shape} voxels (canonical xyz), stride {segmenter.plan_for(volume).stride}, {seconds[-1]:.2f} s")
-    mean = f", mean {sum(seconds) / len(seconds):.2f} s per case" if seconds else ""
-    log(
-        f"{len(seconds)} of {len(cases)} case(s) written to {args.output} in "
-        f"{time.perf_counter() - started:.1f} s{mean}"
-    )
-    if failed:
-        log(f"failed case(s): {', '.join(failed)}")
-        return 1
-    return 0
+        seconds = time.perf_counter() - start
+        records.append(case_record(name, status, seconds, volume, case_plan, peak_memory_mb(segmenter.device), error))
+        _log_row(args, records[-1])
+        if status == "written":
+            shape = "x".join(str(s) for s in reversed(volume.image.shape))
+            log(f"{name}: {shape} voxels (canonical xyz), stride {case_plan.stride}, {seconds:.2f} s")
+        volume = None
+    return _finish(args, records, started)
+
+
+def _log_row(args: argparse.Namespace, record: CaseRecord) -> None:
+    """Append the case's row to --log-csv, if given; a failure to do so is a warning (the label map is there)."""
+    if args.log_csv is None:
+        return
+    try:
+        append_row(args.log_csv, record)
+    except OSError as exc:
+        log(f"warning: {args.log_csv}: cannot append the row of {record.name} ({exc.strerror or exc})")
+
+
+def _finish(args: argparse.Namespace, records: list[CaseRecord], started: float) -> int:
+    """Gather every process's records (torchrun) and print the summary on rank 0; 0 when no case of any process
+    failed, else 1."""
+    launch = args.share.launch
+    join_group(launch)
+    try:
+        everyone = [record for part in gather(records, launch) for record in part]
+    finally:
+        leave_group(launch)
+    lines, ok = summary_lines(everyone, args.output, time.perf_counter() - started, launch.world)
+    for line in lines if launch.rank == 0 else []:
+        log(line)
+    return 0 if ok else 1
 
 
 def exit_now(code: int) -> None:

@@ -16,7 +16,7 @@ from training.phantom import write_dataset
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory):
     out = tmp_path_factory.mktemp("score_phantoms")
-    write_dataset(out, 2, seed=3, size_xy=32, slices=16, spacing=(10.0, 10.0, 8.0), mode="phantom")
+    write_dataset(out, 2, seed=3, size_xy=32, slices=16, spacing=(10.0, 10.0, 8.0), mode="phantom", generator_version=2)
     return out
 
 
