@@ -402,6 +402,13 @@ def paint_gut(tissue: np.ndarray, slab: Slab, a: dict, fields: dict, reg: Region
         inner = r2 < (1 - 5 / min(ax)) ** 2
         paint(tissue, r, inner, a.get("gastric_content", T["gastric_fluid"]), abd)
         paint(tissue, r, inner & (slab.qy[r] < c[1] - level * ax[1]), T["gas"], abd)
+    if a.get("antrum") is not None:  # version 3 on: the antrum in front of the pancreas, to the duodenal bulb
+        pts, radii, lumen = a["antrum"]
+        t = tube(slab, pts, radii)
+        if t is not None:
+            r, rho = t
+            paint(tissue, r, rho < 1, T["stomach_wall"], abd)
+            paint(tissue, r, rho < lumen, a.get("gastric_content", T["gastric_fluid"]), abd)
     t = tube(slab, *a["duodenum"])
     if t is not None:
         r, rho = t

@@ -88,6 +88,25 @@ def draw_trunk(rng: np.random.Generator) -> dict:
     return a
 
 
+def draw_antrum(rng: np.random.Generator, a: dict) -> tuple[np.ndarray, np.ndarray, float]:
+    """The gastric antrum and pylorus: from the stomach's lower body across the front of the pancreas (a fat gap of
+    4-12 mm) to the duodenal bulb. Returns the centre line (4, 3) xyz mm, its radii (4,) mm and the lumen's share of
+    the radius (0: collapsed, a wall of soft tissue as thick as the antrum, which real scans often show and which
+    looks like pancreas). Drawn after everything else of a case, so that the other draws of a seed stay as they were."""
+    u = rng.uniform
+    centre, axes, _, _ = a["stomach"]
+    pts, rad = a["pancreas"]
+    r, gap = u(11, 17), u(4, 12)
+    line = [
+        (centre[0] - u(0, 15), centre[1] - u(0, 10), centre[2] - u(0.5, 0.8) * axes[2]),
+        (pts[2][0] + u(-5, 10), pts[2][1] - rad[2] - gap - r, pts[2][2] + u(5, 20)),
+        (pts[1][0] + u(5, 15), pts[1][1] - rad[1] - gap - r, pts[1][2] + u(5, 15)),
+        tuple(a["duodenum"][0][0]),
+    ]
+    lumen = 0.0 if rng.random() < 0.4 else u(0.3, 0.7)
+    return np.array(line, float), np.array([1.2 * r, r, r, 0.8 * r]), lumen
+
+
 def _colon(rng: np.random.Generator, a: dict, p: Pelvis) -> tuple[np.ndarray, np.ndarray]:
     """Cecum in the right iliac fossa, ascending, transverse, descending colon, sigmoid down to the rectum."""
     u = rng.uniform

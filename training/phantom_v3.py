@@ -20,7 +20,7 @@ from training.phantom_grid import CanonicalGrid, SmoothField, check_ranges
 from training.phantom_hu import PHASES_V3, draw_case_hu, tissue_label_lut_v3
 from training.phantom_imaging import HALO, TextureFields, draw_imaging_v3, render_slab, to_int16
 from training.phantom_shapes import Slab
-from training.phantom_trunk import draw_trunk, landmarks, rasterize
+from training.phantom_trunk import draw_antrum, draw_trunk, landmarks, rasterize
 
 FOV_KINDS = ("chest-abdomen-pelvis", "abdomen-pelvis", "upper-abdomen")
 FOV_P = (0.25, 0.45, 0.30)
@@ -114,6 +114,7 @@ def generate_phantom_canonical_v3(
     pt = anat["patient"]
     variants = tuple(v for v, on in (("fatty_liver", pt.fatty_liver), ("fatty_pancreas", pt.fatty_pancreas)) if on)
     imaging = draw_imaging_v3(rng, *draw_case_hu(rng, phase, variants), grid.spacing_xyz[2])
+    anat["antrum"] = draw_antrum(rng, anat)
     xs, ys, zs = grid.axis_coords("x"), grid.axis_coords("y"), grid.axis_coords("z")
     image = np.empty(grid.shape_zyx, np.int16)
     label = np.empty(grid.shape_zyx, np.uint8)
