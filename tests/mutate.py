@@ -68,8 +68,8 @@ MUTATIONS = [
     Mutation(
         "CLI ignores --stride (auto included)",
         "inference/predict.py",
-        "not args.no_postprocess, stride=args.stride",
-        "not args.no_postprocess",
+        "        stride=args.stride,\n",
+        "",
         (f"{CLI}::test_stride_auto_follows_the_spacing_and_a_fixed_stride_overrides_it",),
     ),
     Mutation(
@@ -96,8 +96,8 @@ MUTATIONS = [
     Mutation(
         "CLI ignores --no-postprocess",
         "inference/predict.py",
-        "precision, not args.no_postprocess,",
-        "precision, True,",
+        "        not args.no_postprocess,\n",
+        "        True,\n",
         (f"{CLI}::test_no_postprocess_writes_the_network_labels",),
     ),
     Mutation(
