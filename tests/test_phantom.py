@@ -141,7 +141,7 @@ def test_geometry_within_options():
     assert img.GetSize()[2] == 25 and np.allclose(img.GetSpacing(), (0.7, 0.7, 3.0))
 
 
-def test_default_ranges_follow_the_issue():
+def test_default_spacing_ranges_are_flares():
     rng = np.random.default_rng(0)
     from training.phantom_grid import draw_spacing
 
