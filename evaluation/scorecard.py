@@ -30,12 +30,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from evaluation.evaluate import SUFFIX, find_cases
 from evaluation.labels_io import GridMismatchError, LabelReadError, check_same_grid, read_labels
 from evaluation.metrics import ORGANS, score_labels
 
 DEFAULT_MARGIN_MM = 10.0
-IMAGE_SUFFIX = "_0000.nii.gz"
-SUFFIX = ".nii.gz"
 
 
 def false_positive_ml(
@@ -148,15 +147,6 @@ def read_anatomy(folder: Path, case: str, shape: tuple[int, ...]) -> tuple[np.nd
     return None
 
 
-def reference_cases(gt_dir: Path) -> list[str]:
-    """Sorted case names of the reference maps `<case>.nii.gz` of a folder (images `<case>_0000.nii.gz` excluded)."""
-    return sorted(
-        p.name[: -len(SUFFIX)]
-        for p in gt_dir.iterdir()
-        if p.is_file() and p.name.endswith(SUFFIX) and not p.name.endswith(IMAGE_SUFFIX)
-    )
-
-
 def scorecard(
     gt_dir: Path, pred_dir: Path, margin_mm: float = DEFAULT_MARGIN_MM, anatomy_dir: Path | None = None
 ) -> tuple[list[OrganScore], list[str]]:
@@ -167,7 +157,7 @@ def scorecard(
     """
     rows: list[OrganScore] = []
     problems: list[str] = []
-    for case in reference_cases(gt_dir):
+    for case in find_cases(gt_dir):
         gt, grid = read_labels(gt_dir / f"{case}{SUFFIX}")
         pred_path = pred_dir / f"{case}{SUFFIX}"
         try:

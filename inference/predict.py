@@ -85,6 +85,26 @@ def skipped_lines(skipped: list[Path], verbose: bool) -> list[str]:
     return lines
 
 
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """--device, --precision and --backend: where and how the network runs (shared with training.score)."""
+    p.add_argument(
+        "--device", default="auto", metavar="NAME", help="cuda, cuda:N or cpu; auto: CUDA when available, else cpu"
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        help="network arithmetic; auto: bfloat16 on CUDA, and on the CPU the faster of float32 and bfloat16 for the "
+        "backend, timed on the first window and remembered per machine in the user cache folder",
+    )
+    p.add_argument(
+        "--backend",
+        default=os.environ.get("RUNET_BACKEND", "auto"),
+        choices=BACKENDS,
+        help="network engine; auto: openvino on the CPU when installed, else torch ($RUNET_BACKEND sets the default)",
+    )
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; a usage error (including a missing weights file, or a file given for -i) prints one line
     with a hint and exits 2."""
@@ -107,9 +127,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=Path(os.environ.get("RUNET_WEIGHTS", DEFAULT_WEIGHTS)),
         help="checkpoint, verified against the SHA256SUMS file beside it; $RUNET_WEIGHTS sets the default",
     )
-    p.add_argument(
-        "--device", default="auto", metavar="NAME", help="cuda, cuda:N or cpu; auto: CUDA when available, else cpu"
-    )
+    add_engine_options(p)
     p.add_argument(
         "--phases",
         type=int,
@@ -121,19 +139,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--overlap", type=float, default=0.5, metavar="F", help="fraction of a z-window shared with the next, in [0, 1)"
     )
     p.add_argument("--batch-size", type=int, default=2, metavar="N", help="z-windows per network call")
-    p.add_argument(
-        "--precision",
-        default="auto",
-        choices=("auto", "float32", "bfloat16", "float16"),
-        help="network arithmetic; auto: bfloat16 on CUDA, and on the CPU the faster of float32 and bfloat16 for the "
-        "backend, timed on the first window and remembered per machine in the user cache folder",
-    )
-    p.add_argument(
-        "--backend",
-        default=os.environ.get("RUNET_BACKEND", "auto"),
-        choices=BACKENDS,
-        help="network engine; auto: openvino on the CPU when installed, else torch ($RUNET_BACKEND sets the default)",
-    )
     p.add_argument(
         "--short-volume",
         default="fit",

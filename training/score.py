@@ -24,8 +24,9 @@ import torch
 from evaluation.metrics import ORGANS, score_labels
 from inference.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 from inference.cli import UsageParser, bar, log
-from inference.engine import BACKENDS, Segmenter, resolve_precision, select_device
+from inference.engine import Segmenter, resolve_precision, select_device
 from inference.patching import PatchPlan
+from inference.predict import add_engine_options
 from training.data import DataError, find_pairs, read_pair
 
 
@@ -98,20 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         help="in-plane stride of the phase split; auto: chosen per case from its spacing, as predict does",
     )
     p.add_argument("--window", type=int, default=128, metavar="N", help="z-window depth in slices")
-    p.add_argument("--device", default="auto", metavar="NAME", help="cuda, cuda:N or cpu; auto: CUDA when available")
-    p.add_argument(
-        "--precision",
-        default="auto",
-        choices=("auto", "float32", "bfloat16", "float16"),
-        help="network arithmetic; auto: as predict chooses it (bfloat16 on CUDA; on the CPU the faster of float32 "
-        "and bfloat16, measured)",
-    )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=BACKENDS,
-        help="network engine; auto: openvino on the CPU when installed, else torch (as predict)",
-    )
+    add_engine_options(p)
     p.add_argument("--threads", type=int, default=0, metavar="N", help="torch CPU threads; 0: torch's default")
     p.add_argument("--out", type=Path, default=None, metavar="PATH", help="also write the scores as JSON here")
     p.add_argument("--no-postprocess", action="store_true", help="score before the largest-component step")
