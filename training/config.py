@@ -16,6 +16,7 @@ from pathlib import Path
 from inference.cli import UsageParser
 from inference.model import UNetConfig
 from inference.preprocess import Normalization
+from training.losses import DICE_FORMS
 
 
 @dataclass
@@ -46,7 +47,8 @@ class TrainConfig:
     epochs: int = 50
     batch_size: int = 2  # per process
     lr: float = 0.01
-    eps: float = 1e-5  # soft Dice smoothing
+    eps: float = 1e-5  # soft Dice smoothing, in voxels
+    dice: str = "paper"  # soft Dice form: paper (as printed) or smooth (training/losses.py)
     precision: str = "auto"  # auto (bf16 on CUDA when supported), float32, bfloat16, float16
     seed: int = 0
     workers: int = 2
@@ -66,6 +68,8 @@ class TrainConfig:
             raise ValueError(f"patch sizes {self.patch} must be multiples of {m} (2 ** poolings)")
         if self.batch_size < 1 or self.epochs < 0 or self.lr <= 0 or self.val_every < 1:
             raise ValueError("batch_size >= 1, epochs >= 0, lr > 0 and val_every >= 1 are required")
+        if self.dice not in DICE_FORMS:
+            raise ValueError(f"unknown Dice form {self.dice!r}; choose one of {', '.join(DICE_FORMS)}")
         if self.precision not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"unknown precision {self.precision!r}")
 
@@ -99,7 +103,9 @@ HELP: dict[str, str] = {
     "epochs": "epochs in all (a resumed run continues up to this number)",
     "batch_size": "patches per step and process",
     "lr": "Adam's learning rate (fixed)",
-    "eps": "soft Dice smoothing",
+    "eps": "soft Dice smoothing, in voxels",
+    "dice": "soft Dice form: paper (1 - 2(I+eps)/(M+U+eps), as printed; reaches -1 on absent classes) or smooth "
+    "(1 - (2I+eps)/(M+U+eps), never below 0)",
     "precision": "auto (bfloat16 on CUDA when supported, else float16 there; float32 on the CPU), float32, "
     "bfloat16 or float16",
     "seed": "seed of the validation split, the initial weights and the patch draws",

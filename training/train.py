@@ -223,7 +223,7 @@ def train(cfg: TrainConfig) -> dict:
             ctx = torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
             with ctx:
                 probs = net(x)
-            ce, dice = eq5_terms(probs, y, cfg.eps)
+            ce, dice = eq5_terms(probs, y, cfg.eps, cfg.dice)
             loss = ce + dice
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
