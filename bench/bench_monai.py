@@ -42,22 +42,22 @@ def monai_starts(depth: int, window: int, overlap: float) -> list[int]:
     return sorted({min(k * interval, depth - window) for k in range(n)})
 
 
-def ours(volume: np.ndarray, seg, pad_value: float) -> dict:
+def ours(volume: np.ndarray, seg, plan, pad_value: float) -> dict:
     """Mean probabilities per phase offset from our engine: (C, D, hi, wj) float32 tensors."""
-    cover = torch.from_numpy(window_coverage(volume.shape[0], seg.plan)).float()[None, :, None, None]
+    cover = torch.from_numpy(window_coverage(volume.shape[0], plan)).float()[None, :, None, None]
     c = seg.checkpoint.config.num_classes
     return {
         off: acc / cover
-        for off, acc in iter_phase_sums(volume, seg._predict_fn, c, seg.plan, seg.batch_size, seg.device, pad_value)
+        for off, acc in iter_phase_sums(volume, seg._predict_fn, c, plan, seg.batch_size, seg.device, pad_value)
     }
 
 
-def peer(volume: np.ndarray, seg, pad_value: float) -> dict:
+def peer(volume: np.ndarray, seg, plan, pad_value: float) -> dict:
     """The same from MONAI's sliding_window_inference, one call per phase sub-volume."""
     from monai.inferers import sliding_window_inference
 
     d, h, w = volume.shape
-    plan, s = seg.plan, seg.plan.stride
+    s = plan.stride
     depth, _ = _windows(d, plan)
     hw = (_round_up(-(-h // s), plan.size_multiple), _round_up(-(-w // s), plan.size_multiple))
     win = min(plan.window, depth)
@@ -94,17 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     volume = read_ct(phantom_case(args.cache, args.depth, size)[0])
     norm = seg.checkpoint.normalization
     x = norm.apply(volume.image)
-    depth, starts = _windows(x.shape[0], seg.plan)
-    win = min(seg.plan.window, depth)
-    same_windows = starts == monai_starts(depth, win, seg.plan.overlap)
+    plan = seg.plan_for(volume.spacing_zyx)
+    depth, starts = _windows(x.shape[0], plan)
+    win = min(plan.window, depth)
+    same_windows = starts == monai_starts(depth, win, plan.overlap)
 
     t_ours, t_peer = float("inf"), float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        a = ours(x, seg, norm.air_value)
+        a = ours(x, seg, plan, norm.air_value)
         t_ours = min(t_ours, time.perf_counter() - t0)
         t0 = time.perf_counter()
-        b = peer(x, seg, norm.air_value)
+        b = peer(x, seg, plan, norm.air_value)
         t_peer = min(t_peer, time.perf_counter() - t0)
     diff = max(float((a[k].cpu() - b[k].cpu()).abs().max()) for k in a)
     row = [
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     title = (
         f"Peer engine ({'quick' if args.quick else 'full'}): MONAI {monai.__version__} sliding_window_inference "
         f"vs iter_phase_sums, network '{args.network}' {list(seg.checkpoint.config.widths)}, overlap "
-        f"{seg.plan.overlap}, batch {seg.batch_size}, best of {repeats}, device {args.device}. "
+        f"{plan.overlap}, batch {seg.batch_size}, best of {repeats}, device {args.device}. "
         f"{machine_line(args.device)}."
     )
     publish(title, markdown_table(headers, [row]), args.out)

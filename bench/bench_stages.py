@@ -61,9 +61,10 @@ from inference import regularized_softmax as rs  # noqa: E402
 from inference.checkpoint import Checkpoint  # noqa: E402
 from inference.engine import PRECISIONS, Segmenter, precision_name, select_device  # noqa: E402
 from inference.io import read_ct, write_labels  # noqa: E402
-from inference.patching import PatchPlan, predict_labels  # noqa: E402
+from inference.patching import predict_labels  # noqa: E402
 from inference.postprocess import keep_largest_components  # noqa: E402
 from inference.preprocess import Normalization  # noqa: E402
+from inference.stride import PlanOptions  # noqa: E402
 
 
 def make_segmenter(
@@ -80,13 +81,13 @@ def make_segmenter(
         ckpt = Checkpoint(model=model, config=model.config, normalization=Normalization(), label_names={})
     dev = select_device(device)
     m = ckpt.config.size_multiple
-    plan = PatchPlan(phases=phases, window=max(m, window - window % m), size_multiple=m)
+    options = PlanOptions(phases=phases, stride=4, window=max(m, window - window % m))
     if variant == "before":
         rs._regularized_softmax_inplace = rs._regularized_softmax_graph  # the pre-speed-up layer (same values)
-        return Segmenter(ckpt, dev, plan, 2, torch.float32, fuse=False, channels_last=False)
+        return Segmenter(ckpt, dev, options, 2, torch.float32, fuse=False, channels_last=False)
     rs._regularized_softmax_inplace = _INPLACE
     dtype = None if precision == "auto" else PRECISIONS[precision]
-    return Segmenter(ckpt, dev, plan, 2, dtype, backend="torch" if variant == "after" else variant)
+    return Segmenter(ckpt, dev, options, 2, dtype, backend="torch" if variant == "after" else variant)
 
 
 def run_case(
@@ -103,10 +104,9 @@ def run_case(
     norm = seg.checkpoint.normalization
     x = norm.apply(volume.image)
     t["normalize"] = time.perf_counter() - t0
+    plan, num_classes = seg.plan_for(volume.spacing_zyx), seg.checkpoint.config.num_classes
     t0 = time.perf_counter()
-    labels = predict_labels(
-        x, timed, seg.checkpoint.config.num_classes, seg.plan, seg.batch_size, seg.device, norm.air_value
-    )
+    labels = predict_labels(x, timed, num_classes, plan, seg.batch_size, seg.device, norm.air_value)
     t["network"] = timed.seconds
     t["assembly"] = time.perf_counter() - t0 - timed.seconds
     t0 = time.perf_counter()
@@ -190,7 +190,7 @@ def phase_rows(image: Path, label: Path, net: str, device: str, window: int, bac
         seg = make_segmenter(backend, net, phases, device, window)
         t0 = time.perf_counter()
         volume = read_ct(image)
-        labels = seg.segment(volume)
+        labels = seg.segment(volume.image, volume.spacing_zyx)
         seconds = time.perf_counter() - t0
         canonical_truth = volume.orientation.to_canonical(truth)
         results[phases] = (seconds, labels, dice(labels, canonical_truth))

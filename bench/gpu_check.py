@@ -38,7 +38,7 @@ from evaluation.efficiency import run_command  # noqa: E402
 from inference.checkpoint import load_checkpoint  # noqa: E402
 from inference.engine import PRECISIONS, Segmenter, select_device  # noqa: E402
 from inference.io import read_ct, write_labels  # noqa: E402
-from inference.patching import PatchPlan  # noqa: E402
+from inference.stride import PlanOptions  # noqa: E402
 
 GOAL_IN_PROCESS_S, GOAL_WHOLE_S, GOAL_STABLE_MIB = 1.0, 4.0, 1229.0
 
@@ -49,12 +49,12 @@ def in_process(
     """{image name: (in-process s, network s, max allocated MiB)} for one precision, network warmed up first."""
     ckpt = load_checkpoint(weights)
     dev = select_device(device)
-    plan = PatchPlan(phases=phases, size_multiple=ckpt.config.size_multiple)
-    seg = Segmenter(ckpt, dev, plan, batch, PRECISIONS[precision])
+    seg = Segmenter(ckpt, dev, PlanOptions(phases=phases, stride=4), batch, PRECISIONS[precision])
     timed = TimedFn(seg._predict_fn, device)
     seg._predict_fn = timed  # the engine calls it through the instance attribute
     m = ckpt.config.size_multiple
-    seg.predict(torch.zeros((m, 4 * m, 4 * m), dtype=torch.int16).numpy())  # warm-up: CUDA, cuDNN, allocator
+    warm_up = torch.zeros((m, 4 * m, 4 * m), dtype=torch.int16).numpy()
+    seg.segment(warm_up, (1.0, 1.0, 1.0))  # warm-up: CUDA, cuDNN, allocator
     out = {}
     for image in images:
         if dev.type == "cuda":
@@ -63,7 +63,7 @@ def in_process(
         timed.seconds = 0.0
         t0 = time.perf_counter()
         volume = read_ct(image)
-        labels = seg.segment(volume)
+        labels = seg.segment(volume.image, volume.spacing_zyx)
         write_labels(work / f"{image.name}.labels.nii.gz", labels, volume)
         seconds = time.perf_counter() - t0
         allocated = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else float("nan")

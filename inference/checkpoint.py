@@ -8,6 +8,7 @@ torch.load(weights_only=True). Before loading, its sha256 is checked against the
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,97 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "runet.pt"
 SUMS_FILE = "SHA256SUMS"
 
 
+# --- Sampling: how the network sees a volume -------------------------------------------------------------------
+
+SEEN_INPLANE_MM = (2.4, 4.0)
+"""In-plane voxel size (mm) of the sub-volumes the network was trained on, when the checkpoint does not say."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the network was trained to see CT, which inference reproduces (inference.engine.Segmenter.plan_for).
+
+    inplane_voxel_mm: (lo, hi), the in-plane voxel size in mm of the strided sub-volumes the network was trained
+        on; the "auto" stride keeps a scan's strided voxel (stride x in-plane spacing) in this range.
+    stride: the paper's in-plane stride: the largest stride inference splits a volume with (its divisors, 4, 2 and
+        1, are the others), and the one whose stride**2 phases --phases counts.
+    window: depth, in slices, of the z-windows inference runs the network on.
+    train_stride: the in-plane stride training cut its patches with; None when the checkpoint does not say.
+    train_patch_zyx: the training patch in voxels (slices, rows, columns); None when the checkpoint does not say.
+    """
+
+    inplane_voxel_mm: tuple[float, float] = SEEN_INPLANE_MM
+    stride: int = 4
+    window: int = 128
+    train_stride: int | None = None
+    train_patch_zyx: tuple[int, int, int] | None = None
+
+    def __post_init__(self) -> None:
+        lo, hi = (float(v) for v in self.inplane_voxel_mm)
+        if not (0 < lo <= hi and math.isfinite(hi)):
+            raise ValueError(f"sampling: inplane_voxel_mm must be 0 < lo <= hi (mm), got {self.inplane_voxel_mm}")
+        object.__setattr__(self, "inplane_voxel_mm", (lo, hi))
+        for name in ("stride", "window", "train_stride"):
+            value = getattr(self, name)
+            if not (value is None and name == "train_stride") and not _positive_int(value):
+                raise ValueError(f"sampling: {name} must be an integer >= 1, got {value!r}")
+        patch = self.train_patch_zyx
+        if patch is not None:
+            if len(patch) != 3 or not all(_positive_int(v) for v in patch):
+                raise ValueError(f"sampling: train_patch_zyx must be 3 integers >= 1, got {patch!r}")
+            object.__setattr__(self, "train_patch_zyx", tuple(int(v) for v in patch))
+
+    def to_dict(self) -> dict:
+        """Python primitives only (torch.load(weights_only=True) reads them back)."""
+        patch = self.train_patch_zyx
+        return {
+            "inplane_voxel_mm": [float(v) for v in self.inplane_voxel_mm],
+            "stride": int(self.stride),
+            "window": int(self.window),
+            "train_stride": None if self.train_stride is None else int(self.train_stride),
+            "train_patch_zyx": None if patch is None else [int(v) for v in patch],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Sampling:
+        """The inverse of :meth:`to_dict`; KeyError, TypeError or ValueError for a malformed entry."""
+        if not isinstance(d, dict):
+            raise TypeError(f"entry 'sampling' is of type {type(d).__name__}, not dict")
+        patch = d["train_patch_zyx"]
+        return cls(
+            inplane_voxel_mm=tuple(d["inplane_voxel_mm"]),
+            stride=d["stride"],
+            window=d["window"],
+            train_stride=d["train_stride"],
+            train_patch_zyx=None if patch is None else tuple(patch),
+        )
+
+    @classmethod
+    def of_training_record(cls, training: dict) -> Sampling:
+        """The Sampling of a checkpoint written before checkpoints stored one, from its training record: the voxel
+        range it recorded as "inplane_voxel_mm" (SEEN_INPLANE_MM when none), its train_config's stride and patch
+        (None when absent), the paper's stride 4 and 128-slice windows."""
+        train_config = training.get("train_config") or {}
+        patch = train_config.get("patch")
+        return cls(
+            inplane_voxel_mm=tuple(training.get("inplane_voxel_mm", SEEN_INPLANE_MM)),
+            train_stride=train_config.get("stride"),
+            train_patch_zyx=None if patch is None else tuple(patch),
+        )
+
+    @classmethod
+    def of_payload(cls, payload: dict) -> Sampling:
+        """The Sampling of a loaded checkpoint payload: its "sampling" entry, or for a checkpoint written before
+        there was one (the shipped weights/runet.pt), the one its training record implies."""
+        if "sampling" in payload:
+            return cls.from_dict(payload["sampling"])
+        return cls.of_training_record(payload.get("training", {}))
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 class CheckpointError(Exception):
     """The checkpoint is missing, fails its checksum, or is not a RUnet checkpoint."""
 
@@ -36,6 +128,7 @@ class Checkpoint:
     normalization: Normalization
     label_names: dict[int, str]
     training: dict = field(default_factory=dict)
+    sampling: Sampling = field(default_factory=Sampling)
 
 
 def sha256_of(path: Path) -> str:
@@ -91,8 +184,10 @@ def save_checkpoint(
     normalization: Normalization,
     label_names: dict[int, str] | None = None,
     training: dict | None = None,
+    sampling: Sampling | None = None,
 ) -> None:
-    """Save model weights (as float32 on CPU) with everything needed to rebuild and use the network."""
+    """Save model weights (as float32 on CPU) with everything needed to rebuild and use the network; ``sampling``
+    None: the one ``training`` implies (:meth:`Sampling.of_training_record`)."""
     state = {
         k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).clone()
         for k, v in model.state_dict().items()
@@ -104,6 +199,7 @@ def save_checkpoint(
         "normalization": normalization.to_dict(),
         "label_names": {int(k): str(v) for k, v in (label_names or DEFAULT_LABELS).items()},
         "training": dict(training or {}),
+        "sampling": (sampling or Sampling.of_training_record(training or {})).to_dict(),
     }
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -153,4 +249,5 @@ def _checkpoint_of(payload: dict) -> Checkpoint:
         normalization=Normalization.from_dict(payload["normalization"]),
         label_names={int(k): str(v) for k, v in payload["label_names"].items()},
         training=dict(payload.get("training", {})),
+        sampling=Sampling.of_payload(payload),
     )

@@ -1,6 +1,8 @@
-"""One case from CT volume to label map: normalization, strided patch inference, post-processing.
+"""One case from CT volume to label map: the patch plan, normalization, strided patch inference, post-processing.
 
-Holds the network on its device and falls back on a CUDA out-of-memory error: smaller batches first, then the CPU.
+Load once, segment many: a Segmenter holds the network on its device and plans every volume from its spacing
+(:meth:`Segmenter.plan_for`, the one planner). On a CUDA out-of-memory error it falls back, smaller batches first,
+then the CPU, for that case only: the next case starts again from the settings the Segmenter was built with.
 The network runs on torch, or on OpenVINO's CPU runtime (``backend="openvino"``, inference/openvino_backend.py):
 the backend is only a different predict_fn for the patching engine.
 """
@@ -8,7 +10,9 @@ the backend is only a different predict_fn for the patching engine.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import math
+from collections.abc import Sequence
+from dataclasses import KW_ONLY, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -16,12 +20,11 @@ import torch
 from inference import precision_choice
 from inference.checkpoint import Checkpoint
 from inference.cli import log
-from inference.io import CTVolume
 from inference.model import fuse_batchnorm
 from inference.openvino_backend import OpenVINONetwork, import_openvino
 from inference.patching import PatchPlan, ProgressFn, predict_labels
 from inference.postprocess import keep_largest_components
-from inference.stride import SEEN_INPLANE_MM, plan_for_spacing
+from inference.stride import PlanOptions, plan_patches
 from inference.user_cache import user_cache_dir
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -87,23 +90,37 @@ def resolve_backend(name: str, device: torch.device, precision: torch.dtype | No
 
 @dataclass
 class Segmenter:
-    """A loaded checkpoint on a device, ready to segment volumes."""
+    """A loaded checkpoint on a device, ready to segment volumes: built once, then :meth:`segment` per volume.
+
+    ``options`` say how volumes are cut (:meth:`plan_for` turns them and the checkpoint's Sampling into each
+    volume's PatchPlan); ``batch_size``, ``device`` and ``precision`` are the settings every case starts with.
+    """
 
     checkpoint: Checkpoint
     device: torch.device
-    plan: PatchPlan
+    options: PlanOptions = field(default_factory=PlanOptions)
     batch_size: int = 2
     precision: torch.dtype | None = torch.float32  # None: measured on the first window (resolve_precision)
     postprocess: bool = True
+    _: KW_ONLY
     fuse: bool = True
     channels_last: bool = True
-    stride: int | str | None = None  # None: ``plan`` as given; "auto", 4, 2, 1: per volume (see plan_for)
     backend: str = "torch"  # "torch", "openvino" or "auto" (see resolve_backend)
 
     def __post_init__(self) -> None:
-        """Build the network that runs: batch norms folded into the convolutions (``fuse``), weights in the
-        channels-last-3d layout (``channels_last``; oneDNN and cuDNN pick faster kernels for it), on the device;
-        with the openvino backend, its conversion of the folded network."""
+        """Check the options against the checkpoint, then build the network that runs: batch norms folded into the
+        convolutions (``fuse``), weights in the channels-last-3d layout (``channels_last``; oneDNN and cuDNN pick
+        faster kernels for it), on the device; with the openvino backend, its conversion of the folded network."""
+        if not isinstance(self.options, PlanOptions):
+            raise TypeError(f"options must be a PlanOptions, got {type(self.options).__name__}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        sampling = self.checkpoint.sampling
+        probe = replace(self.options, stride=sampling.stride) if self.options.stride == "auto" else self.options
+        plan_patches(probe, sampling, (1.0, 1.0), self.checkpoint.config.size_multiple)  # a window it cannot take
+        self._caps_logged: set[int] = set()
+        self._settings = (self.batch_size, self.device, self.precision)  # what every case starts with
+        self._backed_off = False
         self.checkpoint.model.eval()
         if self.fuse:  # only the folded copy goes to the device: one set of weights there
             self.network = fuse_batchnorm(self.checkpoint.model)
@@ -117,6 +134,22 @@ class Segmenter:
         self.network.to(self.device)
         if self.channels_last:
             self.network.to(memory_format=torch.channels_last_3d)
+
+    def plan_for(self, spacing_zyx: Sequence[float]) -> PatchPlan:
+        """The PatchPlan a volume of voxel spacing ``spacing_zyx`` (mm, z y x) runs with: the options and the
+        checkpoint's Sampling, put together by inference.stride.plan_patches. The one planner: the CLI's log line,
+        its --log-csv row and the engine use the plan it returns. When the stride leaves fewer phases than
+        ``options.phases`` asks for, one line says so, once per stride."""
+        plan = plan_patches(
+            self.options, self.checkpoint.sampling, tuple(spacing_zyx)[1:], self.checkpoint.config.size_multiple
+        )
+        if plan.phases < self.options.phases and plan.stride not in self._caps_logged:
+            self._caps_logged.add(plan.stride)
+            log(
+                f"phases capped at {plan.phases} for volumes split at stride {plan.stride} "
+                f"({plan.stride}x{plan.stride} phases; {self.options.phases} asked for)"
+            )
+        return plan
 
     def _predict_fn(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, d, h, w) -> (B, C, d, h, w) probabilities at the segmenter's precision (measured on this first
@@ -151,57 +184,92 @@ class Segmenter:
         key = precision_choice.choice_key(engine, threads, self.checkpoint.config.widths, tuple(window.shape))
         return precision_choice.choose(candidates, key, user_cache_dir(), log)
 
-    def plan_for(self, volume: CTVolume) -> PatchPlan:
-        """The plan this volume runs with: ``plan``, with its stride chosen from the spacing unless stride is None."""
-        if self.stride is None:
-            return self.plan
-        seen_mm = tuple(self.checkpoint.training.get("inplane_voxel_mm", SEEN_INPLANE_MM))
-        return plan_for_spacing(self.plan, volume.spacing_zyx[1:], self.stride, seen_mm)
-
-    def predict(
-        self, volume: np.ndarray, plan: PatchPlan | None = None, progress: ProgressFn | None = None
+    def segment(
+        self,
+        image_hu: np.ndarray,
+        spacing_zyx: Sequence[float],
+        *,
+        plan: PatchPlan | None = None,
+        progress: ProgressFn | None = None,
     ) -> np.ndarray:
-        """(D, H, W) HU array in canonical orientation -> (D, H, W) uint8 labels (before post-processing).
+        """(D, H, W) numpy array of Hounsfield units (zyx, canonical orientation; any real integer or float dtype)
+        with voxel spacing ``spacing_zyx`` (mm, z y x) -> (D, H, W) uint8 label map, largest-component
+        post-processed unless ``postprocess`` is False. The input is not modified.
 
-        ``plan`` defaults to the segmenter's own; ``progress`` gets (windows done, windows in all) after every
-        network call (it starts again from 0 when an out-of-memory error makes the volume run again)."""
+        ``plan``: the :meth:`plan_for` of this spacing when the caller made it already (to log it), else None.
+        ``progress`` gets (windows done, windows in all) after every network call (it starts again from 0 when an
+        out-of-memory error makes the volume run again)."""
+        check_case(image_hu, spacing_zyx)
+        own = self.plan_for(spacing_zyx)
+        if plan is not None and plan != own:
+            raise ValueError(f"plan {plan} is not this segmenter's plan for spacing {tuple(spacing_zyx)}: {own}")
+        labels = self._labels(image_hu, own if plan is None else plan, progress)
+        return keep_largest_components(labels) if self.postprocess else labels
+
+    def _labels(self, image_hu: np.ndarray, plan: PatchPlan, progress: ProgressFn | None) -> np.ndarray:
+        """The network's label map (before post-processing) by ``plan``, backing off after out-of-memory errors;
+        the settings the case started with are back afterwards, whatever happened."""
         norm = self.checkpoint.normalization
-        x = norm.apply(volume)
-        while True:
-            try:
-                return predict_labels(
-                    x,
-                    self._predict_fn,
-                    self.checkpoint.config.num_classes,
-                    plan or self.plan,
-                    batch_size=self.batch_size,
-                    device=self.device,
-                    pad_value=norm.air_value,
-                    progress=progress,
-                )
-            except torch.OutOfMemoryError:
-                if not self._back_off():
-                    raise
+        x = norm.apply(image_hu)
+        try:
+            while True:
+                try:
+                    return predict_labels(
+                        x,
+                        self._predict_fn,
+                        self.checkpoint.config.num_classes,
+                        plan,
+                        batch_size=self.batch_size,
+                        device=self.device,
+                        pad_value=norm.air_value,
+                        progress=progress,
+                    )
+                except torch.OutOfMemoryError:
+                    if not self._back_off():
+                        raise
+        finally:
+            self._restore()
 
     def _back_off(self) -> bool:
         """After an out-of-memory error: halve the batch, or leave CUDA for the CPU; False when nothing is left."""
         if self.device.type != "cuda":
             return False
         torch.cuda.empty_cache()
+        self._backed_off = True
         if self.batch_size > 1:
             self.batch_size //= 2
             log(f"warning: CUDA out of memory; retrying with batch size {self.batch_size}")
         else:
             self.device = torch.device("cpu")
             self.precision = torch.float32  # the measured choice is not worth its time after an OOM
-            self.checkpoint.model.to(self.device)
             self._place_network()
             log("warning: CUDA out of memory at batch size 1; continuing on the CPU")
         return True
 
-    def segment(self, volume: CTVolume, progress: ProgressFn | None = None) -> np.ndarray:
-        """A canonical CT volume -> (D, H, W) uint8 label map in canonical orientation, post-processed.
+    def _restore(self) -> None:
+        """After a case that backed off: the batch size, device and precision it started with, for the next case,
+        with one line that says so."""
+        if not self._backed_off:
+            return
+        self._backed_off = False
+        self.batch_size, device, self.precision = self._settings
+        if device != self.device:
+            self.device = device
+            self._place_network()
+        log(
+            f"out-of-memory back-off undone for the next case: batch size {self.batch_size}, device {self.device}, "
+            f"precision {precision_name(self.precision)}"
+        )
 
-        ``progress``: see :meth:`predict`."""
-        labels = self.predict(volume.image, self.plan_for(volume), progress)
-        return keep_largest_components(labels) if self.postprocess else labels
+
+def check_case(image_hu: np.ndarray, spacing_zyx: Sequence[float]) -> None:
+    """ValueError unless ``image_hu`` is a non-empty 3-D numpy array of real numbers (integer or float, not bool)
+    and ``spacing_zyx`` three finite spacings > 0 (mm)."""
+    if not isinstance(image_hu, np.ndarray) or image_hu.ndim != 3 or min(image_hu.shape) < 1:
+        shape = getattr(image_hu, "shape", type(image_hu).__name__)
+        raise ValueError(f"image must be a non-empty (D, H, W) numpy array of HU, got {shape}")
+    if image_hu.dtype.kind not in "iuf":
+        raise ValueError(f"image must hold real HU (integer or float voxels), got dtype {image_hu.dtype}")
+    spacing = tuple(spacing_zyx)
+    if len(spacing) != 3 or not all(math.isfinite(float(v)) and float(v) > 0 for v in spacing):
+        raise ValueError(f"spacing must be three finite values > 0 (mm, z y x), got {spacing}")

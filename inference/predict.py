@@ -55,7 +55,7 @@ from inference.io import (
     remove_stale_temp_files,
     write_labels,
 )
-from inference.patching import PatchPlan
+from inference.stride import PlanOptions
 
 
 def find_cases(input_dir: Path) -> tuple[list[Path], list[Path]]:
@@ -378,25 +378,18 @@ def _run(
         precision = resolve_precision(args.precision, device)
         backend = resolve_backend(args.backend, device, precision)
         checkpoint = load_checkpoint(args.weights)
-        plan = PatchPlan(
+        options = PlanOptions(
             phases=args.phases,
             overlap=args.overlap,
-            size_multiple=checkpoint.config.size_multiple,
+            stride=args.stride if args.stride == "auto" else int(args.stride),
             short_volume=args.short_volume,
         )
-    except (ValueError, CheckpointError) as exc:
+        segmenter = Segmenter(
+            checkpoint, device, options, args.batch_size, precision, not args.no_postprocess, backend=backend
+        )
+    except (ValueError, CheckpointError) as exc:  # ValueError: a device, option or window the run cannot take
         log(f"error: {exc}")
         return 2 if isinstance(exc, ValueError) else 1
-    segmenter = Segmenter(
-        checkpoint,
-        device,
-        plan,
-        args.batch_size,
-        precision,
-        not args.no_postprocess,
-        stride=args.stride,
-        backend=backend,
-    )
     log(
         f"RUnet: {len(cases)} case(s){' (' + share.describe() + ')' if share.describe() else ''}, device {device}, "
         f"backend {backend}, precision {precision_name(precision)}, phases {args.phases}, weights {args.weights}"
@@ -413,8 +406,8 @@ def _run(
             volume = read.result()
             for warning in volume.warnings:
                 log(f"warning: {warning}")
-            case_plan = segmenter.plan_for(volume)
-            labels = segmenter.segment(volume, progress=windows)
+            case_plan = segmenter.plan_for(volume.spacing_zyx)  # the plan logged and the plan run
+            labels = segmenter.segment(volume.image, volume.spacing_zyx, plan=case_plan, progress=windows)
             write_labels(args.output / f"{name}{OUTPUT_SUFFIX}", labels, volume)
             labels = None
             status, error = "written", ""

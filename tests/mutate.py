@@ -68,15 +68,15 @@ MUTATIONS = [
     Mutation(
         "CLI ignores --stride (auto included)",
         "inference/predict.py",
-        "        stride=args.stride,\n",
+        '            stride=args.stride if args.stride == "auto" else int(args.stride),\n',
         "",
         (f"{CLI}::test_stride_auto_follows_the_spacing_and_a_fixed_stride_overrides_it",),
     ),
     Mutation(
         "stride auto always 4",
         "inference/stride.py",
-        'choose_stride(spacing_yx_mm, seen_mm) if stride == "auto"',
-        '4 if stride == "auto"',
+        "choose_stride(tuple(spacing_yx_mm), sampling.inplane_voxel_mm, divisors(sampling.stride))",
+        "4",
         ("tests/test_stride.py", f"{CLI}::test_stride_auto_follows_the_spacing_and_a_fixed_stride_overrides_it"),
     ),
     Mutation(
@@ -96,8 +96,8 @@ MUTATIONS = [
     Mutation(
         "CLI ignores --no-postprocess",
         "inference/predict.py",
-        "        not args.no_postprocess,\n",
-        "        True,\n",
+        "precision, not args.no_postprocess, backend=backend",
+        "precision, True, backend=backend",
         (f"{CLI}::test_no_postprocess_writes_the_network_labels",),
     ),
     Mutation(

@@ -16,8 +16,8 @@ from inference.engine import Segmenter, resolve_backend
 from inference.io import read_ct
 from inference.model import RUNet, UNetConfig, fuse_batchnorm
 from inference.openvino_backend import OpenVINONetwork, cpu_threads, network_digest, traceable_regularized_softmax
-from inference.patching import PatchPlan
 from inference.regularized_softmax import regularized_softmax
+from inference.stride import PlanOptions
 
 ov = pytest.importorskip("openvino")
 TINY = UNetConfig(widths=(2, 4, 8))
@@ -186,13 +186,12 @@ REAL_CASES = [
 @pytest.mark.parametrize("case", REAL_CASES)
 def test_openvino_labels_equal_torch_on_real_cases(shared_data, case):
     checkpoint = load_checkpoint()
-    plan = PatchPlan(size_multiple=checkpoint.config.size_multiple)
     volume = read_ct(shared_data / f"{case}_0000.nii.gz")
     labels = {}
     for backend, precision in (("torch", torch.float32), ("openvino", torch.float32), ("openvino", torch.bfloat16)):
-        seg = Segmenter(checkpoint, torch.device("cpu"), plan, precision=precision, stride="auto", backend=backend)
+        seg = Segmenter(checkpoint, torch.device("cpu"), precision=precision, backend=backend)
         assert seg.backend == backend
-        labels[backend, precision] = seg.segment(volume)
+        labels[backend, precision] = seg.segment(volume.image, volume.spacing_zyx)
     reference = labels["torch", torch.float32]
     assert np.array_equal(labels["openvino", torch.float32], reference)
     for organ in np.unique(reference)[1:]:  # bfloat16 rounds differently: DSC per organ against float32
@@ -212,8 +211,9 @@ def test_segmenter_measures_auto_precision_once_on_its_first_window(monkeypatch,
     monkeypatch.setattr(engine.precision_choice, "measure", fake_measure)
     checkpoint = load_checkpoint(tiny_weights)
     for _ in range(2):
-        seg = Segmenter(checkpoint, torch.device("cpu"), PatchPlan(window=16), precision=None, backend="openvino")
-        seg.predict(np.zeros((20, 32, 32), np.float32))
+        options = PlanOptions(stride=4, window=16)
+        seg = Segmenter(checkpoint, torch.device("cpu"), options, precision=None, postprocess=False, backend="openvino")
+        seg.segment(np.zeros((20, 32, 32), np.float32), (1.0, 1.0, 1.0))
         assert seg.precision == torch.bfloat16
     # one window (batch 1) of the first call, at both precisions, once: the second segmenter found the choice
     assert timed == [{"float32": (1, 5, 16, 16, 16), "bfloat16": (1, 5, 16, 16, 16)}]

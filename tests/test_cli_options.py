@@ -14,9 +14,9 @@ import torch
 from inference.checkpoint import load_checkpoint
 from inference.engine import Segmenter
 from inference.io import read_ct
-from inference.patching import PatchPlan
 from inference.postprocess import KEEP_COMPONENTS, keep_largest_components
 from inference.predict import main as predict
+from inference.stride import PlanOptions
 from training.phantom import write_dataset
 
 
@@ -70,10 +70,10 @@ def engine_labels(image: Path, weights: Path, plan: dict | None = None, **segmen
     """The label map (zyx, input orientation) of inference.engine.Segmenter configured directly: the CLI's
     defaults (16 phases, overlap 0.5, batch 2, short volumes fit, stride auto, float32 here) unless given."""
     ckpt = load_checkpoint(weights)
-    plan = PatchPlan(size_multiple=ckpt.config.size_multiple, **(plan or {}))
-    kw = dict(batch_size=2, precision=torch.float32, postprocess=True, stride="auto") | segmenter
+    options = PlanOptions(**(plan or {}))
+    kw = dict(batch_size=2, precision=torch.float32, postprocess=True) | segmenter
     volume = read_ct(image)
-    labels = Segmenter(ckpt, torch.device("cpu"), plan, **kw).segment(volume)
+    labels = Segmenter(ckpt, torch.device("cpu"), options, **kw).segment(volume.image, volume.spacing_zyx)
     return volume.orientation.from_canonical(labels)
 
 
@@ -86,7 +86,7 @@ def test_stride_auto_follows_the_spacing_and_a_fixed_stride_overrides_it(inputs,
     np.testing.assert_array_equal(auto["fine"], four["fine"])  # 0.6-1 mm voxels: stride 4
     assert (auto["coarse"] != four["coarse"]).mean() > 0.01
     assert (auto["fine"] != one["fine"]).mean() > 0.01
-    expected = engine_labels(inputs / "coarse_0000.nii.gz", tiny_weights, stride=4, postprocess=False)
+    expected = engine_labels(inputs / "coarse_0000.nii.gz", tiny_weights, {"stride": 4}, postprocess=False)
     np.testing.assert_array_equal(four["coarse"], expected)
 
 

@@ -18,6 +18,7 @@ from inference.model import RUNet, UNetConfig, fuse_batchnorm
 from inference.patching import PatchPlan, iter_phase_sums, predict_labels, window_coverage
 from inference.preprocess import Normalization
 from inference.regularized_softmax import regularized_softmax
+from inference.stride import PlanOptions
 
 
 def _tiny_model(norm: str = "batch", seed: int = 0) -> RUNet:
@@ -78,9 +79,10 @@ def test_segmenter_speedups_give_the_same_labels():
     model = _tiny_model()
     ckpt = Checkpoint(model=model, config=model.config, normalization=Normalization(), label_names={})
     vol = np.random.default_rng(2).integers(-300, 400, size=(20, 24, 28)).astype(np.int16)
-    plan = PatchPlan(window=16, size_multiple=4)
-    plain = Segmenter(ckpt, torch.device("cpu"), plan, fuse=False, channels_last=False).predict(vol)
-    fast = Segmenter(ckpt, torch.device("cpu"), plan, fuse=True, channels_last=True).predict(vol)
+    options = PlanOptions(stride=4, window=16)
+    plain = Segmenter(ckpt, torch.device("cpu"), options, postprocess=False, fuse=False, channels_last=False)
+    fast = Segmenter(ckpt, torch.device("cpu"), options, postprocess=False, fuse=True, channels_last=True)
+    plain, fast = plain.segment(vol, (1.0, 1.0, 1.0)), fast.segment(vol, (1.0, 1.0, 1.0))
     assert (plain != fast).mean() < 1e-3
     assert any(isinstance(m, nn.BatchNorm3d) for m in ckpt.model.modules())
 

@@ -20,7 +20,6 @@ import torch
 
 from inference.checkpoint import load_checkpoint
 from inference.engine import Segmenter
-from inference.patching import PatchPlan
 from inference.postprocess import keep_largest_components
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,7 +202,7 @@ def test_bad_weights_and_usage(tmp_path, tiny_weights):
 
 
 def test_out_of_memory_backs_off_then_moves_to_cpu(tiny_weights, monkeypatch):
-    seg = Segmenter(load_checkpoint(tiny_weights), torch.device("cpu"), PatchPlan(), batch_size=4)
+    seg = Segmenter(load_checkpoint(tiny_weights), torch.device("cpu"), batch_size=4, postprocess=False)
     seg.device = torch.device("cuda")  # pretend: the model stays on the CPU
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     monkeypatch.setattr(seg.checkpoint.model, "to", lambda *a, **k: seg.checkpoint.model)
@@ -216,6 +215,6 @@ def test_out_of_memory_backs_off_then_moves_to_cpu(tiny_weights, monkeypatch):
         return np.zeros(x.shape, np.uint8)
 
     monkeypatch.setattr("inference.engine.predict_labels", fake_predict_labels)
-    out = seg.predict(np.zeros((4, 8, 8), np.float32))
+    out = seg.segment(np.zeros((4, 8, 8), np.float32), (1.0, 1.0, 1.0))
     assert out.shape == (4, 8, 8)
     assert calls == [(4, "cuda"), (2, "cuda"), (1, "cuda"), (1, "cpu")]

@@ -1,7 +1,7 @@
 import pytest
 
-from inference.patching import PatchPlan
-from inference.stride import choose_stride, plan_for_spacing
+from inference.checkpoint import Sampling
+from inference.stride import PlanOptions, choose_stride, plan_patches
 
 
 @pytest.mark.parametrize(
@@ -18,13 +18,13 @@ def test_custom_range_and_anisotropic_spacing():
 
 
 def test_plan_for_spacing_caps_phases():
-    plan = plan_for_spacing(PatchPlan(phases=16), (3.0, 3.0))
+    plan = plan_patches(PlanOptions(phases=16), Sampling(), (3.0, 3.0), 16)
     assert (plan.stride, plan.phases) == (1, 1)
-    plan = plan_for_spacing(PatchPlan(phases=16), (1.5, 1.5))
+    plan = plan_patches(PlanOptions(phases=16), Sampling(), (1.5, 1.5), 16)
     assert (plan.stride, plan.phases, plan.grid_step) == (2, 4, 1)
-    plan = plan_for_spacing(PatchPlan(phases=1), (1.5, 1.5))
+    plan = plan_patches(PlanOptions(phases=1), Sampling(), (1.5, 1.5), 16)
     assert (plan.stride, plan.phases, plan.grid_step) == (2, 1, 2)
-    assert plan_for_spacing(PatchPlan(phases=4), (3.0, 3.0), stride="4").stride == 4
+    assert plan_patches(PlanOptions(phases=4, stride=4), Sampling(), (3.0, 3.0), 16).stride == 4
 
 
 def test_bad_values():

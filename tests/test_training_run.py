@@ -58,7 +58,7 @@ def test_steps_reduce_loss_and_checkpoint_runs_in_inference_cli(phantoms, tmp_pa
     ckpt = load_checkpoint(run / "best.pt")  # verified against the run's SHA256SUMS
     assert ckpt.config.widths == (4, 8, 16) and ckpt.training["train_config"]["patch"] == [16, 32, 32]
     assert "resume" not in ckpt.training and "resume" in load_checkpoint(run / "last.pt").training
-    assert ckpt.training["inplane_voxel_mm"] == [10.0, 10.0]  # stride 1: the phantoms' own 10 mm in-plane spacing
+    assert ckpt.sampling.inplane_voxel_mm == (10.0, 10.0)  # stride 1: the phantoms' own 10 mm in-plane spacing
 
     from inference.predict import main as predict
 

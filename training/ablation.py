@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cc3d
@@ -40,7 +40,6 @@ import torch
 from evaluation.metrics import ORGANS, score_labels
 from inference.checkpoint import Checkpoint, load_checkpoint
 from inference.engine import Segmenter
-from inference.patching import PatchPlan
 from inference.postprocess import keep_largest_components
 from inference.regularized_softmax import RegularizedSoftmax
 from training.config import parse_args as parse_train_args
@@ -66,7 +65,7 @@ def with_layer(ckpt: Checkpoint, lam: float, step: float) -> Checkpoint:
     """A copy of a plain-softmax checkpoint whose head is the regularized softmax with a fixed ``lam``."""
     model = copy.deepcopy(ckpt.model)
     model.activation = RegularizedSoftmax(step=step, lam_init=lam, learnable=False)
-    return Checkpoint(model, ckpt.config, ckpt.normalization, ckpt.label_names, ckpt.training)
+    return replace(ckpt, model=model)
 
 
 def surface_to_volume(mask: np.ndarray, spacing_zyx_mm: Sequence[float]) -> float:
@@ -99,14 +98,13 @@ class CaseOrgan:
 
 def score_checkpoint(ckpt: Checkpoint, folders: Sequence[Path], arm: str, seed: int) -> list[CaseOrgan]:
     """Rows for every case (organ present in the reference or the prediction) of the FLARE-layout folders."""
-    plan = PatchPlan(size_multiple=ckpt.config.size_multiple)
-    seg = Segmenter(ckpt, torch.device("cpu"), plan, batch_size=2, postprocess=False, stride="auto")
+    seg = Segmenter(ckpt, torch.device("cpu"), batch_size=2, postprocess=False)
     rows = []
     for folder in folders:
         for pair in find_pairs(folder):
             volume, gt = read_pair(pair)
             t0 = time.perf_counter()
-            raw = seg.segment(volume)
+            raw = seg.segment(volume.image, volume.spacing_zyx)
             labels = keep_largest_components(raw)
             seconds = time.perf_counter() - t0
             scores = score_labels(gt, labels, volume.spacing_zyx)

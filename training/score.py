@@ -25,8 +25,8 @@ from evaluation.metrics import ORGANS, score_labels
 from inference.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 from inference.cli import UsageParser, bar, log
 from inference.engine import Segmenter, resolve_precision, select_device
-from inference.patching import PatchPlan
 from inference.predict import add_engine_options
+from inference.stride import PlanOptions
 from training.data import DataError, find_pairs, read_pair
 
 
@@ -34,7 +34,7 @@ def score_folder(
     weights: Path,
     data: Path,
     stride: int | str = "auto",
-    window: int = 128,
+    window: int | None = None,
     verify: bool = True,
     postprocess: bool = True,
     device: str = "auto",
@@ -44,25 +44,24 @@ def score_folder(
     """{case: {organ name: {"dsc", "nsd", "gt_voxels", "pred_voxels"}, "seconds": s}}.
 
     stride: "auto" (predict's default: chosen per case from its spacing) or a fixed 4, 2 or 1; every phase of
-    the stride runs. postprocess=False scores the network's label map before the largest-component step.
+    the stride runs. window: z-window depth in slices; None: the checkpoint's (predict's default).
+    postprocess=False scores the network's label map before the largest-component step.
     device, precision and backend are predict's options, with its defaults.
     """
     ckpt = load_checkpoint(weights, verify=verify)
     on = select_device(device)
-    plan = PatchPlan(window=window, size_multiple=ckpt.config.size_multiple)
-    stride = stride if stride == "auto" else int(stride)
+    options = PlanOptions(stride=stride if stride == "auto" else int(stride), window=window)
     dtype = resolve_precision(precision, on)
-    seg = Segmenter(
-        ckpt, on, plan, batch_size=2, precision=dtype, postprocess=postprocess, stride=stride, backend=backend
-    )
+    seg = Segmenter(ckpt, on, options, batch_size=2, precision=dtype, postprocess=postprocess, backend=backend)
     out: dict = {}
     pairs = find_pairs(data)
     for pair in bar(iterable=pairs, desc="cases", unit="case"):
         t0 = time.perf_counter()
         volume, gt = read_pair(pair)
-        pred = seg.segment(volume)
+        plan = seg.plan_for(volume.spacing_zyx)
+        pred = seg.segment(volume.image, volume.spacing_zyx, plan=plan)
         scores = score_labels(gt, pred, volume.spacing_zyx, labels=tuple(ORGANS))
-        row: dict = {"seconds": round(time.perf_counter() - t0, 1), "stride": seg.plan_for(volume).stride}
+        row: dict = {"seconds": round(time.perf_counter() - t0, 1), "stride": plan.stride}
         for label, name in ORGANS.items():
             n_gt, n_pred = int((gt == label).sum()), int((pred == label).sum())
             if n_gt or n_pred:
@@ -98,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=("auto", "4", "2", "1"),
         help="in-plane stride of the phase split; auto: chosen per case from its spacing, as predict does",
     )
-    p.add_argument("--window", type=int, default=128, metavar="N", help="z-window depth in slices")
+    p.add_argument(
+        "--window", type=int, default=None, metavar="N", help="z-window depth in slices; default: the checkpoint's"
+    )
     add_engine_options(p)
     p.add_argument("--threads", type=int, default=0, metavar="N", help="torch CPU threads; 0: torch's default")
     p.add_argument("--out", type=Path, default=None, metavar="PATH", help="also write the scores as JSON here")
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.weights.is_file():
         p.error(f"--weights {args.weights}: checkpoint file not found")
-    if args.window < 1:
+    if args.window is not None and args.window < 1:
         p.error(f"--window must be >= 1, got {args.window}")
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from inference.checkpoint import load_checkpoint, save_checkpoint, write_sha256sums
+from inference.checkpoint import Sampling, load_checkpoint, save_checkpoint, write_sha256sums
 from inference.cli import log
 from inference.model import RUNet, UNetConfig, count_parameters
 from inference.preprocess import Normalization
@@ -33,7 +33,7 @@ from training.data import load_dataset, split_cases
 from training.logs import append_row, plot_curves, truncate_rows
 from training.losses import eq5_terms
 from training.sampler import PatchDataset, PatchSpec, epoch_order, rank_positions, worker_init
-from training.validate import summarize, summary_keys, validate, validation_plan
+from training.validate import summarize, summary_keys, validate
 
 AMP = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -171,9 +171,9 @@ def train(cfg: TrainConfig) -> dict:
 
     samples = cfg.samples_per_epoch or len(train_cases)
     global_batch = cfg.batch_size * d.world
-    plan = validation_plan(cfg.stride, cfg.patch[0], model.config.size_multiple)
     # the in-plane voxel size (mm) of the patches the network sees: inference picks its stride to match it
     voxels = [cfg.stride * 0.5 * (c.spacing_zyx[1] + c.spacing_zyx[2]) for c in train_cases]
+    sampling = Sampling((min(voxels), max(voxels)), train_stride=cfg.stride, train_patch_zyx=tuple(cfg.patch))
     record = {
         "train_config": cfg.to_dict(),
         "parameters": count_parameters(model),
@@ -181,7 +181,6 @@ def train(cfg: TrainConfig) -> dict:
         "data": {"folder": str(cfg.data), "train_cases": train_names, "val_cases": [c.name for c in val_cases]},
         "patch_sampling": f"I[k:k+{spec.depth}, i::{spec.stride}, j::{spec.stride}], in-plane crop/pad to "
         f"{spec.height}x{spec.width}",
-        "inplane_voxel_mm": [min(voxels), max(voxels)],
     }
     if d.main:
         log(
@@ -253,7 +252,7 @@ def train(cfg: TrainConfig) -> dict:
         if d.main:
             summary = {}
             if val_cases and ((epoch + 1) % cfg.val_every == 0 or last_epoch):
-                summary = summarize(validate(model, norm, val_cases, plan, device))
+                summary = summarize(validate(model, norm, val_cases, sampling, device))
                 model.train()
             row |= summary or dict.fromkeys(summary_keys(), float("nan"))
             training = record | {"epoch": epoch, "step": step, "wall_s": wall, "lam": lam_of(model), "val": summary}
@@ -262,9 +261,9 @@ def train(cfg: TrainConfig) -> dict:
                 best = summary["dsc_mean"]
             training["best_dsc"] = best
             if improved or not val_cases:
-                save_checkpoint(out / "best.pt", model, norm, training=training)
+                save_checkpoint(out / "best.pt", model, norm, training=training, sampling=sampling)
             resume = {"optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "torch_rng": torch.get_rng_state()}
-            save_checkpoint(last, model, norm, training=training | {"resume": resume})
+            save_checkpoint(last, model, norm, training=training | {"resume": resume}, sampling=sampling)
             write_sha256sums(out)
             append_row(out / "log.csv", row)
             val_txt = f" val DSC {summary['dsc_mean']:.3f}" if summary else ""

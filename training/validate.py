@@ -6,41 +6,34 @@ import numpy as np
 import torch
 
 from evaluation.metrics import ORGANS, score_labels
-from inference.checkpoint import DEFAULT_LABELS, Checkpoint
+from inference.checkpoint import DEFAULT_LABELS, Checkpoint, Sampling
 from inference.engine import Segmenter
 from inference.model import RUNet
-from inference.patching import PatchPlan
 from inference.preprocess import Normalization
+from inference.stride import PlanOptions
 from training.data import CachedCase
 
 
-def validation_plan(stride: int, window: int, size_multiple: int) -> PatchPlan:
-    """All stride**2 phases of the training stride, z-windows of the training depth overlapping by half."""
-    return PatchPlan(stride=stride, phases=stride * stride, window=window, size_multiple=size_multiple)
-
-
-def segment_case(model: RUNet, normalization: Normalization, case: CachedCase, plan: PatchPlan, device) -> np.ndarray:
-    """(D, H, W) uint8 labels of a cached case, by inference.engine.Segmenter (post-processing included)."""
-    ckpt = Checkpoint(model=model, config=model.config, normalization=normalization, label_names=DEFAULT_LABELS)
-    seg = Segmenter(ckpt, torch.device(device), plan, batch_size=2)
-    return seg.segment(_AsVolume(case))
-
-
-class _AsVolume:
-    """The part of inference.io.CTVolume that Segmenter.segment reads."""
-
-    def __init__(self, case: CachedCase) -> None:
-        self.image = np.asarray(case.image)
-        self.spacing_zyx = case.spacing_zyx
+def validation_options(sampling: Sampling) -> PlanOptions:
+    """Training's own cut: every phase of the training stride, z-windows of the training patch's depth overlapping
+    by half. ValueError when ``sampling`` does not record the training stride and patch."""
+    if sampling.train_stride is None or sampling.train_patch_zyx is None:
+        raise ValueError(f"validation needs the training stride and patch, which {sampling} does not record")
+    stride = sampling.train_stride
+    return PlanOptions(phases=stride * stride, stride=stride, window=sampling.train_patch_zyx[0])
 
 
 def validate(
-    model: RUNet, normalization: Normalization, cases: list[CachedCase], plan: PatchPlan, device="cpu"
+    model: RUNet, normalization: Normalization, cases: list[CachedCase], sampling: Sampling, device="cpu"
 ) -> dict[str, dict[int, tuple[float, float]]]:
-    """{case name: {organ label: (DSC, NSD at 1 mm)}}; leaves the model in eval mode (the caller sets train())."""
+    """{case name: {organ label: (DSC, NSD at 1 mm)}}, each case segmented by one inference.engine.Segmenter
+    (post-processing included) built for this pass with :func:`validation_options`; leaves the model in eval mode
+    (the caller sets train())."""
+    checkpoint = Checkpoint(model, model.config, normalization, DEFAULT_LABELS, sampling=sampling)
+    segmenter = Segmenter(checkpoint, torch.device(device), validation_options(sampling))
     out = {}
     for case in cases:
-        pred = segment_case(model, normalization, case, plan, device)
+        pred = segmenter.segment(np.asarray(case.image), case.spacing_zyx)
         out[case.name] = score_labels(np.asarray(case.label), pred, case.spacing_zyx, labels=tuple(ORGANS))
     return out
 
