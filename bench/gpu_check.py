@@ -91,7 +91,8 @@ def whole_process(image: Path, weights: Path, precision: str, device: str, phase
     return record
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--out", type=Path, default=REPO / "bench" / "results", help="folder for the table (default: bench/results)"
@@ -118,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--work", type=Path, default=None, help="phantoms and outputs (default: a temporary folder)")
     p.add_argument("--quick", action="store_true", help="tiny phantoms and network (dry run of the script)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="gpu_check_"))
     work.mkdir(parents=True, exist_ok=True)
     size = 512
