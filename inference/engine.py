@@ -243,7 +243,7 @@ class Segmenter:
             self.device = torch.device("cpu")
             self.precision = torch.float32  # the measured choice is not worth its time after an OOM
             self._place_network()
-            log("warning: CUDA out of memory at batch size 1; continuing on the CPU")
+            log("warning: CUDA out of memory at batch size 1; continuing this case on the CPU")
         return True
 
     def _restore(self) -> None:
