@@ -59,7 +59,8 @@ from _common import (  # noqa: E402
 
 from inference import regularized_softmax as rs  # noqa: E402
 from inference.checkpoint import Checkpoint  # noqa: E402
-from inference.engine import PRECISIONS, Segmenter, precision_name, select_device  # noqa: E402
+from inference.device import PRECISIONS, precision_name, select_device  # noqa: E402
+from inference.engine import Segmenter  # noqa: E402
 from inference.io import read_ct, write_labels  # noqa: E402
 from inference.patching import PatchPlan, predict_labels  # noqa: E402
 from inference.postprocess import keep_largest_components  # noqa: E402

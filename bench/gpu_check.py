@@ -36,7 +36,8 @@ from _common import REPO, TimedFn, machine_line, markdown_table, phantom_case, p
 
 from evaluation.efficiency import run_command  # noqa: E402
 from inference.checkpoint import load_checkpoint  # noqa: E402
-from inference.engine import PRECISIONS, Segmenter, select_device  # noqa: E402
+from inference.device import PRECISIONS, select_device  # noqa: E402
+from inference.engine import Segmenter  # noqa: E402
 from inference.io import read_ct, write_labels  # noqa: E402
 from inference.patching import PatchPlan  # noqa: E402
 

@@ -123,14 +123,14 @@ MUTATIONS = [
     ),
     Mutation(
         "unknown device accepted",
-        "inference/engine.py",
+        "inference/device.py",
         'if name not in ("cpu",) and not name.startswith("cuda"):',
         "if False:",
         (f"{CLI}::test_unknown_device_or_precision_is_a_usage_error",),
     ),
     Mutation(
         "unknown precision unchecked",
-        "inference/engine.py",
+        "inference/device.py",
         "if name not in PRECISIONS:",
         "if False:",
         (f"{CLI}::test_unknown_device_or_precision_is_a_usage_error",),

@@ -24,7 +24,8 @@ import torch
 from evaluation.metrics import ORGANS, score_labels
 from inference.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 from inference.cli import UsageParser, bar, log
-from inference.engine import Segmenter, resolve_precision, select_device
+from inference.device import resolve_precision, select_device
+from inference.engine import Segmenter
 from inference.patching import PatchPlan
 from inference.predict import add_engine_options
 from training.data import DataError, find_pairs, read_pair
