@@ -243,14 +243,14 @@ MUTATIONS = [
     Mutation(
         "best.pt saved every epoch",
         "training/train.py",
-        "if improved or not val_cases:",
+        "if improved or not run.val_cases:",
         "if True:",
         (f"{TRAIN}::test_best_checkpoint_is_the_epoch_of_the_best_validation",),
     ),
     Mutation(
         "--max-steps ignored inside an epoch",
         "training/train.py",
-        "            if cfg.max_steps and step >= cfg.max_steps:\n                break\n",
+        "        if cfg.max_steps and step >= cfg.max_steps:\n            break\n",
         "",
         (f"{TRAIN}::test_max_steps_stops_mid_epoch_and_validates_there",),
     ),
