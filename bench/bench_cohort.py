@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, RESULTS, TINY_CONFIG, machine_line, markdown_table, publish  # noqa: E402
 
 from inference.checkpoint import DEFAULT_WEIGHTS  # noqa: E402
+from inference.task import INPUT_SUFFIX  # noqa: E402
 
 PREDICT = [sys.executable, "-m", "inference.predict"]
 TORCHRUN = [
@@ -53,7 +54,7 @@ def make_cohort(folder: Path, cases: int, size: int, depth: int) -> Path:
     from training.phantom import write_dataset
 
     images = folder / "imagesTr"
-    if len(list(images.glob("*_0000.nii.gz"))) != cases:
+    if len(list(images.glob(f"*{INPUT_SUFFIX}"))) != cases:
         shutil.rmtree(folder, ignore_errors=True)
         write_dataset(
             folder,

@@ -30,8 +30,8 @@ import numpy as np
 from scipy import ndimage
 
 from evaluation.surfels import _area_table, neighbour_codes
+from evaluation.task import ORGANS
 
-ORGANS: dict[int, str] = {1: "liver", 2: "kidney", 3: "spleen", 4: "pancreas"}
 FLARE21_TOLERANCE_MM = 1.0
 FLARE22_TOLERANCES_MM: dict[int, float] = {1: 5.0, 2: 3.0, 3: 3.0, 4: 5.0}
 

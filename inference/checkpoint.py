@@ -16,9 +16,10 @@ import torch
 from inference.model import RUNet, UNetConfig
 from inference.preprocess import Normalization
 from inference.regularized_softmax import upgrade_lambda_keys
+from inference.task import ORGANS
 
 FORMAT_VERSION = 1
-DEFAULT_LABELS = {0: "background", 1: "liver", 2: "kidney", 3: "spleen", 4: "pancreas"}
+DEFAULT_LABELS = {0: "background", **ORGANS}
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "runet.pt"
 SUMS_FILE = "SHA256SUMS"
 
