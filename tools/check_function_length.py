@@ -8,12 +8,11 @@ limit (path:line name: N lines) and exits 1 when there is one; else the longest 
 
 from __future__ import annotations
 
-import argparse
 import ast
 import sys
 from pathlib import Path
 
-from source_tree import parse, python_files
+from source_tree import check_parser, parse, python_files
 
 
 def function_lengths(root: Path, exclude: list[str]) -> list[tuple[int, str, int, str]]:
@@ -27,10 +26,8 @@ def function_lengths(root: Path, exclude: list[str]) -> list[tuple[int, str, int
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1], help="repository root")
+    p = check_parser(__doc__)
     p.add_argument("--max", type=int, default=100, metavar="N", help="longest function allowed, in lines")
-    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip these files (fnmatch)")
     args = p.parse_args(argv)
     lengths = function_lengths(args.root, args.exclude)
     over = [t for t in lengths if t[0] > args.max]

@@ -9,12 +9,11 @@ tree, else to pkg. Prints each cycle as ``a -> b -> a`` and exits 1 when there i
 
 from __future__ import annotations
 
-import argparse
 import ast
 import sys
 from pathlib import Path
 
-from source_tree import module_name, packages, parse, python_files
+from source_tree import check_parser, module_name, packages, parse, python_files
 
 
 def _imported(node: ast.Import | ast.ImportFrom, importer: str, is_package: bool, modules: set[str]) -> set[str]:
@@ -105,9 +104,7 @@ def _closed_path(graph: dict[str, set[str]], component: set[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1], help="repository root")
-    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip these files (fnmatch)")
+    p = check_parser(__doc__)
     args = p.parse_args(argv)
     graph = import_graph(args.root, args.exclude)
     found = cycles(graph)

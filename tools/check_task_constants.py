@@ -13,14 +13,13 @@ options are prose, not code, and are not checked. Prints one line per problem an
 
 from __future__ import annotations
 
-import argparse
 import ast
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from source_tree import packages, parse, python_files
+from source_tree import check_parser, packages, parse, python_files
 
 ORGAN_NAMES = frozenset({"liver", "kidney", "spleen", "pancreas"})
 SUFFIXES = ("_0000.nii.gz", r"_0000\.nii\.gz")
@@ -113,9 +112,7 @@ def problems(root: Path, exclude: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1], help="repository root")
-    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip these files (fnmatch)")
+    p = check_parser(__doc__)
     args = p.parse_args(argv)
     lines = problems(args.root, args.exclude)
     for line in lines:

@@ -7,12 +7,21 @@ matched against them (``training/phantom*.py``).
 
 from __future__ import annotations
 
+import argparse
 import ast
 import fnmatch
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 SKIPPED_DIRS = {".venv", "__pycache__", "node_modules"}
+
+
+def check_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every check takes: --root (the repository root) and --exclude GLOB (repeatable)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1], help="repository root")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip these files (fnmatch)")
+    return p
 
 
 def _excluded(rel: str, exclude: Sequence[str]) -> bool:
