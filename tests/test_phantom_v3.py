@@ -1,5 +1,5 @@
-"""Tests of version 3 of the CT phantom generator (training/phantom_v3.py, phantom_trunk.py, phantom_pelvis.py,
-phantom_hu.py) and of version 2's reproducibility."""
+"""Tests of version 3 of the CT phantom generator (phantom/trunk_scan.py, trunk.py, pelvis.py, hu_table.py) and of
+version 2's reproducibility."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from training import phantom, phantom_trunk
-from training.phantom import generate_case, generate_case_info
-from training.phantom_hu import PHASES_V3, TISSUE_ID_V3, TISSUES_V3, VARIANTS, tissue_label_lut_v3
-from training.phantom_shapes import Slab
-from training.phantom_trunk import draw_antrum, draw_trunk, rasterize
+from phantom import cli, trunk
+from phantom.generate import generate_case, generate_case_info
+from phantom.hu_table import PHASES_V3, TISSUE_ID_V3, TISSUES_V3, VARIANTS, tissue_label_lut_v3
+from phantom.shapes import Slab
+from phantom.trunk import draw_antrum, draw_trunk, rasterize
 from training.shared_data import shared_data_dir
 
 
@@ -101,8 +101,8 @@ def test_new_structures_never_cover_a_labelled_organ(trunks, monkeypatch):
     lut = tissue_label_lut_v3()
     new = [TISSUE_ID_V3[n] for n in ("urine_excreted", "renal_pelvis", "gastric_food", "uterus", "prostate")]
     assert (lut[new] == 0).all() and lut[TISSUE_ID_V3["pancreas_fat"]] == 4 and lut[TISSUE_ID_V3["spleen_band"]] == 3
-    monkeypatch.setattr(phantom_trunk, "paint_pelvis", lambda *args: None)
-    monkeypatch.setattr(phantom_trunk, "_paint_arms", lambda *args: None)
+    monkeypatch.setattr(trunk, "paint_pelvis", lambda *args: None)
+    monkeypatch.setattr(trunk, "_paint_arms", lambda *args: None)
     for seed in (0, 1, 2):
         np.testing.assert_array_equal(lut[trunk_tissues(seed)], lut[trunks[seed]])
 
@@ -266,8 +266,8 @@ def test_delayed_phase_only_in_version_3():
 
 def test_cli_version_and_manifest(tmp_path):
     args = ["--cases", "2", "--seed", "3", "--size", "32", "--slices", "20", "22", "--flat"]
-    assert phantom.main(["--out", str(tmp_path / "v2"), "--generator-version", "2", *args]) == 0
-    assert phantom.main(["--out", str(tmp_path / "v3"), *args]) == 0
+    assert cli.main(["--out", str(tmp_path / "v2"), "--generator-version", "2", *args]) == 0
+    assert cli.main(["--out", str(tmp_path / "v3"), *args]) == 0
     m2 = json.loads((tmp_path / "v2" / "manifest.json").read_text())["cases"]
     m3 = json.loads((tmp_path / "v3" / "manifest.json").read_text())["cases"]
     assert sorted(m2) == sorted(m3) == ["PHANTOM_0000", "PHANTOM_0001"]
@@ -281,7 +281,7 @@ def test_cli_version_and_manifest(tmp_path):
 def test_docs_hold_the_hu_table():
     from pathlib import Path
 
-    from training.phantom_hu import markdown_table
+    from phantom.hu_table import markdown_table
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "phantom.md").read_text()
     assert markdown_table() in doc
@@ -292,7 +292,7 @@ TEMPLATES = shared_data_dir() / "templates"
 
 @pytest.mark.skipif(not (TEMPLATES / "classes.json").exists(), reason=f"templates folder {TEMPLATES} absent")
 def test_labels_mode_v3_templates_selection_hu_and_manifest(tmp_path):
-    from training.synth_from_labels import list_templates, select_templates
+    from phantom.from_labels import list_templates, select_templates
 
     paths = list_templates(TEMPLATES)
     assert [p.name for p in select_templates(paths, only=("AMOS_0013",))] == ["AMOS_0013_label.nii.gz"]
@@ -321,7 +321,7 @@ def test_labels_mode_v3_templates_selection_hu_and_manifest(tmp_path):
             assert min(liver[0], fatty[0]) - 20 <= med <= liver[1] + 20
     args = ["--out", str(tmp_path), "--cases", "2", "--mode", "labels", "--size", "40", "--slices", "20", "22"]
     args += ["--templates", str(TEMPLATES), "--templates-only", "TSEX_0002"]
-    assert phantom.main(args) == 0
+    assert cli.main(args) == 0
     cases = json.loads((tmp_path / "manifest.json").read_text())["cases"]
     assert {c["template"] for c in cases.values()} == {"TSEX_0002_total.nii.gz"}
 

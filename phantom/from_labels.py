@@ -21,9 +21,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy.special import ndtri
 
-from training.phantom_grid import CanonicalGrid, SmoothField
-from training.phantom_imaging import HALO, TextureFields, draw_imaging, draw_imaging_v3, render_slab, to_int16
-from training.phantom_tissues import PHASES, TISSUE_ID, TISSUES
+from phantom.grid import CanonicalGrid, SmoothField
+from phantom.hu_table import TISSUE_ID_V3, draw_case_hu
+from phantom.imaging import HALO, TextureFields, draw_imaging, draw_imaging_v3, render_slab, to_int16
+from phantom.tissues import PHASES, TISSUE_ID, TISSUES
 from training.shared_data import shared_data_dir
 
 # extra class ids, above every template id
@@ -296,8 +297,6 @@ def class_tables_v3(tpl: Template, rng: np.random.Generator, phase: str):
     Every class takes its tissue's case mean (one draw per tissue and case, so both kidneys match) plus a few HU;
     bones mix cortex and marrow; fatty liver / fatty pancreas variants as in the phantom mode.
     """
-    from training.phantom_hu import TISSUE_ID_V3, draw_case_hu
-
     variants = tuple(v for v, p in (("fatty_liver", 0.15), ("fatty_pancreas", 0.25)) if rng.random() < p)
     hu, tex_f, tex_c = draw_case_hu(rng, phase, variants)
     mean = np.zeros(N_CLASSES, np.float32)

@@ -2,7 +2,7 @@
 vessels, in LPS patient millimetres (+x left, +y posterior, +z superior; z = 0 at L1/L2 as in phantom_anatomy).
 
 `draw_pelvis` draws one patient's pelvis from the trunk's parameters (a phantom_anatomy dict); `paint_pelvis` paints
-it into a tissue slab (version-3 tissue ids, training/phantom_hu.py), only where `free` (the voxels no labelled
+it into a tissue slab (version-3 tissue ids, phantom/hu_table.py), only where `free` (the voxels no labelled
 organ holds) is true, so no pelvic structure ever overlaps a FLARE organ.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.phantom_hu import TISSUE_ID_V3 as T
-from training.phantom_shapes import Slab, ellipsoid, frame, paint, tube
+from phantom.hu_table import TISSUE_ID_V3 as T
+from phantom.shapes import Slab, ellipsoid, frame, paint, tube
 
 Tube = tuple[np.ndarray, np.ndarray]  # (M, 3) points xyz mm, (M,) radii mm
 Ellipsoid = tuple[tuple, tuple, np.ndarray | None]  # centre, semi-axes, rows (or None: axis-aligned)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.phantom_shapes import Slab, ellipsoid, ellipsoid_box, frame, paint, tube
-from training.phantom_tissues import TISSUE_ID as T
+from phantom.shapes import Slab, ellipsoid, ellipsoid_box, frame, paint, tube
+from phantom.tissues import TISSUE_ID as T
 
 Z_BAND = (-120.0, 150.0)  # z range (mm) holding all four labelled organs in every drawn anatomy
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
-from training.phantom_grid import CanonicalGrid, SmoothField
+from phantom.grid import CanonicalGrid, SmoothField
 
 
 @dataclass
@@ -117,8 +117,6 @@ def render_slab(
 
 def _blurred_noise_std(sigmas) -> float:
     """Std of unit white noise after a separable Gaussian blur (sigmas in voxels, truncate 3)."""
-    from scipy.ndimage import gaussian_filter1d
-
     out = 1.0
     for s in sigmas:
         delta = np.zeros(2 * int(3 * s + 0.5) + 3)

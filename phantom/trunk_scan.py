@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.phantom_grid import CanonicalGrid, SmoothField, check_ranges
-from training.phantom_hu import PHASES_V3, draw_case_hu, tissue_label_lut_v3
-from training.phantom_imaging import HALO, TextureFields, draw_imaging_v3, render_slab, to_int16
-from training.phantom_shapes import Slab
-from training.phantom_trunk import draw_antrum, draw_trunk, landmarks, rasterize
+from phantom.grid import CanonicalGrid, SmoothField, check_ranges
+from phantom.hu_table import PHASES_V3, draw_case_hu, tissue_label_lut_v3
+from phantom.imaging import HALO, TextureFields, draw_imaging_v3, render_slab, to_int16
+from phantom.shapes import Slab
+from phantom.trunk import draw_antrum, draw_trunk, landmarks, rasterize
 
 FOV_KINDS = ("chest-abdomen-pelvis", "abdomen-pelvis", "upper-abdomen")
 FOV_P = (0.25, 0.45, 0.30)

@@ -1,9 +1,9 @@
-"""The version-3 phantom's whole trunk: version 2's abdomen (training/phantom_anatomy.py) extended from the lung
-apices to the thighs, with the pelvis (training/phantom_pelvis.py), a body outline that widens at the hips and
+"""The version-3 phantom's whole trunk: version 2's abdomen (phantom/anatomy.py) extended from the lung
+apices to the thighs, with the pelvis (phantom/pelvis.py), a body outline that widens at the hips and
 parts into the thighs, arms, and per-patient variants (fatty liver or pancreas, oral contrast, bowel filling).
 
 LPS patient millimetres (+x left, +y posterior, +z superior), z = 0 at L1/L2. Tissue ids are version 3's
-(training/phantom_hu.py), whose first ids are version 2's.
+(phantom/hu_table.py), whose first ids are version 2's.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtri
 
-from training import phantom_anatomy as v2
-from training.phantom_hu import TISSUE_ID_V3 as T
-from training.phantom_hu import tissue_label_lut_v3
-from training.phantom_pelvis import Pelvis, draw_pelvis, paint_pelvis
-from training.phantom_shapes import Slab, ellipsoid, paint
+from phantom import anatomy as v2
+from phantom.hu_table import TISSUE_ID_V3 as T
+from phantom.hu_table import tissue_label_lut_v3
+from phantom.pelvis import Pelvis, draw_pelvis, paint_pelvis
+from phantom.shapes import Slab, ellipsoid, paint
 
 _LABEL = tissue_label_lut_v3()
 
