@@ -29,13 +29,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from phantom.anatomy import Z_BAND, draw_anatomy, rasterize
+from phantom.abdomen_scan import generate_phantom_canonical
 from phantom.from_labels import synthesize_canonical
-from phantom.grid import CanonicalGrid, SmoothField, draw_spacing, make_image, orientation_set
+from phantom.grid import draw_spacing, make_image, orientation_set
 from phantom.hu_table import PHASES_V3
-from phantom.imaging import HALO, TextureFields, draw_imaging, render_slab, to_int16
-from phantom.shapes import Slab
-from phantom.tissues import PHASES, draw_tissue_hu, tissue_label_lut
+from phantom.tissues import PHASES
 from phantom.trunk_scan import generate_phantom_canonical_v3
 
 MODES = ("phantom", "labels", "mix")
@@ -43,7 +41,6 @@ VERSIONS = (2, 3)
 DEFAULT_VERSION = 3
 SPACING_Z = {2: (0.8, 5.0), 3: (0.6, 5.0)}  # default slice spacing range (mm) per generator version
 LAYOUTS = ("nnunet", "flare21")
-SLAB = 16  # canonical slices rasterized at a time
 MAX_EXTENT_Z = 500.0  # mm; drawn slice spacings keep slices * spacing below this
 
 
@@ -70,68 +67,6 @@ def _draw_geometry(rng, size_xy, slices, spacing, slice_range, spacing_xy_range,
     if spacing is not None:
         return n, _fixed_spacing(spacing)
     return n, (sxy, sxy, sz)
-
-
-def _z_centre(rng, extent: float) -> float:
-    """Centre (mm) of the scanned z range: inside the organ band, or covering it if longer."""
-    lo, hi = Z_BAND
-    band = hi - lo
-    if extent >= band:
-        return (lo + hi) / 2 + rng.uniform(-1, 1) * min(60.0, (extent - band) / 2)
-    return rng.uniform(lo + extent / 2, hi - extent / 2)
-
-
-def generate_phantom_canonical(rng: np.random.Generator, size_xy: int, n: int, spacing_xyz, phase: str):
-    """Phantom mode on the canonical grid: (image int16 zyx, label uint8 zyx, CanonicalGrid)."""
-    sx, sy, sz = spacing_xyz
-    extent = n * sz
-    zc = _z_centre(rng, extent)
-    grid = CanonicalGrid(
-        shape_zyx=(n, size_xy, size_xy),
-        spacing_xyz=(sx, sy, sz),
-        origin_xyz=(
-            -(size_xy - 1) * sx / 2 + rng.uniform(-15, 15),
-            -(size_xy - 1) * sy / 2 + rng.uniform(-10, 25),
-            zc - (n - 1) * sz / 2,
-        ),
-        world_offset_xyz=(rng.uniform(-40, 40), rng.uniform(-60, 60), rng.uniform(-900, 100)),
-    )
-    anat = draw_anatomy(rng)
-    amp = rng.uniform(2, 6)
-    disp = [SmoothField(rng, grid, 45.0, amp) for _ in range(3)]
-    umax = [d.max_abs for d in disp]
-    tex = TextureFields(rng, grid)
-    bowel = [SmoothField(rng, grid, 22.0) for _ in range(2)]
-    mean, fine_sd, coarse_sd = draw_tissue_hu(rng, phase)
-    imaging = draw_imaging(rng, mean, fine_sd, coarse_sd, sz)
-    xs, ys, zs = grid.axis_coords("x"), grid.axis_coords("y"), grid.axis_coords("z")
-    image = np.empty(grid.shape_zyx, np.int16)
-    label = np.empty(grid.shape_zyx, np.uint8)
-    lut = tissue_label_lut()
-    for k0 in range(0, n, SLAB):
-        k1 = min(n, k0 + SLAB)
-        a0, a1 = max(0, k0 - HALO), min(n, k1 + HALO)
-        ux, uy, uz = (d.slab(a0, a1) for d in disp)
-        slab = Slab(xs, ys, zs[a0:a1], ux, uy, uz, umax)
-        fine = tex.fine.slab(a0, a1)
-        fields = {"fine": fine, "bowel1": bowel[0].slab(a0, a1), "bowel2": bowel[1].slab(a0, a1)}
-        tissue = rasterize(anat, slab, fields)
-        hu = render_slab(tissue, fine, tex.coarse.slab(a0, a1), a0, imaging, grid.spacing_xyz)
-        image[k0:k1] = to_int16(hu[k0 - a0 : k1 - a0])
-        label[k0:k1] = lut[tissue[k0 - a0 : k1 - a0]]
-    _outside_reconstruction_circle(rng, image, label)
-    return image, label, grid
-
-
-def _outside_reconstruction_circle(rng, image: np.ndarray, label: np.ndarray) -> None:
-    """Some scanners fill the corners outside the reconstructed circle with a padding value (in place)."""
-    if rng.random() >= 0.3:
-        return
-    ny, nx = image.shape[1:]
-    yy, xx = np.ogrid[:ny, :nx]
-    out = ((yy - (ny - 1) / 2) ** 2 + (xx - (nx - 1) / 2) ** 2) > (min(nx, ny) / 2) ** 2
-    image[:, out] = rng.choice([-1024, -2048, -3024])
-    label[:, out] = 0
 
 
 def generate_case(seed: int, **options) -> tuple[sitk.Image, sitk.Image]:

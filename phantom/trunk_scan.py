@@ -16,27 +16,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from phantom.abdomen import Fields
 from phantom.grid import CanonicalGrid, SmoothField, check_ranges
 from phantom.hu_table import PHASES_V3, draw_case_hu, tissue_label_lut_v3
-from phantom.imaging import HALO, TextureFields, draw_imaging_v3, render_slab, to_int16
+from phantom.imaging import TextureFields, draw_imaging_v3, render_into, slab_ranges
 from phantom.shapes import Slab
-from phantom.trunk import draw_antrum, draw_trunk, landmarks, rasterize
+from phantom.trunk import Trunk, draw_antrum, draw_trunk, landmarks, rasterize, with_antrum
 
 FOV_KINDS = ("chest-abdomen-pelvis", "abdomen-pelvis", "upper-abdomen")
 FOV_P = (0.25, 0.45, 0.30)
-SLAB = 16
 
 
 @dataclass(frozen=True)
 class FieldOfView:
+    """One of FLARE's fields of view (FOV_KINDS) and the z (mm, anatomy frame) of its top and bottom."""
+
     kind: str
-    top: float  # z mm (anatomy frame)
+    top: float
     bottom: float
 
 
-def draw_fov(rng: np.random.Generator, a: dict) -> FieldOfView:
-    """One of FLARE's fields of view for patient `a` (a phantom_trunk dict)."""
-    m = landmarks(a)
+def draw_fov(rng: np.random.Generator, t: Trunk) -> FieldOfView:
+    """One of FLARE's fields of view for patient `t`."""
+    m = landmarks(t)
     u = rng.uniform
     kind = FOV_KINDS[int(rng.choice(len(FOV_KINDS), p=FOV_P))]
     if kind == "chest-abdomen-pelvis":
@@ -111,31 +113,27 @@ def generate_phantom_canonical_v3(
     lattice = max(4.0, 1.5 * max(grid.spacing_xyz[:2]))
     extra = {"bowel1": SmoothField(rng, grid, 22.0), "bowel2": SmoothField(rng, grid, 22.0)}
     extra |= {"fat": SmoothField(rng, grid, lattice), "band": SmoothField(rng, grid, 14.0)}
-    pt = anat["patient"]
+    pt = anat.patient
     variants = tuple(v for v, on in (("fatty_liver", pt.fatty_liver), ("fatty_pancreas", pt.fatty_pancreas)) if on)
     imaging = draw_imaging_v3(rng, *draw_case_hu(rng, phase, variants), grid.spacing_xyz[2])
-    anat["antrum"] = draw_antrum(rng, anat)
+    anat = with_antrum(anat, draw_antrum(rng, anat))
     xs, ys, zs = grid.axis_coords("x"), grid.axis_coords("y"), grid.axis_coords("z")
     image = np.empty(grid.shape_zyx, np.int16)
     label = np.empty(grid.shape_zyx, np.uint8)
     lut = tissue_label_lut_v3()
-    for k0 in range(0, n, SLAB):
-        k1 = min(n, k0 + SLAB)
-        a0, a1 = max(0, k0 - HALO), min(n, k1 + HALO)
+    for ranges in slab_ranges(n):
+        a0, a1 = ranges[2:]
         slab = Slab(xs, ys, zs[a0:a1], *(d.slab(a0, a1) for d in disp), umax)
         fine = tex.fine.slab(a0, a1)
-        fields = {"fine": fine} | {k: f.slab(a0, a1) for k, f in extra.items()}
-        tissue = rasterize(anat, slab, fields)
-        hu = render_slab(tissue, fine, tex.coarse.slab(a0, a1), a0, imaging, grid.spacing_xyz)
-        image[k0:k1] = to_int16(hu[k0 - a0 : k1 - a0])
-        label[k0:k1] = lut[tissue[k0 - a0 : k1 - a0]]
+        tissue = rasterize(anat, slab, Fields(fine, **{k: f.slab(a0, a1) for k, f in extra.items()}))
+        render_into(image, label, lut, tissue, ranges, (fine, tex.coarse.slab(a0, a1)), imaging, grid.spacing_xyz)
     info = {
         "field_of_view": fov.kind,
         "fatty_liver": pt.fatty_liver,
         "fatty_pancreas": pt.fatty_pancreas,
         "arms": "down" if pt.arms_down else "up",
         "oral_contrast": pt.oral,
-        "sex_organ": anat["pelvis"].sex_tissue,
+        "sex_organ": anat.pelvis.sex_tissue,
         "kernel_sharpen": round(imaging.sharpen, 3),
         "slice_thickness_mm": round(imaging.blur_z_vox * 2.355 * grid.spacing_xyz[2], 2),
     }

@@ -12,10 +12,11 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from phantom import cli, trunk
+from phantom.abdomen import Fields
 from phantom.generate import generate_case, generate_case_info
 from phantom.hu_table import PHASES_V3, TISSUE_ID_V3, TISSUES_V3, VARIANTS, tissue_label_lut_v3
 from phantom.shapes import Slab
-from phantom.trunk import draw_antrum, draw_trunk, rasterize
+from phantom.trunk import draw_antrum, draw_trunk, rasterize, with_antrum
 from training.shared_data import shared_data_dir
 
 
@@ -60,12 +61,12 @@ def test_version_3_is_deterministic_and_the_default():
     assert a == b != c
 
 
-def _fields(rng: np.random.Generator, shape) -> dict:
+def _fields(rng: np.random.Generator, shape) -> Fields:
     def smooth(sigma):
         f = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma)
         return f / f.std()
 
-    return {"fine": smooth(1.0), "bowel1": smooth(3.0), "bowel2": smooth(3.0), "fat": smooth(1.0), "band": smooth(2.0)}
+    return Fields(fine=smooth(1.0), bowel1=smooth(3.0), bowel2=smooth(3.0), fat=smooth(1.0), band=smooth(2.0))
 
 
 def trunk_tissues(seed: int, monkeypatch=None, antrum: bool = True) -> np.ndarray:
@@ -73,10 +74,10 @@ def trunk_tissues(seed: int, monkeypatch=None, antrum: bool = True) -> np.ndarra
     rng = np.random.default_rng(seed)
     a = draw_trunk(rng)
     if antrum:
-        a["antrum"] = draw_antrum(rng, a)
+        a = with_antrum(a, draw_antrum(rng, a))
     xs = np.arange(-260, 260, 5, dtype=np.float32)
     ys = np.arange(-200, 200, 5, dtype=np.float32)
-    zs = np.arange(-430, a["patient"].z_apex + 30, 6, dtype=np.float32)
+    zs = np.arange(-430, a.patient.z_apex + 30, 6, dtype=np.float32)
     zero = np.zeros((len(zs), len(ys), len(xs)), np.float32)
     slab = Slab(xs, ys, zs, zero, zero, zero, (0.0, 0.0, 0.0))
     return rasterize(a, slab, _fields(np.random.default_rng(seed + 100), zero.shape))
