@@ -1,5 +1,6 @@
-"""Version 2 of the phantom mode: version 2's abdomen (phantom/anatomy.py, painted by phantom/abdomen.py) scanned
-inside its organ band, on a canonical grid of a drawn slice count and spacing.
+"""Version 2 of the phantom mode: version 2's abdomen (phantom/anatomy.py, drawn by phantom/abdomen_draw.py,
+painted by phantom/abdomen_paint.py) scanned inside its organ band, on a canonical grid of a drawn slice count and
+spacing.
 
 Arrays numpy zyx; SimpleITK geometry xyz; millimetres.
 """
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from phantom.abdomen import Fields, rasterize
-from phantom.anatomy import Z_BAND, draw_anatomy
+from phantom.abdomen_draw import draw_anatomy
+from phantom.abdomen_paint import Fields, rasterize
+from phantom.anatomy import Z_BAND
 from phantom.grid import CanonicalGrid, SmoothField
 from phantom.imaging import TextureFields, draw_imaging, render_into, slab_ranges
 from phantom.shapes import Slab

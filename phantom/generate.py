@@ -102,9 +102,9 @@ def generate_case_info(
     view is smaller). slices: fixed slice count, else drawn from slice_range. spacing: fixed (x, y, z) mm, else
     in-plane from spacing_xy_range (default (0.6, 1.0) * 512 / size_xy, a 307-512 mm field of view) and between
     slices from spacing_z_range (default 0.8-5 mm for version 2, 0.6-5 mm for version 3). Version 2 keeps
-    slices * spacing_z <= 500 mm inside its organ band; version 3 draws a FLARE field of view (phantom_v3.py) and
+    slices * spacing_z <= 500 mm inside its organ band; version 3 draws a FLARE field of view (trunk_scan.py) and
     sets the slice count to cover it. phase: 'plain', 'arterial', 'venous' (or 'delayed', version 3), else drawn.
-    orientations: 'canonical', 'axial' or 'any' (see phantom_grid.orientation_set). templates_only /
+    orientations: 'canonical', 'axial' or 'any' (see phantom.grid.orientation_set). templates_only /
     templates_exclude: template names (or their prefixes, e.g. AMOS_0013) that labels mode may / may not use.
     """
     _check_common(seed, size_xy, phase, mode, generator_version)

@@ -1,7 +1,7 @@
-"""The version-3 phantom's whole trunk: version 2's abdomen (phantom/anatomy.py, painted by phantom/abdomen.py)
-extended from the lung apices to the thighs, with the pelvis (phantom/pelvis.py), a body outline that widens at the
-hips and parts into the thighs, arms, and per-patient variants (fatty liver or pancreas, oral contrast, bowel
-filling).
+"""The version-3 phantom's whole trunk: version 2's abdomen (phantom/anatomy.py, drawn by phantom/abdomen_draw.py,
+painted by phantom/abdomen_paint.py) extended from the lung apices to the thighs, with the pelvis
+(phantom/pelvis.py), a body outline that widens at the hips and parts into the thighs, arms, and per-patient
+variants (fatty liver or pancreas, oral contrast, bowel filling).
 
 LPS patient millimetres (+x left, +y posterior, +z superior), z = 0 at L1/L2. Tissue ids are version 3's
 (phantom/hu_table.py), whose first ids are version 2's.
@@ -14,9 +14,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.special import ndtri
 
-from phantom import abdomen
-from phantom.abdomen import Fields, Regions
-from phantom.anatomy import Anatomy, Antrum, Body, Diaphragm, draw_anatomy
+from phantom import abdomen_paint as abdomen
+from phantom.abdomen_draw import draw_anatomy
+from phantom.abdomen_paint import Fields, Regions
+from phantom.anatomy import Anatomy, Antrum, Body, Diaphragm
 from phantom.hu_table import TISSUE_ID_V3 as T
 from phantom.hu_table import tissue_label_lut_v3
 from phantom.pelvis import Pelvis, draw_pelvis, paint_pelvis

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phantom.abdomen import Fields
+from phantom.abdomen_paint import Fields
 from phantom.grid import CanonicalGrid, SmoothField, check_ranges
 from phantom.hu_table import PHASES_V3, draw_case_hu, tissue_label_lut_v3
 from phantom.imaging import TextureFields, draw_imaging_v3, render_into, slab_ranges

@@ -1,4 +1,5 @@
-"""Tests of the CT phantom generator (phantom/generate.py) and its labels mode (phantom/from_labels.py)."""
+"""Tests of the CT phantom generator (phantom/generate.py) and its labels mode (phantom/from_labels.py,
+phantom/templates.py)."""
 
 from __future__ import annotations
 
@@ -226,7 +227,7 @@ def test_flat_and_images_only(tmp_path):
 
 
 def test_class_name_mapping():
-    from phantom.from_labels import class_tissue, flare_label
+    from phantom.templates import class_tissue, flare_label
 
     assert [flare_label(n) for n in ("liver", "kidney_left", "kidney_cyst_right", "spleen", "pancreas")] == [
         1,
@@ -245,7 +246,7 @@ def test_class_name_mapping():
     reason=f"templates folder {TEMPLATES} absent (set RUNET_SHARED_DATA to the shared data folder)",
 )
 def test_labels_mode_puts_organs_where_the_template_has_them():
-    from phantom.from_labels import flare_label, list_templates, load_template
+    from phantom.templates import flare_label, list_templates, load_template
 
     spacings, organs = set(), set()
     for seed in range(5):
@@ -264,7 +265,7 @@ def test_labels_mode_puts_organs_where_the_template_has_them():
     # the AMOS map has no bones: a spine is synthesized behind its aorta
     amos = TEMPLATES / "AMOS_0013_label.nii.gz"
     if amos.exists():
-        from phantom.from_labels import CORTEX, MARROW
+        from phantom.templates import CORTEX, MARROW
 
         tpl = load_template(str(amos))
         assert tpl.synthetic_spine and np.isin(tpl.classes, [CORTEX, MARROW]).sum() > 1000

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from phantom import cli, trunk
-from phantom.abdomen import Fields
+from phantom.abdomen_paint import Fields
 from phantom.generate import generate_case, generate_case_info
 from phantom.hu_table import PHASES_V3, TISSUE_ID_V3, TISSUES_V3, VARIANTS, tissue_label_lut_v3
 from phantom.shapes import Slab
@@ -293,7 +293,7 @@ TEMPLATES = shared_data_dir() / "templates"
 
 @pytest.mark.skipif(not (TEMPLATES / "classes.json").exists(), reason=f"templates folder {TEMPLATES} absent")
 def test_labels_mode_v3_templates_selection_hu_and_manifest(tmp_path):
-    from phantom.from_labels import list_templates, select_templates
+    from phantom.templates import list_templates, select_templates
 
     paths = list_templates(TEMPLATES)
     assert [p.name for p in select_templates(paths, only=("AMOS_0013",))] == ["AMOS_0013_label.nii.gz"]
