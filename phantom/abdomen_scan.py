@@ -7,13 +7,16 @@ Arrays numpy zyx; SimpleITK geometry xyz; millimetres.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
 from phantom.abdomen_draw import draw_anatomy
 from phantom.abdomen_paint import Fields, rasterize
 from phantom.anatomy import Z_BAND
 from phantom.grid import CanonicalGrid, SmoothField
-from phantom.imaging import TextureFields, draw_imaging, render_into, slab_ranges
+from phantom.imaging import ImagingParams, TextureFields, draw_imaging, render_into, slab_ranges
 from phantom.shapes import Slab
 from phantom.tissues import draw_tissue_hu, tissue_label_lut
 
@@ -50,24 +53,38 @@ def generate_phantom_canonical(
     anat = draw_anatomy(rng)
     amp = rng.uniform(2, 6)
     disp = [SmoothField(rng, grid, 45.0, amp) for _ in range(3)]
-    umax = [d.max_abs for d in disp]
     tex = TextureFields(rng, grid)
-    bowel = [SmoothField(rng, grid, 22.0) for _ in range(2)]
+    bowel = {"bowel1": SmoothField(rng, grid, 22.0), "bowel2": SmoothField(rng, grid, 22.0)}
     mean, fine_sd, coarse_sd = draw_tissue_hu(rng, phase)
     imaging = draw_imaging(rng, mean, fine_sd, coarse_sd, sz)
+    image, label = scan_phantom(grid, functools.partial(rasterize, anat), disp, tex, bowel, imaging, tissue_label_lut())
+    _outside_reconstruction_circle(rng, image, label)
+    return image, label, grid
+
+
+def scan_phantom(
+    grid: CanonicalGrid,
+    paint: Callable[[Slab, Fields], np.ndarray],
+    displacement: Sequence[SmoothField],
+    texture: TextureFields,
+    fields: dict[str, SmoothField],
+    imaging: ImagingParams,
+    lut: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(image int16 zyx, label uint8 zyx) of an analytic phantom on `grid`, slab by slab: the coordinates deformed
+    by `displacement` (the x, y, z fields, mm), `paint(slab, fields)` -> tissue ids (the texture's fine field and
+    `fields`, by name, on the slab), rendered by `imaging` and labelled lut[tissue]."""
+    umax = [d.max_abs for d in displacement]
     xs, ys, zs = grid.axis_coords("x"), grid.axis_coords("y"), grid.axis_coords("z")
     image = np.empty(grid.shape_zyx, np.int16)
     label = np.empty(grid.shape_zyx, np.uint8)
-    lut = tissue_label_lut()
-    for ranges in slab_ranges(n):
+    for ranges in slab_ranges(grid.shape_zyx[0]):
         a0, a1 = ranges[2:]
-        ux, uy, uz = (d.slab(a0, a1) for d in disp)
-        slab = Slab(xs, ys, zs[a0:a1], ux, uy, uz, umax)
-        fine = tex.fine.slab(a0, a1)
-        tissue = rasterize(anat, slab, Fields(fine, bowel[0].slab(a0, a1), bowel[1].slab(a0, a1)))
-        render_into(image, label, lut, tissue, ranges, (fine, tex.coarse.slab(a0, a1)), imaging, grid.spacing_xyz)
-    _outside_reconstruction_circle(rng, image, label)
-    return image, label, grid
+        slab = Slab(xs, ys, zs[a0:a1], *(d.slab(a0, a1) for d in displacement), umax)
+        fine = texture.fine.slab(a0, a1)
+        tissue = paint(slab, Fields(fine, **{k: f.slab(a0, a1) for k, f in fields.items()}))
+        render_into(image, label, lut, tissue, ranges, (fine, texture.coarse.slab(a0, a1)), imaging, grid.spacing_xyz)
+    return image, label
 
 
 def _outside_reconstruction_circle(rng: np.random.Generator, image: np.ndarray, label: np.ndarray) -> None:

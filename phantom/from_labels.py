@@ -11,7 +11,7 @@ Arrays are numpy zyx; SimpleITK geometry xyz; mm.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,87 +48,6 @@ _GASSY_WORDS = ("bowel", "colon", "duodenum", "stomach")
 _NAME_TISSUE_V3 = (("prostate_or_uterus", "uterus"), ("prostate", "prostate"), ("uterus", "uterus"))
 
 
-def class_tables_v3(tpl: Template, rng: np.random.Generator, phase: str):
-    """Version 3's (mean, fine, coarse, FLARE label, gassy) arrays (N_CLASSES,): HU from phantom/hu_table.py's table.
-
-    Every class takes its tissue's case mean (one draw per tissue and case, so both kidneys match) plus a few HU;
-    bones mix cortex and marrow; fatty liver / fatty pancreas variants as in the phantom mode.
-    """
-    variants = tuple(v for v, p in (("fatty_liver", 0.15), ("fatty_pancreas", 0.25)) if rng.random() < p)
-    hu, tex_f, tex_c = draw_case_hu(rng, phase, variants)
-    mean = np.zeros(N_CLASSES, np.float32)
-    fine = np.full(N_CLASSES, 5.0, np.float32)
-    coarse = np.zeros(N_CLASSES, np.float32)
-    label = np.zeros(N_CLASSES, np.uint8)
-    gassy = np.zeros(N_CLASSES, bool)
-
-    def set_(cid: int, tissue: str) -> None:
-        if tissue == "bone":
-            c, m = TISSUE_ID_V3["bone_cortex"], TISSUE_ID_V3["bone_marrow"]
-            mean[cid] = hu[m] + rng.uniform(0.1, 0.4) * (hu[c] - hu[m])
-            fine[cid], coarse[cid] = rng.uniform(40, 120), rng.uniform(10, 40)
-            return
-        t = TISSUE_ID_V3[tissue]
-        mean[cid] = hu[t] + rng.normal(0, 3)
-        fine[cid], coarse[cid] = tex_f[t], tex_c[t]
-
-    set_(0, "air")
-    for cid, name in tpl.names.items():
-        if cid < FIRST_EXTRA:
-            v3 = [t for w, t in _NAME_TISSUE_V3 if w in name]
-            set_(cid, v3[0] if v3 else class_tissue(name))
-            label[cid] = flare_label(name)
-            gassy[cid] = any(w in name for w in _GASSY_WORDS)
-    for cid, tissue in _EXTRA_TISSUE.items():
-        set_(cid, tissue)
-    label[PANCREAS_FAT] = 4
-    return mean, fine, coarse, label, gassy, 0.4 if "fatty_pancreas" in variants else rng.uniform(0.0, 0.12)
-
-
-def class_tables(tpl: Template, rng: np.random.Generator, phase: str):
-    """(mean, fine texture std, coarse texture std, FLARE label, gassy) arrays (N_CLASSES,) for a case."""
-    if phase not in PHASES:
-        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
-    p = PHASES.index(phase)
-    mean = np.zeros(N_CLASSES, np.float32)
-    fine = np.full(N_CLASSES, 5.0, np.float32)
-    coarse = np.zeros(N_CLASSES, np.float32)
-    label = np.zeros(N_CLASSES, np.uint8)
-    gassy = np.zeros(N_CLASSES, bool)
-
-    def draw(cid: int, tissue: str) -> None:
-        if tissue == "bone":
-            mean[cid] = rng.uniform(250, 550)
-            fine[cid], coarse[cid] = rng.uniform(40, 120), rng.uniform(10, 40)
-            return
-        t = TISSUES[TISSUE_ID[tissue]]
-        spread = max(2 * t.spread, 12.0)
-        mean[cid] = t.hu[p] + spread * rng.standard_normal()
-        fine[cid] = t.tex_fine * rng.uniform(0.5, 2.0)
-        coarse[cid] = t.tex_coarse * t.coarse_phase[p] * rng.uniform(0.5, 2.0)
-
-    draw(0, "air")
-    for cid, name in tpl.names.items():
-        if cid < FIRST_EXTRA:
-            draw(cid, class_tissue(name))
-            label[cid] = flare_label(name)
-            gassy[cid] = any(w in name for w in _GASSY_WORDS)
-    draw(FAT, "fat_subcutaneous")
-    draw(WALL, "muscle")
-    draw(VISCERAL, "fat_visceral")
-    draw(GAS, "gas")
-    draw(DISC, "disc")
-    draw(CORTEX, "bone_cortex")
-    draw(MARROW, "bone_marrow")
-    draw(CANAL, "spinal_canal")
-    draw(PARASPINAL, "muscle")
-    if phase == "arterial":
-        for cid, name in tpl.names.items():
-            if class_tissue(name) == "aorta":
-                mean[cid] = rng.uniform(180, 420)
-    return mean, fine, coarse, label, gassy
-
-
 _EXTRA_TISSUE = {
     FAT: "fat_subcutaneous",
     WALL: "muscle",
@@ -141,6 +60,75 @@ _EXTRA_TISSUE = {
     PARASPINAL: "muscle",
     PANCREAS_FAT: "pancreas_fat",
 }
+
+
+def _tables(tpl: Template, draw: Callable[[str], tuple[float, float, float]], tissue_of: Callable[[str], str], extras):
+    """(mean, fine texture std, coarse texture std, FLARE label, gassy) arrays (N_CLASSES,): draw(tissue) ->
+    (mean, fine, coarse) HU for air, every template class (its tissue: tissue_of(class name)) and `extras` (class id,
+    tissue), in that order."""
+    mean = np.zeros(N_CLASSES, np.float32)
+    fine = np.full(N_CLASSES, 5.0, np.float32)
+    coarse = np.zeros(N_CLASSES, np.float32)
+    label = np.zeros(N_CLASSES, np.uint8)
+    gassy = np.zeros(N_CLASSES, bool)
+    mean[0], fine[0], coarse[0] = draw("air")
+    for cid, name in tpl.names.items():
+        if cid < FIRST_EXTRA:
+            mean[cid], fine[cid], coarse[cid] = draw(tissue_of(name))
+            label[cid] = flare_label(name)
+            gassy[cid] = any(w in name for w in _GASSY_WORDS)
+    for cid, tissue in extras:
+        mean[cid], fine[cid], coarse[cid] = draw(tissue)
+    return mean, fine, coarse, label, gassy
+
+
+def class_tables_v3(tpl: Template, rng: np.random.Generator, phase: str):
+    """Version 3's (mean, fine, coarse, FLARE label, gassy) arrays (N_CLASSES,) and the pancreas's fat fraction: HU
+    from phantom/hu_table.py's table.
+
+    Every class takes its tissue's case mean (one draw per tissue and case, so both kidneys match) plus a few HU;
+    bones mix cortex and marrow; fatty liver / fatty pancreas variants as in the phantom mode.
+    """
+    variants = tuple(v for v, p in (("fatty_liver", 0.15), ("fatty_pancreas", 0.25)) if rng.random() < p)
+    hu, tex_f, tex_c = draw_case_hu(rng, phase, variants)
+
+    def draw(tissue: str) -> tuple[float, float, float]:
+        if tissue == "bone":
+            c, m = TISSUE_ID_V3["bone_cortex"], TISSUE_ID_V3["bone_marrow"]
+            return hu[m] + rng.uniform(0.1, 0.4) * (hu[c] - hu[m]), rng.uniform(40, 120), rng.uniform(10, 40)
+        t = TISSUE_ID_V3[tissue]
+        return hu[t] + rng.normal(0, 3), tex_f[t], tex_c[t]
+
+    def tissue_of(name: str) -> str:
+        v3 = [t for w, t in _NAME_TISSUE_V3 if w in name]
+        return v3[0] if v3 else class_tissue(name)
+
+    mean, fine, coarse, label, gassy = _tables(tpl, draw, tissue_of, _EXTRA_TISSUE.items())
+    label[PANCREAS_FAT] = 4
+    return mean, fine, coarse, label, gassy, 0.4 if "fatty_pancreas" in variants else rng.uniform(0.0, 0.12)
+
+
+def class_tables(tpl: Template, rng: np.random.Generator, phase: str):
+    """(mean, fine texture std, coarse texture std, FLARE label, gassy) arrays (N_CLASSES,) for a case."""
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+    p = PHASES.index(phase)
+
+    def draw(tissue: str) -> tuple[float, float, float]:
+        if tissue == "bone":
+            return rng.uniform(250, 550), rng.uniform(40, 120), rng.uniform(10, 40)
+        t = TISSUES[TISSUE_ID[tissue]]
+        spread = max(2 * t.spread, 12.0)
+        mean = t.hu[p] + spread * rng.standard_normal()
+        return mean, t.tex_fine * rng.uniform(0.5, 2.0), t.tex_coarse * t.coarse_phase[p] * rng.uniform(0.5, 2.0)
+
+    extras = [(cid, tissue) for cid, tissue in _EXTRA_TISSUE.items() if cid != PANCREAS_FAT]  # version 3's only
+    mean, fine, coarse, label, gassy = _tables(tpl, draw, class_tissue, extras)
+    if phase == "arterial":
+        for cid, name in tpl.names.items():
+            if class_tissue(name) == "aorta":
+                mean[cid] = rng.uniform(180, 420)
+    return mean, fine, coarse, label, gassy
 
 
 def _rotation(rng: np.random.Generator) -> np.ndarray:

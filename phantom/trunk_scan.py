@@ -12,15 +12,15 @@ Arrays numpy zyx; SimpleITK geometry xyz; millimetres.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from phantom.abdomen_paint import Fields
+from phantom.abdomen_scan import scan_phantom
 from phantom.grid import CanonicalGrid, SmoothField, check_ranges
 from phantom.hu_table import PHASES_V3, draw_case_hu, tissue_label_lut_v3
-from phantom.imaging import TextureFields, draw_imaging_v3, render_into, slab_ranges
-from phantom.shapes import Slab
+from phantom.imaging import TextureFields, draw_imaging_v3
 from phantom.trunk import Trunk, draw_antrum, draw_trunk, landmarks, rasterize, with_antrum
 
 FOV_KINDS = ("chest-abdomen-pelvis", "abdomen-pelvis", "upper-abdomen")
@@ -106,9 +106,7 @@ def generate_phantom_canonical_v3(
     anat = draw_trunk(rng)
     fov = draw_fov(rng, anat)
     grid = draw_geometry(rng, fov, size_xy, slices, slice_range, spacing, spacing_xy_range, spacing_z_range)
-    n = grid.shape_zyx[0]
     disp = [SmoothField(rng, grid, 45.0, rng.uniform(2, 6)) for _ in range(3)]
-    umax = [d.max_abs for d in disp]
     tex = TextureFields(rng, grid)
     lattice = max(4.0, 1.5 * max(grid.spacing_xyz[:2]))
     extra = {"bowel1": SmoothField(rng, grid, 22.0), "bowel2": SmoothField(rng, grid, 22.0)}
@@ -117,16 +115,8 @@ def generate_phantom_canonical_v3(
     variants = tuple(v for v, on in (("fatty_liver", pt.fatty_liver), ("fatty_pancreas", pt.fatty_pancreas)) if on)
     imaging = draw_imaging_v3(rng, *draw_case_hu(rng, phase, variants), grid.spacing_xyz[2])
     anat = with_antrum(anat, draw_antrum(rng, anat))
-    xs, ys, zs = grid.axis_coords("x"), grid.axis_coords("y"), grid.axis_coords("z")
-    image = np.empty(grid.shape_zyx, np.int16)
-    label = np.empty(grid.shape_zyx, np.uint8)
-    lut = tissue_label_lut_v3()
-    for ranges in slab_ranges(n):
-        a0, a1 = ranges[2:]
-        slab = Slab(xs, ys, zs[a0:a1], *(d.slab(a0, a1) for d in disp), umax)
-        fine = tex.fine.slab(a0, a1)
-        tissue = rasterize(anat, slab, Fields(fine, **{k: f.slab(a0, a1) for k, f in extra.items()}))
-        render_into(image, label, lut, tissue, ranges, (fine, tex.coarse.slab(a0, a1)), imaging, grid.spacing_xyz)
+    paint = functools.partial(rasterize, anat)
+    image, label = scan_phantom(grid, paint, disp, tex, extra, imaging, tissue_label_lut_v3())
     info = {
         "field_of_view": fov.kind,
         "fatty_liver": pt.fatty_liver,
