@@ -111,6 +111,7 @@ def _room_in_front_of_the_aorta(rng: np.random.Generator, body: Body, front: flo
 
 
 def _draw_diaphragm(rng: np.random.Generator) -> Diaphragm:
+    """The right dome at z 125-165 mm, the left one 5-25 mm lower."""
     right = rng.uniform(125, 165)
     return Diaphragm(right_dome_z=right, left_dome_z=right - rng.uniform(5, 25))
 
@@ -274,6 +275,7 @@ def _draw_gallbladder(rng: np.random.Generator, z: float) -> Ellipsoid | None:
 
 
 def _draw_stomach(rng: np.random.Generator) -> Stomach:
+    """The stomach's body high on the left, in front of the spleen, with its air-fluid level."""
     u = rng.uniform
     body = Ellipsoid(
         (u(35, 60), u(-50, -20), u(85, 115)),
@@ -321,6 +323,7 @@ def _draw_colon(rng: np.random.Generator, body: Body, z: float) -> Tube:
 
 
 def _draw_bladder(rng: np.random.Generator) -> Ellipsoid:
+    """The bladder low in the midline, 220-260 mm below the renal hila."""
     u = rng.uniform
     return Ellipsoid((0.0, u(-60, -30), u(-260, -220)), (u(35, 55), u(30, 45), u(30, 45)))
 

@@ -27,7 +27,7 @@ from phantom.anatomy import (
     Table,
     Vessels,
 )
-from phantom.shapes import Ellipsoid, Slab, ellipsoid, paint, tube
+from phantom.shapes import Ellipsoid, Slab, Tube, ellipsoid, paint, tube
 from phantom.tissues import TISSUE_ID as T
 
 
@@ -154,10 +154,8 @@ def paint_viscera(tissue: np.ndarray, slab: Slab, a: Anatomy, fields: Fields, re
     paint_antrum(tissue, slab, a.stomach.antrum, a.stomach.content, abd)
     paint_duodenum(tissue, slab, a.bowel, abd)
     liver_mask = paint_liver(tissue, slab, a.liver, a.kidneys, a.spine, abd)
-    for pts, rad in a.liver.vessels:
-        t = tube(slab, pts, rad)
-        if t is not None:
-            paint(tissue, t[0], t[1] < 1, T["liver_vessel"], liver_mask)
+    for vessel in a.liver.vessels:
+        paint_tube(tissue, slab, vessel, T["liver_vessel"], liver_mask)
     paint_ellipsoid(tissue, slab, a.gallbladder, ((1.0, "gallbladder"),), abd)
     paint_spleen(tissue, slab, a.spleen, abd)
     paint_pancreas(tissue, slab, a.pancreas, fields, abd)
@@ -179,8 +177,8 @@ def paint_ellipsoid(
             paint(tissue, e[0], e[2] < bound, T[name], allowed)
 
 
-def paint_tube(tissue: np.ndarray, slab: Slab, t, tid: int, allowed: np.ndarray) -> None:
-    """Paint the tube `t` (points, radii) with tissue id `tid` within `allowed`."""
+def paint_tube(tissue: np.ndarray, slab: Slab, t: Tube, tid: int, allowed: np.ndarray) -> None:
+    """Paint the tube `t` with tissue id `tid` within `allowed`."""
     r = tube(slab, *t)
     if r is not None:
         paint(tissue, r[0], r[1] < 1, tid, allowed)
@@ -265,6 +263,7 @@ def paint_antrum(tissue: np.ndarray, slab: Slab, antrum: Antrum | None, content:
 
 
 def paint_duodenum(tissue: np.ndarray, slab: Slab, bowel: Bowel, abd: np.ndarray) -> None:
+    """The duodenum: wall, and the small bowel's content inside."""
     t = tube(slab, *bowel.duodenum)
     if t is not None:
         r, rho = t

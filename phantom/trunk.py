@@ -115,6 +115,7 @@ def draw_trunk(rng: np.random.Generator) -> Trunk:
 
 
 def _draw_patient(rng: np.random.Generator, diaphragm: Diaphragm, oral: str) -> Patient:
+    """The variants (fatty organs, arms down) and the hips, arms and lung apices of one patient."""
     u = rng.uniform
     fatty_pancreas = rng.random() < 0.25
     return Patient(
