@@ -25,7 +25,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-bench.txt
 
 example: venv
 	rm -rf $(EXAMPLE)
-	$(PY) -m training.phantom --out $(EXAMPLE)/phantom --cases 1 --seed 1 --size 512 --slices 64 64
+	$(PY) -m phantom --out $(EXAMPLE)/phantom --cases 1 --seed 1 --size 512 --slices 64 64
 	INPUT_DIR=$(EXAMPLE)/phantom/imagesTr OUTPUT_DIR=$(EXAMPLE)/outputs PYTHON=$(PY) sh predict.sh
 	$(PY) -m evaluation.evaluate --gt $(EXAMPLE)/phantom/labelsTr --pred $(EXAMPLE)/outputs --out $(EXAMPLE)/scores
 	@echo "label maps written to $(EXAMPLE)/outputs/, scores in $(EXAMPLE)/scores/"

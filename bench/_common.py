@@ -128,7 +128,7 @@ def phantom_case(folder: Path, depth: int, size: int = 512, seed: int = 7) -> tu
     <folder>/labels/<name>.nii.gz; made once and reused (files are named by size, depth and seed)."""
     import SimpleITK as sitk
 
-    from training.phantom import generate_case
+    from phantom.generate import generate_case
 
     name = f"P{size}x{depth}s{seed}"
     image_path, label_path = folder / f"{name}{INPUT_SUFFIX}", folder / "labels" / f"{name}.nii.gz"

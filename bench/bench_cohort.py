@@ -51,7 +51,7 @@ TORCHRUN = [
 def make_cohort(folder: Path, cases: int, size: int, depth: int) -> Path:
     """``cases`` phantoms (generator version 2, size x size x depth, 0.8 x 0.8 x 1.5 mm), made once into
     ``folder``; returns the folder of images."""
-    from training.phantom import write_dataset
+    from phantom.generate import write_dataset
 
     images = folder / "imagesTr"
     if len(list(images.glob(f"*{INPUT_SUFFIX}"))) != cases:
