@@ -24,6 +24,7 @@ if str(REPO) not in sys.path:
 from inference.checkpoint import DEFAULT_WEIGHTS, load_checkpoint  # noqa: E402
 from inference.model import RUNet, UNetConfig  # noqa: E402
 from inference.precision_choice import cpu_model  # noqa: E402
+from inference.task import INPUT_SUFFIX  # noqa: E402
 
 TINY_CONFIG = UNetConfig(widths=(4, 8, 16))
 """A network small enough for the --quick smoke runs (size multiple 4)."""
@@ -127,10 +128,10 @@ def phantom_case(folder: Path, depth: int, size: int = 512, seed: int = 7) -> tu
     <folder>/labels/<name>.nii.gz; made once and reused (files are named by size, depth and seed)."""
     import SimpleITK as sitk
 
-    from training.phantom import generate_case
+    from phantom.generate import generate_case
 
     name = f"P{size}x{depth}s{seed}"
-    image_path, label_path = folder / f"{name}_0000.nii.gz", folder / "labels" / f"{name}.nii.gz"
+    image_path, label_path = folder / f"{name}{INPUT_SUFFIX}", folder / "labels" / f"{name}.nii.gz"
     if not (image_path.exists() and label_path.exists()):
         label_path.parent.mkdir(parents=True, exist_ok=True)
         image, label = generate_case(seed, size_xy=size, slices=depth, spacing=(0.8, 0.8, 1.5))

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, RESULTS, TINY_CONFIG, machine_line, markdown_table, publish  # noqa: E402
 
 from inference.checkpoint import DEFAULT_WEIGHTS  # noqa: E402
+from inference.task import INPUT_SUFFIX  # noqa: E402
 
 PREDICT = [sys.executable, "-m", "inference.predict"]
 TORCHRUN = [
@@ -50,10 +51,10 @@ TORCHRUN = [
 def make_cohort(folder: Path, cases: int, size: int, depth: int) -> Path:
     """``cases`` phantoms (generator version 2, size x size x depth, 0.8 x 0.8 x 1.5 mm), made once into
     ``folder``; returns the folder of images."""
-    from training.phantom import write_dataset
+    from phantom.generate import write_dataset
 
     images = folder / "imagesTr"
-    if len(list(images.glob("*_0000.nii.gz"))) != cases:
+    if len(list(images.glob(f"*{INPUT_SUFFIX}"))) != cases:
         shutil.rmtree(folder, ignore_errors=True)
         write_dataset(
             folder,

@@ -40,11 +40,11 @@ from inference.openvino_backend import (  # noqa: E402
     cpu_threads,
     import_openvino,
 )
-from inference.patching import PatchPlan, _round_up, _windows  # noqa: E402
+from inference.patching import PatchPlan, round_up, z_windows  # noqa: E402
 from inference.precision_choice import measure  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-_INPLACE = rs._regularized_softmax_inplace
+_INPLACE = rs.regularized_softmax_inplace
 
 
 Timed = Callable[[], object]
@@ -115,16 +115,17 @@ def network_call(model: RUNet, variant: str, dtype: torch.dtype, x: torch.Tensor
     net = model.to(device)
 
     def before() -> None:
-        rs._regularized_softmax_inplace = rs._regularized_softmax_graph  # the pre-speed-up layer (same values)
+        rs.regularized_softmax_inplace = rs.regularized_softmax_graph  # the pre-speed-up layer (same values)
         try:
             net(x)
         finally:
-            rs._regularized_softmax_inplace = _INPLACE
+            rs.regularized_softmax_inplace = _INPLACE
 
     return _inference(before, dtype, device)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The options, with the sizes of the case and of the reference operations (smaller with --quick)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny network and windows (smoke test)")
     p.add_argument("--depth", type=int, default=64, help="slices of the 512x512xD case")
@@ -137,27 +138,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=RESULTS / "floor.md")
     args = p.parse_args(argv)
-    repeats = args.repeats or (1 if args.quick else 2)
-    size, window, conv_shape, channels, gemm = 512, 128, (64, 128, 128), 32, (1024, 2048)
+    args.repeats = args.repeats or (1 if args.quick else 2)
+    args.size, args.window, args.conv_shape, args.channels, args.gemm = 512, 128, (64, 128, 128), 32, (1024, 2048)
     if args.quick:
-        args.networks, args.depth, size, window, conv_shape, channels, gemm = (
-            ["tiny"],
-            16,
-            64,
-            16,
-            (16, 32, 32),
-            16,
-            (256,),
-        )
+        args.networks, args.depth, args.size, args.window = ["tiny"], 16, 64, 16
+        args.conv_shape, args.channels, args.gemm = (16, 32, 32), 16, (256,)
     if "openvino" in args.backends and (args.device != "cpu" or import_openvino() is None):
         print("skipping the openvino backend: it needs --device cpu and the openvino package", file=sys.stderr)
         args.backends = [b for b in args.backends if b != "openvino"]
-    dtypes = {name: DTYPES[name] for name in args.precisions}
+    return args
 
-    calls: dict[tuple, Timed] = {}
-    flops: dict[tuple, float] = {}
-    for key, (fn, f) in reference_ops(conv_shape, channels, gemm, args.backends, dtypes, args.device).items():
-        calls[key], flops[key] = fn, f
+
+def network_cases(args: argparse.Namespace, dtypes: dict[str, torch.dtype], calls: dict[tuple, Timed]) -> list:
+    """Per network of --networks (each config once): (source, model, windows per case, window depth, window
+    height and width, FLOP per case, variants); its forward calls are added to ``calls``."""
     cases = []
     seen = set()
     for source in args.networks:
@@ -171,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         seen.add(key)
         m = model.config.size_multiple
-        depth, starts = _windows(args.depth, PatchPlan(phases=16, window=window, size_multiple=m))
-        win, hw = min(window, depth), _round_up(-(-size // 4), m)
+        depth, starts = z_windows(args.depth, PatchPlan(phases=16, window=args.window, size_multiple=m))
+        win, hw = min(args.window, depth), round_up(-(-args.size // 4), m)
         n_windows, batch = 16 * len(starts), 2
         case_flops = count_flops(model, (1, 1, win, hw, hw)) * n_windows
         x = torch.randn(batch, 1, win, hw, hw, device=args.device)
@@ -183,8 +177,12 @@ def main(argv: list[str] | None = None) -> int:
             for variant in variants:
                 calls["network", source, name, variant] = network_call(model, variant, dt, x, args.device)
         cases.append((source, model, n_windows, win, hw, case_flops, variants))
+    return cases
 
-    seconds = measure(calls, rounds=repeats)  # every call warmed up, then timed round after round, interleaved
+
+def floor_rows(cases: list, dtypes: dict, seconds: dict[tuple, float], flops: dict[tuple, float]) -> list[list]:
+    """One table row per network, precision and variant: its floor (the case's FLOP at the best reference
+    throughput of its backend and precision) beside the measured network time."""
     rows = []
     for source, model, n_windows, win, hw, case_flops, variants in cases:
         for name in dtypes:
@@ -210,26 +208,43 @@ def main(argv: list[str] | None = None) -> int:
                         measured / floor,
                     ]
                 )
-    headers = [
-        "network",
-        "backend",
-        "precision",
-        "variant",
-        "windows",
-        "TFLOP / case",
-        "Conv3d GFLOP/s",
-        "best GEMM GFLOP/s",
-        "floor (s)",
-        "network (s)",
-        "network / floor",
-    ]
+    return rows
+
+
+HEADERS = [
+    "network",
+    "backend",
+    "precision",
+    "variant",
+    "windows",
+    "TFLOP / case",
+    "Conv3d GFLOP/s",
+    "best GEMM GFLOP/s",
+    "floor (s)",
+    "network (s)",
+    "network / floor",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    dtypes = {name: DTYPES[name] for name in args.precisions}
+    calls: dict[tuple, Timed] = {}
+    flops: dict[tuple, float] = {}
+    ops = reference_ops(args.conv_shape, args.channels, args.gemm, args.backends, dtypes, args.device)
+    for key, (fn, f) in ops.items():
+        calls[key], flops[key] = fn, f
+    cases = network_cases(args, dtypes, calls)
+    seconds = measure(calls, rounds=args.repeats)  # every call warmed up, then timed round after round, interleaved
+    rows = floor_rows(cases, dtypes, seconds, flops)
+    size, channels, conv_shape = args.size, args.channels, args.conv_shape
     title = (
         f"Floor ({'quick' if args.quick else 'full'}): {size}x{size}x{args.depth} case at --phases 16, batch 2; "
-        f"floor throughput = max(Conv3d({channels}, {channels}, 3) on {conv_shape}, GEMM n in {list(gemm)}) per "
-        f"backend and precision; best of {repeats} interleaved rounds; device {args.device}, openvino threads "
-        f"{cpu_threads()}. {machine_line(args.device)}."
+        f"floor throughput = max(Conv3d({channels}, {channels}, 3) on {conv_shape}, GEMM n in {list(args.gemm)}) "
+        f"per backend and precision; best of {args.repeats} interleaved rounds; device {args.device}, openvino "
+        f"threads {cpu_threads()}. {machine_line(args.device)}."
     )
-    publish(title, markdown_table(headers, rows), args.out)
+    publish(title, markdown_table(HEADERS, rows), args.out)
     return 0
 
 

@@ -31,7 +31,7 @@ from _common import RESULTS, machine_line, markdown_table, phantom_case, publish
 from bench_stages import make_segmenter  # noqa: E402
 
 from inference.io import read_ct  # noqa: E402
-from inference.patching import _phase_input, _round_up, _windows, iter_phase_sums, window_coverage  # noqa: E402
+from inference.patching import iter_phase_sums, phase_input, round_up, window_coverage, z_windows  # noqa: E402
 
 
 def monai_starts(depth: int, window: int, overlap: float) -> list[int]:
@@ -58,12 +58,12 @@ def peer(volume: np.ndarray, seg, plan, pad_value: float) -> dict:
 
     d, h, w = volume.shape
     s = plan.stride
-    depth, _ = _windows(d, plan)
-    hw = (_round_up(-(-h // s), plan.size_multiple), _round_up(-(-w // s), plan.size_multiple))
+    depth, _ = z_windows(d, plan)
+    hw = (round_up(-(-h // s), plan.size_multiple), round_up(-(-w // s), plan.size_multiple))
     win = min(plan.window, depth)
     out = {}
     for i, j in plan.offsets():
-        x = torch.from_numpy(_phase_input(volume, (i, j), plan, depth, hw, pad_value))[None, None]
+        x = torch.from_numpy(phase_input(volume, (i, j), plan, depth, hw, pad_value))[None, None]
         with torch.inference_mode():
             probs = sliding_window_inference(
                 x.to(seg.device), (win, *hw), seg.batch_size, seg._predict_fn, overlap=plan.overlap, mode="constant"
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     norm = seg.checkpoint.normalization
     x = norm.apply(volume.image)
     plan = seg.plan_for(volume.spacing_zyx)
-    depth, starts = _windows(x.shape[0], plan)
+    depth, starts = z_windows(x.shape[0], plan)
     win = min(plan.window, depth)
     same_windows = starts == monai_starts(depth, win, plan.overlap)
 

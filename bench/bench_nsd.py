@@ -24,7 +24,8 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.metrics import ORGANS, nsd, score_labels  # noqa: E402
+from evaluation.metrics import nsd, score_labels  # noqa: E402
+from evaluation.task import ORGANS  # noqa: E402
 from training.shared_data import shared_data_dir  # noqa: E402
 
 

@@ -62,10 +62,10 @@ def full_box_version(labels: np.ndarray, keep: dict[int, int] = KEEP_COMPONENTS)
     foreground box rather than over its foreground voxels only. Kept here for the before/after row."""
     import cc3d
 
-    from inference.postprocess import _foreground_box
+    from inference.postprocess import foreground_box
 
     out = np.array(labels, dtype=np.uint8, copy=True)
-    box = _foreground_box(out)
+    box = foreground_box(out)
     if box is None:
         return out
     crop = np.ascontiguousarray(out[box])

@@ -59,12 +59,14 @@ from _common import (  # noqa: E402
 
 from inference import regularized_softmax as rs  # noqa: E402
 from inference.checkpoint import Checkpoint  # noqa: E402
-from inference.engine import PRECISIONS, Segmenter, precision_name, select_device  # noqa: E402
+from inference.device import PRECISIONS, precision_name, select_device  # noqa: E402
+from inference.engine import Segmenter  # noqa: E402
 from inference.io import read_ct, write_labels  # noqa: E402
 from inference.patching import predict_labels  # noqa: E402
 from inference.postprocess import keep_largest_components  # noqa: E402
 from inference.preprocess import Normalization  # noqa: E402
 from inference.stride import PlanOptions  # noqa: E402
+from inference.task import INPUT_SUFFIX  # noqa: E402
 
 
 def make_segmenter(
@@ -83,9 +85,9 @@ def make_segmenter(
     m = ckpt.config.size_multiple
     options = PlanOptions(phases=phases, stride=4, window=max(m, window - window % m))
     if variant == "before":
-        rs._regularized_softmax_inplace = rs._regularized_softmax_graph  # the pre-speed-up layer (same values)
+        rs.regularized_softmax_inplace = rs.regularized_softmax_graph  # the pre-speed-up layer (same values)
         return Segmenter(ckpt, dev, options, 2, torch.float32, fuse=False, channels_last=False)
-    rs._regularized_softmax_inplace = _INPLACE
+    rs.regularized_softmax_inplace = _INPLACE
     dtype = None if precision == "auto" else PRECISIONS[precision]
     return Segmenter(ckpt, dev, options, 2, dtype, backend="torch" if variant == "after" else variant)
 
@@ -134,7 +136,7 @@ def run_child(image: Path, variant: str, net: str, phases: int, device: str, win
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-_INPLACE = rs._regularized_softmax_inplace
+_INPLACE = rs.regularized_softmax_inplace
 STAGES = ("read", "normalize", "network", "assembly", "postprocess", "write")
 
 
@@ -161,7 +163,7 @@ def stage_rows(
             for variant, precision in configs:
                 if in_process:  # smoke runs: no fresh interpreter, so the peak RSS is this process's
                     t = run_case(str(image), variant, net, phases, device, window, precision)
-                    rs._regularized_softmax_inplace = _INPLACE
+                    rs.regularized_softmax_inplace = _INPLACE
                 else:
                     t = run_child(image, variant, net, phases, device, window, precision)
                 t["e2e"] = sum(t[s] for s in STAGES)
@@ -218,7 +220,6 @@ def _cli_seconds(case: Path, out: Path, backend: str, precision: str, cache: Pat
 
 
 CLI_CONFIGS = [(b, p) for b in ("torch", "openvino") for p in ("float32", "bfloat16", "auto")]
-ORGANS = {1: "liver", 2: "kidney", 3: "spleen", 4: "pancreas"}
 
 
 def cli_rows(folders: list[Path], repeats: int, phases: int, work: Path) -> list[list]:
@@ -227,8 +228,9 @@ def cli_rows(folders: list[Path], repeats: int, phases: int, work: Path) -> list
     import SimpleITK as sitk
 
     from evaluation.metrics import dice as mask_dice
+    from evaluation.task import ORGANS
 
-    cases = sorted(c for f in folders for c in f.glob("*_0000.nii.gz"))
+    cases = sorted(c for f in folders for c in f.glob(f"*{INPUT_SUFFIX}"))
     warm = work / "cache-warm"
     configs = [(b, p, "warm") for b, p in CLI_CONFIGS] + [(b, "auto", "cold") for b in ("torch", "openvino")]
     outputs = {(c, cfg): work / "out" / c.name / "-".join(cfg) for c in cases for cfg in configs}
@@ -244,7 +246,7 @@ def cli_rows(folders: list[Path], repeats: int, phases: int, work: Path) -> list
                 best[case, cfg] = min(best.get((case, cfg), float("inf")), seconds)
     rows = []
     for case in cases:
-        name = case.name.removesuffix("_0000.nii.gz")
+        name = case.name.removesuffix(INPUT_SUFFIX)
         labels = {
             cfg: sitk.GetArrayFromImage(sitk.ReadImage(str(outputs[case, cfg] / f"{name}.nii.gz"))) for cfg in configs
         }

@@ -36,7 +36,8 @@ from _common import REPO, TimedFn, machine_line, markdown_table, phantom_case, p
 
 from evaluation.efficiency import run_command  # noqa: E402
 from inference.checkpoint import load_checkpoint  # noqa: E402
-from inference.engine import PRECISIONS, Segmenter, select_device  # noqa: E402
+from inference.device import PRECISIONS, select_device  # noqa: E402
+from inference.engine import Segmenter  # noqa: E402
 from inference.io import read_ct, write_labels  # noqa: E402
 from inference.stride import PlanOptions  # noqa: E402
 
@@ -92,7 +93,6 @@ def whole_process(image: Path, weights: Path, precision: str, device: str, phase
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--out", type=Path, default=REPO / "bench" / "results", help="folder for the table (default: bench/results)"
@@ -122,21 +122,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    work = args.work or Path(tempfile.mkdtemp(prefix="gpu_check_"))
-    work.mkdir(parents=True, exist_ok=True)
-    size = 512
-    if args.quick:
-        from bench_startup import tiny_weights
-
-        args.depths, size = [16], 64
-        (work / "tiny").mkdir(exist_ok=True)
-        args.weights = tiny_weights(work / "tiny")
-    t0 = time.perf_counter()
-    images = [phantom_case(work / "phantoms", d, size)[0] for d in args.depths]
-    print(f"phantoms ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-
+def check_rows(args: argparse.Namespace, images: list[Path], size: int, work: Path) -> tuple[list, list]:
+    """(table rows, raw records): per precision and phantom, the whole-process run (the CLI, timed and sampled)
+    beside the in-process one, and whether the goals are met."""
     rows, raw = [], []
     for precision in args.precisions:
         inside = in_process(images, args.weights, precision, args.device, args.phases, work, args.batch_size)
@@ -179,6 +167,25 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
             print(f"{image.name} {precision}: whole {rec.seconds:.2f} s, in process {seconds:.2f} s", file=sys.stderr)
+    return rows, raw
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="gpu_check_"))
+    work.mkdir(parents=True, exist_ok=True)
+    size = 512
+    if args.quick:
+        from bench_startup import tiny_weights
+
+        args.depths, size = [16], 64
+        (work / "tiny").mkdir(exist_ok=True)
+        args.weights = tiny_weights(work / "tiny")
+    t0 = time.perf_counter()
+    images = [phantom_case(work / "phantoms", d, size)[0] for d in args.depths]
+    print(f"phantoms ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+
+    rows, raw = check_rows(args, images, size, work)
     headers = [
         "volume",
         "precision",

@@ -45,10 +45,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from evaluation.task import IMAGE_SUFFIX
+
 MIB = 1 << 20
 INTERVAL_S = 0.1
 STABLE_FRACTION = 0.02
-IMAGE_SUFFIX = "_0000.nii.gz"
 DOCKER_TEMPLATE = (
     'docker container run --gpus "device={gpu}" --rm -v {input}:/workspace/inputs '
     '-v {output}:/workspace/outputs {image} /bin/bash -c "sh predict.sh"'
@@ -404,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--input", type=Path, required=True, help="folder of <case>_0000.nii.gz images")
+    parser.add_argument("--input", type=Path, required=True, help=f"folder of <case>{IMAGE_SUFFIX} images")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     how = parser.add_mutually_exclusive_group(required=True)
     how.add_argument("--command", help="shell command template with {input}, {output}, {gpu}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -30,7 +29,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from evaluation.labels_io import GridMismatchError, LabelReadError, check_same_grid, read_labels, unknown_labels
-from evaluation.metrics import FLARE21_TOLERANCE_MM, ORGANS, labels_present, score_labels_present
+from evaluation.metrics import FLARE21_TOLERANCE_MM, labels_present, score_labels_present
 from evaluation.report import (
     Row,
     format_summary,
@@ -39,9 +38,9 @@ from evaluation.report import (
     write_metrics_csv,
     write_summary_csv,
 )
+from evaluation.task import IMAGE_SUFFIX, ORGANS
 
 SUFFIX = ".nii.gz"
-_IMAGE_NAME = re.compile(r"_0000\.nii\.gz$")  # FLARE images: <case>_0000.nii.gz (one modality)
 
 # Statuses of a case: scored normally, scored 0 (the prediction is missing or unreadable), scored with labels outside
 # the organs' counted as background (a problem: exit code 1), or not scored (an error).
@@ -77,7 +76,7 @@ def find_cases(gt_dir: Path) -> list[str]:
     return sorted(
         name[: -len(SUFFIX)]
         for name in names
-        if not (_IMAGE_NAME.search(name) and _IMAGE_NAME.sub(SUFFIX, name) in names)
+        if not (name.endswith(IMAGE_SUFFIX) and name.removesuffix(IMAGE_SUFFIX) + SUFFIX in names)
     )
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from evaluation.labels_io import GridMismatchError, LabelReadError, check_same_grid, read_labels
-from evaluation.metrics import ORGANS
+from evaluation.task import IMAGE_SUFFIX, ORGANS
 
 COLORS = {1: (0.85, 0.2, 0.2), 2: (0.2, 0.75, 0.2), 3: (0.2, 0.4, 0.95), 4: (0.95, 0.8, 0.1)}
 SOFT_TISSUE_WINDOW = (-160.0, 240.0)
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--image", type=Path, required=True, help="CT image <case>_0000.nii.gz")
+    parser.add_argument("--image", type=Path, required=True, help=f"CT image <case>{IMAGE_SUFFIX}")
     parser.add_argument("--gt", type=Path, required=True, help="ground-truth label map <case>.nii.gz")
     parser.add_argument("--pred", type=Path, required=True, help="predicted label map <case>.nii.gz")
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")

@@ -19,19 +19,24 @@ outer layer of corners) is all the work needs: growing it by the tolerance would
 
 Edge cases, as the organizers score them: both masks empty gives DSC = NSD = 1; ground truth empty and
 prediction not gives 0 and 0; prediction empty and ground truth not gives 0 and 0.
+
+Surface distances in two stages, as DeepMind's package: ``surface_distances`` computes every surfel's distance to
+the other surface once (a distance transform), and ``hausdorff_distance`` (HD95), ``average_surface_distance`` and
+``surface_dice`` read it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 from evaluation.surfels import _area_table, neighbour_codes
+from evaluation.task import ORGANS
 
-ORGANS: dict[int, str] = {1: "liver", 2: "kidney", 3: "spleen", 4: "pancreas"}
 FLARE21_TOLERANCE_MM = 1.0
 FLARE22_TOLERANCES_MM: dict[int, float] = {1: 5.0, 2: 3.0, 3: 3.0, 4: 5.0}
 
@@ -216,8 +221,128 @@ def nsd(
     return _nsd_in_box(gt[box], pred[box], spacing, tol)
 
 
+@dataclass(frozen=True)
+class SurfaceDistances:
+    """Every surfel of both surfaces with its distance (mm) to the nearest surfel of the other surface and its area
+    (mm^2), each direction sorted by distance: what DeepMind's ``compute_surface_distances`` returns, from which
+    :func:`hausdorff_distance`, :func:`average_surface_distance` and :func:`surface_dice` are computed.
+
+    1D float64 arrays; a surfel of a mask whose partner mask is empty is at distance inf."""
+
+    gt_to_pred_mm: np.ndarray
+    pred_to_gt_mm: np.ndarray
+    gt_areas_mm2: np.ndarray
+    pred_areas_mm2: np.ndarray
+
+
+def _sorted_by_distance(dist: np.ndarray, area: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((area, dist))  # by distance, then area: the reference's order
+    return dist[order], area[order]
+
+
+def surface_distances(gt: np.ndarray, pred: np.ndarray, spacing_zyx_mm: Sequence[float]) -> SurfaceDistances:
+    """The surfels of two masks and their distances to the other surface, computed once for several metrics.
+
+    Args:
+        gt, pred: bool arrays of the same shape (z, y, x).
+        spacing_zyx_mm: voxel spacing (z, y, x) in mm, from the ground truth's header.
+
+    Distances are Euclidean under the anisotropic spacing, from every surfel (a mixed voxel corner, see
+    evaluation/surfels.py) to the nearest surfel of the other mask: scipy's distance transform on the union's
+    bounding box, as the reference does."""
+    _check_masks(gt, pred)
+    spacing = _check_spacing(spacing_zyx_mm)
+    boxes = [b for b in (_bbox(gt), _bbox(pred)) if b is not None]
+    if not boxes:
+        empty = np.zeros(0)
+        return SurfaceDistances(empty, empty, empty, empty)
+    box = _union_bbox(*boxes) if len(boxes) == 2 else boxes[0]
+    areas = _area_table(*spacing)
+    border, area = {}, {}
+    for name, mask in (("gt", gt), ("pred", pred)):
+        code = neighbour_codes(mask[box])
+        border[name] = (code != 0) & (code != 255)
+        area[name] = areas[code[border[name]]]
+    dist = {}
+    for name, other in (("gt", "pred"), ("pred", "gt")):
+        if border[other].any():
+            dist[name] = ndimage.distance_transform_edt(~border[other], sampling=spacing)[border[name]]
+        else:
+            dist[name] = np.full(int(border[name].sum()), np.inf)
+    gt_d, gt_a = _sorted_by_distance(dist["gt"], area["gt"])
+    pred_d, pred_a = _sorted_by_distance(dist["pred"], area["pred"])
+    return SurfaceDistances(gt_d, pred_d, gt_a, pred_a)
+
+
+def _directed_percentile(dist: np.ndarray, area: np.ndarray, percent: float) -> float:
+    """The ``percent``-th area-weighted percentile of sorted distances (the reference's rule)."""
+    cumulative = np.cumsum(area) / np.sum(area)
+    return float(dist[min(int(np.searchsorted(cumulative, percent / 100.0)), dist.size - 1)])
+
+
+def hausdorff_distance(d: SurfaceDistances, percent: float = 95.0) -> float:
+    """Robust Hausdorff distance in mm (HD95 by default): the larger of the two directed ``percent``-th
+    percentiles of the surfels' distances, weighted by area (DeepMind's ``compute_robust_hausdorff``).
+
+    0.0 when both masks are empty, inf when exactly one is."""
+    if not 0.0 <= percent <= 100.0:
+        raise ValueError(f"percent must lie in [0, 100], got {percent!r}")
+    if d.gt_to_pred_mm.size == 0 and d.pred_to_gt_mm.size == 0:
+        return 0.0
+    if d.gt_to_pred_mm.size == 0 or d.pred_to_gt_mm.size == 0:
+        return math.inf
+    return max(
+        _directed_percentile(d.gt_to_pred_mm, d.gt_areas_mm2, percent),
+        _directed_percentile(d.pred_to_gt_mm, d.pred_areas_mm2, percent),
+    )
+
+
+def average_surface_distance(d: SurfaceDistances) -> float:
+    """Average symmetric surface distance in mm: the mean distance of the surfels of both masks to the other
+    surface, weighted by area (DeepMind's two directed averages, weighted by their surfaces' areas).
+
+    0.0 when both masks are empty, inf when exactly one is."""
+    total = float(np.sum(d.gt_areas_mm2)) + float(np.sum(d.pred_areas_mm2))
+    if total == 0.0:
+        return 0.0
+    return (float(np.sum(d.gt_to_pred_mm * d.gt_areas_mm2)) + float(np.sum(d.pred_to_gt_mm * d.pred_areas_mm2))) / total
+
+
+def surface_dice(d: SurfaceDistances, tolerance_mm: float = FLARE21_TOLERANCE_MM) -> float:
+    """Normalized surface Dice at a tolerance from the distances: the value :func:`nsd` computes without them.
+
+    1.0 when both masks are empty, 0.0 when exactly one is."""
+    tol = _check_tolerance(tolerance_mm)
+    total = float(np.sum(d.gt_areas_mm2)) + float(np.sum(d.pred_areas_mm2))
+    if total == 0.0:
+        return 1.0
+    within = float(np.sum(d.gt_areas_mm2[d.gt_to_pred_mm <= tol])) + float(
+        np.sum(d.pred_areas_mm2[d.pred_to_gt_mm <= tol])
+    )
+    return within / total
+
+
 def _label_bboxes(labels: np.ndarray, wanted: Sequence[int]) -> dict[int, tuple[slice, ...] | None]:
-    """Bounding boxes of the labels ``wanted`` (each in 1..7) of a zyx label map, in one chunked pass."""
+    """Bounding boxes of the labels ``wanted`` (integers >= 1) of a zyx label map, or None for an absent label.
+
+    One chunked pass per run of wanted labels that fits in 8 consecutive values (one pass for the organs 1-4):
+    every voxel becomes one bit of a byte, and the boxes come from the OR of those bytes along each axis."""
+    out: dict[int, tuple[slice, ...] | None] = {}
+    pending = sorted({int(v) for v in wanted})
+    if labels.dtype == np.uint8:  # a uint8 map holds no label above 255
+        out |= dict.fromkeys((v for v in pending if v > 255), None)
+        pending = [v for v in pending if v <= 255]
+    while pending:
+        # window [base, base + 8): from 0 for small labels (no subtraction); for uint8 maps at most 248, so that
+        # values below the window wrap around to shifts of 8 or more (no bit)
+        base = 0 if pending[0] < 8 else (min(pending[0], 248) if labels.dtype == np.uint8 else pending[0])
+        out |= _window_bboxes(labels, base, [v for v in pending if v < base + 8])
+        pending = [v for v in pending if v >= base + 8]
+    return out
+
+
+def _window_bboxes(labels: np.ndarray, base: int, group: list[int]) -> dict[int, tuple[slice, ...] | None]:
+    """:func:`_label_bboxes` for labels in [base, base + 8): the bit of value v is 1 << (v - base)."""
     n_z = labels.shape[0]
     per_z = np.zeros(n_z, dtype=np.uint8)
     per_y = np.zeros(labels.shape[1], dtype=np.uint8)
@@ -228,23 +353,27 @@ def _label_bboxes(labels: np.ndarray, wanted: Sequence[int]) -> dict[int, tuple[
     for z0 in range(0, n_z, step):
         chunk = labels[z0 : z0 + step]
         bits = buf[: chunk.shape[0]]
-        if chunk.dtype == np.uint8:
+        if chunk.dtype == np.uint8 and base == 0:
             np.left_shift(one, chunk, out=bits)
+        elif chunk.dtype == np.uint8:
+            np.left_shift(one, np.subtract(chunk, np.uint8(base), out=bits), out=bits)
         else:
-            np.left_shift(one, np.clip(chunk, 0, 8).astype(np.uint8), out=bits)
+            shift = chunk.astype(np.int64) - base
+            shift[(shift < 0) | (shift > 7)] = 8  # no bit
+            np.left_shift(one, shift.astype(np.uint8), out=bits)
         per_z[z0 : z0 + chunk.shape[0]] = np.bitwise_or.reduce(bits, axis=(1, 2))
         per_y |= np.bitwise_or.reduce(bits, axis=(0, 2))
         per_x |= np.bitwise_or.reduce(bits, axis=(0, 1))
     out: dict[int, tuple[slice, ...] | None] = {}
-    for label in wanted:
-        bit = np.uint8(1 << label)
+    for label in group:
+        bit = np.uint8(1 << (label - base))
         idx = [np.flatnonzero(proj & bit) for proj in (per_z, per_y, per_x)]
         out[label] = None if idx[0].size == 0 else tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)
     return out
 
 
 def labels_present(label_map: np.ndarray, labels: Sequence[int] = tuple(ORGANS)) -> set[int]:
-    """The labels of ``labels`` (each in 1..7) that occur in a zyx integer label map."""
+    """The labels of ``labels`` (integers >= 1) that occur in a zyx integer label map."""
     return {label for label, box in _label_bboxes(label_map, [int(v) for v in labels]).items() if box is not None}
 
 
@@ -260,7 +389,7 @@ def score_labels(
     Args:
         gt_labels, pred_labels: integer label maps of the same shape (z, y, x) (uint8 in this project).
         spacing_zyx_mm: voxel spacing (z, y, x) in mm, from the ground truth's header.
-        labels: the label values to score, each in 1..7.
+        labels: the label values to score, integers >= 1.
         tolerance_mm: NSD tolerance in mm, one number for all labels or a mapping label -> tolerance
             (FLARE22: ``FLARE22_TOLERANCES_MM``).
 
@@ -290,8 +419,8 @@ def score_labels_present(
         raise ValueError(f"label map shapes differ: {gt_labels.shape} vs {pred_labels.shape}")
     spacing = _check_spacing(spacing_zyx_mm)
     labels = [int(v) for v in labels]
-    if not all(1 <= v <= 7 for v in labels):
-        raise ValueError(f"labels must lie in 1..7, got {labels}")
+    if not all(v >= 1 for v in labels):
+        raise ValueError(f"labels must be integers >= 1 (0 is the background), got {labels}")
     if isinstance(tolerance_mm, Mapping):
         missing = [v for v in labels if v not in tolerance_mm]
         if missing:

@@ -32,7 +32,8 @@ from scipy import ndimage
 
 from evaluation.evaluate import SUFFIX, find_cases
 from evaluation.labels_io import GridMismatchError, LabelReadError, check_same_grid, read_labels
-from evaluation.metrics import ORGANS, score_labels
+from evaluation.metrics import score_labels
+from evaluation.task import ORGANS
 
 DEFAULT_MARGIN_MM = 10.0
 

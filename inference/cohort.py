@@ -38,8 +38,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from inference.io import INPUT_SUFFIX, NIFTI_UINT8, OUTPUT_SUFFIX, CTVolume, case_name, written_file_problem
+from inference.io import NIFTI_UINT8, OUTPUT_SUFFIX, CTVolume, case_name, written_file_problem
 from inference.patching import PatchPlan
+from inference.task import INPUT_SUFFIX
 from niftiio.nifti_file import header_problem, read_header
 
 T = TypeVar("T")

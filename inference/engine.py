@@ -20,6 +20,7 @@ import torch
 from inference import precision_choice
 from inference.checkpoint import Checkpoint
 from inference.cli import log
+from inference.device import cpu_supports_bf16, precision_name
 from inference.model import fuse_batchnorm
 from inference.openvino_backend import OpenVINONetwork, import_openvino
 from inference.patching import PatchPlan, ProgressFn, predict_labels
@@ -27,46 +28,7 @@ from inference.postprocess import keep_largest_components
 from inference.stride import PlanOptions, plan_patches
 from inference.user_cache import user_cache_dir
 
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BACKENDS = ("auto", "torch", "openvino")
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """ "auto" -> CUDA when available, else CPU; "cuda" fails clearly without a GPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is available")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ValueError(f"unknown device {name!r} (auto, cuda, cuda:N or cpu)")
-    return torch.device(name)
-
-
-def cpu_supports_bf16() -> bool:
-    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX), so bf16 convolutions beat float32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return ("avx512_bf16" in flags or "amx_bf16" in flags) and torch.backends.mkldnn.is_available()
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """ "auto" -> bfloat16 on CUDA devices that support it (float32 on others); on the CPU None, which the
-    Segmenter resolves on its first window to the faster of float32 and bfloat16 (inference/precision_choice.py)."""
-    if name == "auto":
-        if device.type == "cpu":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if name not in PRECISIONS:
-        raise ValueError(f"unknown precision {name!r} (auto, {', '.join(PRECISIONS)})")
-    return PRECISIONS[name]
-
-
-def precision_name(precision: torch.dtype | None) -> str:
-    """ "float32", "bfloat16", ... or "auto" for a precision still to be measured (None)."""
-    return "auto" if precision is None else str(precision).removeprefix("torch.")
 
 
 def resolve_backend(name: str, device: torch.device, precision: torch.dtype | None = torch.float32) -> str:

@@ -25,10 +25,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from inference.preprocess import AIR_HU, memory_problem, replace_non_finite
+from inference.task import INPUT_SUFFIX
 from niftiio.native_stderr import captured_stderr
 from niftiio.nifti_file import NiftiHeader, decode_fully, header_problem, read_header, trailer_problem
 
-INPUT_SUFFIX = "_0000.nii.gz"
 OUTPUT_SUFFIX = ".nii.gz"
 NIFTI_UINT8 = 2  # the NIfTI data type code of the label maps
 

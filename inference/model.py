@@ -7,7 +7,7 @@ Tensors are (B, C, D, H, W): batch, channels, z, y, x. Every spatial size must b
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -37,7 +37,6 @@ class UNetConfig:
     lam_init: float = 1.0
     lam_learnable: bool = True
     tv_iterations: int = 1
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -62,7 +61,9 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> UNetConfig:
-        return cls(**d)
+        """The config of ``to_dict``; the ``extra`` entry of older checkpoints (an unused, always empty dict) is
+        dropped."""
+        return cls(**{k: v for k, v in d.items() if k != "extra"})
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

@@ -106,6 +106,10 @@ def _phase_input(
     return out
 
 
+# Public names of the three functions above, for callers outside this module (bench/).
+round_up, z_windows, phase_input = _round_up, _windows, _phase_input
+
+
 def _batches(items: list, size: int) -> Iterator[list]:
     for k in range(0, len(items), size):
         yield items[k : k + size]

@@ -9,7 +9,7 @@ KEEP_COMPONENTS = {1: 1, 2: 3, 3: 1, 4: 1}
 """How many of the largest 26-connected components each label keeps: liver, spleen, pancreas one; kidney three."""
 
 
-def _foreground_box(labels: np.ndarray) -> tuple[slice, ...] | None:
+def foreground_box(labels: np.ndarray) -> tuple[slice, ...] | None:
     """Bounding box (as slices) of labels > 0, or None if there is no foreground."""
     box = []
     for axis in range(labels.ndim):
@@ -37,7 +37,7 @@ def keep_largest_components(labels: np.ndarray, keep: dict[int, int] | None = No
         raise ValueError(f"labels must be a 3D array, got shape {labels.shape}")
     keep = KEEP_COMPONENTS if keep is None else keep
     out = np.array(labels, dtype=np.uint8, copy=True)
-    box = _foreground_box(out)
+    box = foreground_box(out)
     if box is None:
         return out
     crop = np.ascontiguousarray(out[box])

@@ -43,7 +43,8 @@ from inference.cohort import (
     split_existing,
     summary_lines,
 )
-from inference.engine import BACKENDS, Segmenter, precision_name, resolve_backend, resolve_precision, select_device
+from inference.device import precision_name, resolve_precision, select_device
+from inference.engine import BACKENDS, Segmenter, resolve_backend
 from inference.io import (
     INPUT_SUFFIX,
     OUTPUT_SUFFIX,

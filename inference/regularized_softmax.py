@@ -106,11 +106,11 @@ def regularized_softmax(
         raise ValueError(f"iterations must be >= 1, got {iterations}")
     needs_graph = torch.is_grad_enabled() and (logits.requires_grad or (torch.is_tensor(lam) and lam.requires_grad))
     if not needs_graph and iterations == 1:
-        return _regularized_softmax_inplace(logits, lam, step)
-    return _regularized_softmax_graph(logits, lam, step, iterations)
+        return regularized_softmax_inplace(logits, lam, step)
+    return regularized_softmax_graph(logits, lam, step, iterations)
 
 
-def _regularized_softmax_graph(
+def regularized_softmax_graph(
     logits: torch.Tensor, lam: float | torch.Tensor, step: float | torch.Tensor, iterations: int = 1
 ) -> torch.Tensor:
     """:func:`regularized_softmax` written without in-place updates, so that autograd can differentiate it."""
@@ -135,7 +135,7 @@ def _regularized_softmax_graph(
     return u
 
 
-def _regularized_softmax_inplace(
+def regularized_softmax_inplace(
     logits: torch.Tensor, lam: float | torch.Tensor, step: float | torch.Tensor
 ) -> torch.Tensor:
     """:func:`regularized_softmax` for inference: the same arithmetic in 5 buffers of the logits' shape, in place.

@@ -86,11 +86,6 @@ class NiftiHeader:
         return self.voxels * self.dtype.itemsize
 
 
-def is_gzip(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(2) == b"\x1f\x8b"
-
-
 def _first_bytes(path: Path, n: int) -> bytes:
     """The first n uncompressed bytes (fewer if the file is shorter); OSError when it cannot be read."""
     with open(path, "rb") as f:

@@ -46,7 +46,7 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def train_phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three 32 x 32 x 16 phantoms (10 x 10 x 8 mm voxels, axial orientations), nnU-Net layout: tiny training data."""
-    from training.phantom import write_dataset
+    from phantom.generate import write_dataset
 
     out = tmp_path_factory.mktemp("train_phantoms")
     write_dataset(out, 3, seed=0, size_xy=32, slices=16, spacing=(10.0, 10.0, 8.0), mode="phantom")

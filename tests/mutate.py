@@ -123,14 +123,14 @@ MUTATIONS = [
     ),
     Mutation(
         "unknown device accepted",
-        "inference/engine.py",
+        "inference/device.py",
         'if name not in ("cpu",) and not name.startswith("cuda"):',
         "if False:",
         (f"{CLI}::test_unknown_device_or_precision_is_a_usage_error",),
     ),
     Mutation(
         "unknown precision unchecked",
-        "inference/engine.py",
+        "inference/device.py",
         "if name not in PRECISIONS:",
         "if False:",
         (f"{CLI}::test_unknown_device_or_precision_is_a_usage_error",),
@@ -243,14 +243,14 @@ MUTATIONS = [
     Mutation(
         "best.pt saved every epoch",
         "training/train.py",
-        "if improved or not val_cases:",
+        "if improved or not run.val_cases:",
         "if True:",
         (f"{TRAIN}::test_best_checkpoint_is_the_epoch_of_the_best_validation",),
     ),
     Mutation(
         "--max-steps ignored inside an epoch",
         "training/train.py",
-        "            if cfg.max_steps and step >= cfg.max_steps:\n                break\n",
+        "        if cfg.max_steps and step >= cfg.max_steps:\n            break\n",
         "",
         (f"{TRAIN}::test_max_steps_stops_mid_epoch_and_validates_there",),
     ),

@@ -3,9 +3,9 @@ import csv
 import numpy as np
 import pytest
 
+from phantom.generate import write_dataset
 from training.ablation import arm_options, main, surface_to_volume
 from training.config import parse_args
-from training.phantom import write_dataset
 
 
 def test_arm_options_build_each_head(tmp_path):

@@ -17,7 +17,7 @@ from inference.io import read_ct
 from inference.postprocess import KEEP_COMPONENTS, keep_largest_components
 from inference.predict import main as predict
 from inference.stride import PlanOptions
-from training.phantom import write_dataset
+from phantom.generate import write_dataset
 
 
 @pytest.fixture(autouse=True)

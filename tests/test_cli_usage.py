@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 import SimpleITK as sitk
 
 from inference import predict
-from training.config import HELP, TrainConfig
+from training.config import HELP, option_fields
 from training.config import parse_args as train_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,12 +167,12 @@ def test_window_progress_counts_every_network_call():
 
 
 def test_train_help_describes_every_option_with_its_default(capsys):
-    assert set(HELP) == {f.name for f in fields(TrainConfig)}
+    assert set(HELP) == {f.name for f in option_fields()}
     with pytest.raises(SystemExit) as exit_info:
         train_args(["--help"])
     assert exit_info.value.code == 0
     entries = help_entries(capsys.readouterr().out)
-    assert set(entries) == {"--help"} | {"--" + f.name.replace("_", "-") for f in fields(TrainConfig)}
+    assert set(entries) == {"--help"} | {"--" + f.name.replace("_", "-") for f in option_fields()}
     for text in entries.values():
         assert len(text.split()) >= 4, text  # the option, its metavar or flag, and a description
     shown = {"--epochs": "50", "--lr": "0.01", "--batch-size": "2", "--patch": "128 128 128", "--stride": "4"}

@@ -26,7 +26,7 @@ from inference.cohort import (
     select_part,
     share_from_options,
 )
-from training.phantom import write_dataset
+from phantom.generate import write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 COHORT_ENV = ("RUNET_PART", "RUNET_NUM_PARTS", "RANK", "WORLD_SIZE", "LOCAL_RANK")

@@ -39,7 +39,7 @@ CACHE = Path(os.environ.get("RUNET_CONTAINER_CACHE", "/var/cache/runet-container
 IMAGE = "localhost/runet:test"
 # A tiny crop (64x64x11) and a small real scan with a non-identity direction (122x101x30, 3 mm).
 CASES = ("FLARE22C_0044", "TSEX_0002")
-FORBIDDEN_NAMES = {"tests", "training", "evaluation", "bench", ".venv", ".git", "__pycache__"}
+FORBIDDEN_NAMES = {"tests", "training", "phantom", "evaluation", "bench", ".venv", ".git", "__pycache__"}
 # Rounds of outside/inside runs for the timing figures (the best of them is reported).
 ROUNDS = int(os.environ.get("RUNET_CONTAINER_ROUNDS", "3"))
 CASE_LOG = re.compile(
@@ -308,7 +308,9 @@ def test_image_contents(image: Built, working_container) -> None:
     assert site, "no site-packages in the image"
     torches = [d.name for s in site for d in s.glob("torch-*.dist-info")]
     assert len(torches) == 1, f"expected the base image's torch only, found {torches}"
-    leaked = [str(s / n) for s in site for n in ("training", "evaluation", "bench", "tests") if (s / n).exists()]
+    leaked = [
+        str(s / n) for s in site for n in ("training", "phantom", "evaluation", "bench", "tests") if (s / n).exists()
+    ]
     assert not leaked, leaked
 
 

@@ -1,4 +1,5 @@
-"""Tests of the CT phantom generator (training/phantom.py) and its labels mode (synth_from_labels.py)."""
+"""Tests of the CT phantom generator (phantom/generate.py) and its labels mode (phantom/from_labels.py,
+phantom/templates.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from training import phantom
-from training.phantom import generate_case, write_dataset
-from training.phantom_grid import orientation_set
+from phantom import cli
+from phantom.generate import generate_case, write_dataset
+from phantom.grid import orientation_set
 from training.shared_data import shared_data_dir
 
 SHARED = shared_data_dir()
@@ -143,7 +144,7 @@ def test_geometry_within_options():
 
 def test_default_spacing_ranges_are_flares():
     rng = np.random.default_rng(0)
-    from training.phantom_grid import draw_spacing
+    from phantom.grid import draw_spacing
 
     for _ in range(200):
         n, sxy, sz = draw_spacing(rng, 512, (20, 300), None, (0.8, 5.0), 500.0)
@@ -180,7 +181,7 @@ def test_invalid_options_raise_value_error(bad):
     [("nnunet", "imagesTr", "labelsTr"), ("flare21", "TrainingImg", "TrainingMask")],
 )
 def test_cli_writes_layout(tmp_path, layout, img_dir, lab_dir):
-    rc = phantom.main(
+    rc = cli.main(
         [
             "--out",
             str(tmp_path),
@@ -226,7 +227,7 @@ def test_flat_and_images_only(tmp_path):
 
 
 def test_class_name_mapping():
-    from training.synth_from_labels import class_tissue, flare_label
+    from phantom.templates import class_tissue, flare_label
 
     assert [flare_label(n) for n in ("liver", "kidney_left", "kidney_cyst_right", "spleen", "pancreas")] == [
         1,
@@ -245,7 +246,7 @@ def test_class_name_mapping():
     reason=f"templates folder {TEMPLATES} absent (set RUNET_SHARED_DATA to the shared data folder)",
 )
 def test_labels_mode_puts_organs_where_the_template_has_them():
-    from training.synth_from_labels import flare_label, list_templates, load_template
+    from phantom.templates import flare_label, list_templates, load_template
 
     spacings, organs = set(), set()
     for seed in range(5):
@@ -264,7 +265,7 @@ def test_labels_mode_puts_organs_where_the_template_has_them():
     # the AMOS map has no bones: a spine is synthesized behind its aorta
     amos = TEMPLATES / "AMOS_0013_label.nii.gz"
     if amos.exists():
-        from training.synth_from_labels import CORTEX, MARROW
+        from phantom.templates import CORTEX, MARROW
 
         tpl = load_template(str(amos))
         assert tpl.synthetic_spine and np.isin(tpl.classes, [CORTEX, MARROW]).sum() > 1000

@@ -1,5 +1,5 @@
-"""Tests of version 3 of the CT phantom generator (training/phantom_v3.py, phantom_trunk.py, phantom_pelvis.py,
-phantom_hu.py) and of version 2's reproducibility."""
+"""Tests of version 3 of the CT phantom generator (phantom/trunk_scan.py, trunk.py, pelvis.py, hu_table.py) and of
+version 2's reproducibility."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from training import phantom, phantom_trunk
-from training.phantom import generate_case, generate_case_info
-from training.phantom_hu import PHASES_V3, TISSUE_ID_V3, TISSUES_V3, VARIANTS, tissue_label_lut_v3
-from training.phantom_shapes import Slab
-from training.phantom_trunk import draw_antrum, draw_trunk, rasterize
+from phantom import cli, trunk
+from phantom.abdomen_paint import Fields
+from phantom.generate import generate_case, generate_case_info
+from phantom.hu_table import PHASES_V3, TISSUE_ID_V3, TISSUES_V3, VARIANTS, tissue_label_lut_v3
+from phantom.shapes import Slab
+from phantom.trunk import draw_antrum, draw_trunk, rasterize, with_antrum
 from training.shared_data import shared_data_dir
 
 
@@ -60,12 +61,12 @@ def test_version_3_is_deterministic_and_the_default():
     assert a == b != c
 
 
-def _fields(rng: np.random.Generator, shape) -> dict:
+def _fields(rng: np.random.Generator, shape) -> Fields:
     def smooth(sigma):
         f = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma)
         return f / f.std()
 
-    return {"fine": smooth(1.0), "bowel1": smooth(3.0), "bowel2": smooth(3.0), "fat": smooth(1.0), "band": smooth(2.0)}
+    return Fields(fine=smooth(1.0), bowel1=smooth(3.0), bowel2=smooth(3.0), fat=smooth(1.0), band=smooth(2.0))
 
 
 def trunk_tissues(seed: int, monkeypatch=None, antrum: bool = True) -> np.ndarray:
@@ -73,10 +74,10 @@ def trunk_tissues(seed: int, monkeypatch=None, antrum: bool = True) -> np.ndarra
     rng = np.random.default_rng(seed)
     a = draw_trunk(rng)
     if antrum:
-        a["antrum"] = draw_antrum(rng, a)
+        a = with_antrum(a, draw_antrum(rng, a))
     xs = np.arange(-260, 260, 5, dtype=np.float32)
     ys = np.arange(-200, 200, 5, dtype=np.float32)
-    zs = np.arange(-430, a["patient"].z_apex + 30, 6, dtype=np.float32)
+    zs = np.arange(-430, a.patient.z_apex + 30, 6, dtype=np.float32)
     zero = np.zeros((len(zs), len(ys), len(xs)), np.float32)
     slab = Slab(xs, ys, zs, zero, zero, zero, (0.0, 0.0, 0.0))
     return rasterize(a, slab, _fields(np.random.default_rng(seed + 100), zero.shape))
@@ -101,8 +102,8 @@ def test_new_structures_never_cover_a_labelled_organ(trunks, monkeypatch):
     lut = tissue_label_lut_v3()
     new = [TISSUE_ID_V3[n] for n in ("urine_excreted", "renal_pelvis", "gastric_food", "uterus", "prostate")]
     assert (lut[new] == 0).all() and lut[TISSUE_ID_V3["pancreas_fat"]] == 4 and lut[TISSUE_ID_V3["spleen_band"]] == 3
-    monkeypatch.setattr(phantom_trunk, "paint_pelvis", lambda *args: None)
-    monkeypatch.setattr(phantom_trunk, "_paint_arms", lambda *args: None)
+    monkeypatch.setattr(trunk, "paint_pelvis", lambda *args: None)
+    monkeypatch.setattr(trunk, "_paint_arms", lambda *args: None)
     for seed in (0, 1, 2):
         np.testing.assert_array_equal(lut[trunk_tissues(seed)], lut[trunks[seed]])
 
@@ -266,8 +267,8 @@ def test_delayed_phase_only_in_version_3():
 
 def test_cli_version_and_manifest(tmp_path):
     args = ["--cases", "2", "--seed", "3", "--size", "32", "--slices", "20", "22", "--flat"]
-    assert phantom.main(["--out", str(tmp_path / "v2"), "--generator-version", "2", *args]) == 0
-    assert phantom.main(["--out", str(tmp_path / "v3"), *args]) == 0
+    assert cli.main(["--out", str(tmp_path / "v2"), "--generator-version", "2", *args]) == 0
+    assert cli.main(["--out", str(tmp_path / "v3"), *args]) == 0
     m2 = json.loads((tmp_path / "v2" / "manifest.json").read_text())["cases"]
     m3 = json.loads((tmp_path / "v3" / "manifest.json").read_text())["cases"]
     assert sorted(m2) == sorted(m3) == ["PHANTOM_0000", "PHANTOM_0001"]
@@ -281,7 +282,7 @@ def test_cli_version_and_manifest(tmp_path):
 def test_docs_hold_the_hu_table():
     from pathlib import Path
 
-    from training.phantom_hu import markdown_table
+    from phantom.hu_table import markdown_table
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "phantom.md").read_text()
     assert markdown_table() in doc
@@ -292,7 +293,7 @@ TEMPLATES = shared_data_dir() / "templates"
 
 @pytest.mark.skipif(not (TEMPLATES / "classes.json").exists(), reason=f"templates folder {TEMPLATES} absent")
 def test_labels_mode_v3_templates_selection_hu_and_manifest(tmp_path):
-    from training.synth_from_labels import list_templates, select_templates
+    from phantom.templates import list_templates, select_templates
 
     paths = list_templates(TEMPLATES)
     assert [p.name for p in select_templates(paths, only=("AMOS_0013",))] == ["AMOS_0013_label.nii.gz"]
@@ -321,7 +322,7 @@ def test_labels_mode_v3_templates_selection_hu_and_manifest(tmp_path):
             assert min(liver[0], fatty[0]) - 20 <= med <= liver[1] + 20
     args = ["--out", str(tmp_path), "--cases", "2", "--mode", "labels", "--size", "40", "--slices", "20", "22"]
     args += ["--templates", str(TEMPLATES), "--templates-only", "TSEX_0002"]
-    assert phantom.main(args) == 0
+    assert cli.main(args) == 0
     cases = json.loads((tmp_path / "manifest.json").read_text())["cases"]
     assert {c["template"] for c in cases.values()} == {"TSEX_0002_total.nii.gz"}
 
@@ -331,3 +332,58 @@ def test_version_2_labels_mode_is_byte_identical():
     """Version 2's labels mode over the three shared templates (AMOS_0013, TSDCM_0001, TSEX_0002)."""
     case = generate_case(5, mode="labels", size_xy=48, slices=24, templates_dir=TEMPLATES, generator_version=2)
     assert digest(*case) == "84d0e523222782985d56fbe5dd8197dd940eafd176c3cae0ea1c417ef70b7cf5"
+
+
+# sha256 of cases generated by version 3's code before the anatomy's parameters became dataclasses (same seeds and
+# options): a refactoring of the generator must keep every random draw in its place
+V3_DIGESTS = [
+    (1, dict(size_xy=40, slice_range=(20, 40)), "26806d91e637378f214e6d6784b7b35ec7f349a349c56c88fcf977ab62f6597c"),
+    (
+        2,
+        dict(size_xy=48, slice_range=(20, 40), orientations="any", phase="delayed"),
+        "c0ef71cb236fc726ca5e8d30debe7efdf6fa8026dd4d9252a4bc855864734bf8",
+    ),
+    (
+        7,
+        dict(size_xy=40, slices=30, spacing=(9.0, 9.0, 8.0), phase="arterial"),
+        "b53acbd34e7bf0c2e8b5463e2367bc6cfe38c59e6258a20cf7a2882ead2b9a7d",
+    ),
+]
+
+
+@pytest.mark.parametrize(("seed", "options", "expected"), V3_DIGESTS)
+def test_version_3_is_byte_identical(seed, options, expected):
+    assert digest(*generate_case(seed, generator_version=3, **options)) == expected
+
+
+# labels and mix modes over the three shared templates, by seed: (options, mode drawn, sha256)
+TEMPLATE_DIGESTS = [
+    (3, dict(mode="labels"), "labels", "ad3f7ea54a2092bbe76d0d0aa6a8bdfd4598c7416172e8dcb6eb625c6d9066e4"),
+    (6, dict(mode="mix", phase="venous"), "labels", "bfa2425b9d6e336d9626ba24abb4bad89ee637d530aba5fd62a1666c4fad98ed"),
+    (
+        8,
+        dict(mode="mix", phase="venous"),
+        "phantom",
+        "c5d21fc6ceda1f3147c0373501c1e059015df121f9b13c8e70c4ac2184893a15",
+    ),
+    (
+        8,
+        dict(mode="mix", phase="venous", generator_version=2),
+        "phantom",
+        "eac6c7ed84c69cc3a72a80d6d13f8ac5135043b5f35cc210fdf8f8db214284dd",
+    ),
+    (
+        9,
+        dict(mode="mix", generator_version=2),
+        "labels",
+        "53f98955ad0e172cea08a8df9aa3f8781493fb5c869f511d90a6eb6e9938146c",
+    ),
+]
+
+
+@pytest.mark.skipif(not (TEMPLATES / "classes.json").exists(), reason=f"templates folder {TEMPLATES} absent")
+@pytest.mark.parametrize(("seed", "options", "mode", "expected"), TEMPLATE_DIGESTS)
+def test_labels_and_mix_modes_are_byte_identical(seed, options, mode, expected):
+    img, lab, info = generate_case_info(seed, size_xy=40, slice_range=(20, 30), templates_dir=TEMPLATES, **options)
+    assert info["mode"] == mode
+    assert digest(img, lab) == expected

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from inference import engine, precision_choice
+from inference import device, precision_choice
 from inference.precision_choice import choice_key, choose, measure, pick
 
 
@@ -63,8 +63,8 @@ def test_only_float32_to_choose_from_is_not_timed(tmp_path, monkeypatch):
 
 
 def test_auto_precision_is_measured_on_the_cpu_and_bfloat16_on_cuda(monkeypatch):
-    assert engine.resolve_precision("auto", torch.device("cpu")) is None
+    assert device.resolve_precision("auto", torch.device("cpu")) is None
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    assert engine.resolve_precision("auto", torch.device("cuda")) == torch.bfloat16
-    assert engine.resolve_precision("float32", torch.device("cpu")) == torch.float32
-    assert engine.precision_name(None) == "auto" and engine.precision_name(torch.bfloat16) == "bfloat16"
+    assert device.resolve_precision("auto", torch.device("cuda")) == torch.bfloat16
+    assert device.resolve_precision("float32", torch.device("cpu")) == torch.float32
+    assert device.precision_name(None) == "auto" and device.precision_name(torch.bfloat16) == "bfloat16"

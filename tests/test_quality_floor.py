@@ -17,7 +17,7 @@ import torch
 from evaluation.metrics import ORGANS, score_labels
 from inference.checkpoint import DEFAULT_WEIGHTS, write_sha256sums
 from inference.predict import main as predict
-from training.phantom import write_dataset
+from phantom.generate import write_dataset
 
 PHANTOM = "PHANTOM_0000"
 PHANTOM_OPTIONS = dict(seed=2, mode="mix", size_xy=128, slice_range=(40, 160), generator_version=2)

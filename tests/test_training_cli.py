@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from phantom.generate import write_dataset
 from training.config import TrainConfig
 from training.logs import curves_figure
-from training.phantom import write_dataset
 from training.train import train
 
 

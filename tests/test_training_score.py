@@ -9,8 +9,8 @@ import pytest
 import SimpleITK as sitk
 
 import inference.engine
+from phantom.generate import write_dataset
 from training import score
-from training.phantom import write_dataset
 
 
 @pytest.fixture(scope="module")

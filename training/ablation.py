@@ -37,11 +37,12 @@ import cc3d
 import numpy as np
 import torch
 
-from evaluation.metrics import ORGANS, score_labels
+from evaluation.metrics import score_labels
 from inference.checkpoint import Checkpoint, load_checkpoint
 from inference.engine import Segmenter
 from inference.postprocess import keep_largest_components
 from inference.regularized_softmax import RegularizedSoftmax
+from inference.task import ORGANS
 from training.config import parse_args as parse_train_args
 from training.data import find_pairs, read_pair
 from training.train import train

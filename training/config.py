@@ -10,32 +10,34 @@ continues a run from RUN/last.pt.
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from inference.cli import UsageParser
+from inference.device import PRECISION_NAMES
 from inference.model import UNetConfig
 from inference.preprocess import Normalization
 from training.losses import DICE_FORMS
 
+NESTED: dict[str, type] = {"network": UNetConfig, "window": Normalization}
+"""TrainConfig's fields that are configs of their own: their fields are options of the command line (flat)."""
+FIXED = ("in_channels", "num_classes")
+"""UNetConfig fields that are not options: one CT channel in, the task's five labels out."""
 
-@dataclass
+
+def nested_options(kind: type) -> list[Field]:
+    """The fields of a nested config (UNetConfig, Normalization) that are options."""
+    return [f for f in fields(kind) if f.name not in FIXED]
+
+
+@dataclass(init=False)
 class TrainConfig:
     data: str = ""  # FLARE-layout folder (imagesTr/labelsTr, TrainingImg/TrainingMask, or flat)
     out: str = "runs/runet"  # run folder: last.pt, best.pt, SHA256SUMS, log.csv, curves.png
     cache: str = ""  # decoded-array cache; default <out>/cache
-    # network: inference.model.UNetConfig's fields, with its defaults
-    widths: tuple[int, ...] = UNetConfig.widths
-    norm: str = UNetConfig.norm
-    attention: bool = UNetConfig.attention
-    regularized_softmax: bool = UNetConfig.regularized_softmax
-    tv_step: float = UNetConfig.tv_step
-    lam_init: float = UNetConfig.lam_init
-    lam_learnable: bool = UNetConfig.lam_learnable
-    tv_iterations: int = UNetConfig.tv_iterations
-    # data and patches (intensity window: inference.preprocess.Normalization's defaults)
-    hu_min: float = Normalization.hu_min
-    hu_max: float = Normalization.hu_max
+    network: UNetConfig = field(default_factory=UNetConfig)  # options --widths ... --tv-iterations
+    window: Normalization = field(default_factory=Normalization)  # intensity window: options --hu-min, --hu-max
     patch: tuple[int, int, int] = (128, 128, 128)  # depth, height, width after the stride
     stride: int = 4
     samples_per_epoch: int = 0  # patches per epoch; 0: one per training case
@@ -58,25 +60,70 @@ class TrainConfig:
     init: str = ""  # start a new run from this checkpoint's weights (fine-tuning); its config and window must match
     max_steps: int = 0  # stop after this many optimizer steps in total (0: no limit); for tests and timing
 
+    def __init__(self, **options: Any) -> None:
+        """Options by name, as on the command line: the network's (widths, norm, ...) and the window's (hu_min,
+        hu_max) flat, or whole as ``network=UNetConfig(...)``, ``window=Normalization(...)``. Unset ones take their
+        defaults; TypeError for an unknown name, ValueError for a bad value."""
+        for f in fields(self):
+            setattr(self, f.name, options.pop(f.name) if f.name in options else _default(f))
+        for name, kind in NESTED.items():
+            flat = {f.name: options.pop(f.name) for f in nested_options(kind) if f.name in options}
+            setattr(self, name, replace(getattr(self, name), **flat))
+        if options:
+            raise TypeError(f"unknown TrainConfig options: {', '.join(sorted(options))}")
+        self.__post_init__()
+
     def __post_init__(self) -> None:
-        self.widths = tuple(int(w) for w in self.widths)
         self.patch = tuple(int(p) for p in self.patch)
         if len(self.patch) != 3:
             raise ValueError(f"patch must be (depth, height, width), got {self.patch}")
-        m = 2 ** (len(self.widths) - 1)
+        m = self.network.size_multiple
         if any(p % m for p in self.patch):
             raise ValueError(f"patch sizes {self.patch} must be multiples of {m} (2 ** poolings)")
         if self.batch_size < 1 or self.epochs < 0 or self.lr <= 0 or self.val_every < 1:
             raise ValueError("batch_size >= 1, epochs >= 0, lr > 0 and val_every >= 1 are required")
         if self.dice not in DICE_FORMS:
             raise ValueError(f"unknown Dice form {self.dice!r}; choose one of {', '.join(DICE_FORMS)}")
-        if self.precision not in ("auto", "float32", "bfloat16", "float16"):
+        if self.precision not in PRECISION_NAMES:
             raise ValueError(f"unknown precision {self.precision!r}")
 
+    def __getattr__(self, name: str) -> Any:
+        """A nested config's option read flat: ``cfg.widths`` is ``cfg.network.widths``, ``cfg.hu_min`` is
+        ``cfg.window.hu_min`` (called only for names that are not attributes of TrainConfig itself)."""
+        for part, kind in NESTED.items():
+            if part in self.__dict__ and name in {f.name for f in nested_options(kind)}:
+                return getattr(self.__dict__[part], name)
+        raise AttributeError(f"'TrainConfig' object has no attribute {name!r}")
+
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["widths"], d["patch"] = list(self.widths), list(self.patch)
+        """Plain values (saved in checkpoints): the network and the window as their own dicts."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d |= {"network": self.network.to_dict(), "window": self.window.to_dict()}
+        d["patch"], d["val_cases"] = list(self.patch), list(self.val_cases)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """The config of ``to_dict``, or of the flat dict that older checkpoints hold (the network's and the
+        window's fields beside the others)."""
+        d = dict(d)
+        if isinstance(d.get("network"), dict):
+            d["network"] = UNetConfig.from_dict(d["network"])
+        if isinstance(d.get("window"), dict):
+            d["window"] = Normalization.from_dict(d["window"])
+        return cls(**d)
+
+
+def _default(f: Field) -> Any:
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def option_fields() -> list[Field]:
+    """The command line's options in order: TrainConfig's fields, with the nested configs' options in their place."""
+    out: list[Field] = []
+    for f in fields(TrainConfig):
+        out += nested_options(NESTED[f.name]) if f.name in NESTED else [f]
+    return out
 
 
 HELP: dict[str, str] = {
@@ -116,7 +163,7 @@ HELP: dict[str, str] = {
     "init": "start a new run from this checkpoint's weights (fine-tuning); its config and HU window must match",
     "max_steps": "stop after this many optimizer steps in all; 0: no limit",
 }
-"""One line of --help per TrainConfig field."""
+"""One line of --help per option (option_fields)."""
 PATHS = ("data", "out", "cache", "init")
 
 
@@ -124,7 +171,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """Command line -> TrainConfig: one --option per field (underscores as dashes; booleans as --x / --no-x)."""
     p = UsageParser(prog="python -m training.train", description=__doc__)
     defaults = TrainConfig()
-    for f in fields(TrainConfig):
+    for f in option_fields():
         name = "--" + f.name.replace("_", "-")
         value = getattr(defaults, f.name)
         kw = {"default": value, "help": HELP[f.name]}

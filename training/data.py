@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from inference.io import INPUT_SUFFIX, CTVolume, read_ct
+from inference.io import CTVolume, read_ct
+from inference.task import INPUT_SUFFIX
 
 LAYOUTS = (("imagesTr", "labelsTr"), ("TrainingImg", "TrainingMask"))
 NUM_CLASSES = 5

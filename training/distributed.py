@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from inference.device import select_device
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -28,13 +30,14 @@ class Dist:
 
 
 def setup(device_name: str) -> tuple[Dist, torch.device]:
-    """Join the process group when launched by torchrun; pick this process's device ("auto", "cpu", "cuda")."""
+    """Join the process group when launched by torchrun; pick this process's device (inference.device's names:
+    "auto", "cpu", "cuda", "cuda:N"). Under torchrun a CUDA process takes cuda:LOCAL_RANK."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
-    if device_name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is available")
-    device = torch.device(f"cuda:{local}" if use_cuda and world > 1 else ("cuda" if use_cuda else "cpu"))
+    device = select_device(device_name)
+    use_cuda = device.type == "cuda"
+    if use_cuda and world > 1:
+        device = torch.device(f"cuda:{local}")
     if use_cuda:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():

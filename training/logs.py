@@ -6,6 +6,8 @@ import csv
 import math
 from pathlib import Path
 
+from inference.task import ORGANS
+
 
 def append_row(path: Path, row: dict) -> None:
     """Append a row to a CSV, writing the header first when the file is new (columns: the first row's keys)."""
@@ -73,7 +75,7 @@ def curves_figure(rows: list[dict]):
     axes[0].plot(*col("dice"), label="soft Dice loss")
     axes[0].set_yscale("log")
     axes[1].plot(*col("lam"), label="lambda")
-    for organ in ("liver", "kidney", "spleen", "pancreas"):
+    for organ in ORGANS.values():
         axes[2].plot(*col(f"dsc_{organ}"), marker=".", label=organ)
         axes[3].plot(*col(f"nsd_{organ}"), marker=".", label=organ)
     for ax, title in zip(axes, ("training loss", "lambda", "validation DSC", "validation NSD (1 mm)")):

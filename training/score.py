@@ -21,12 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluation.metrics import ORGANS, score_labels
+from evaluation.metrics import score_labels
 from inference.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 from inference.cli import UsageParser, bar, log
-from inference.engine import Segmenter, resolve_precision, select_device
+from inference.device import resolve_precision, select_device
+from inference.engine import Segmenter
 from inference.predict import add_engine_options
 from inference.stride import PlanOptions
+from inference.task import ORGANS
 from training.data import DataError, find_pairs, read_pair
 
 

@@ -15,52 +15,40 @@ import contextlib
 import math
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from inference.checkpoint import Sampling, load_checkpoint, save_checkpoint, write_sha256sums
+from inference.checkpoint import (
+    Sampling,
+    TrainingProgress,
+    load_checkpoint,
+    load_training_state,
+    save_checkpoint,
+    save_training_state,
+    write_sha256sums,
+)
 from inference.cli import log
-from inference.model import RUNet, UNetConfig, count_parameters
+from inference.device import autocast_dtype
+from inference.model import RUNet, count_parameters
 from inference.preprocess import Normalization
 from inference.regularized_softmax import RegularizedSoftmax, lam_to_raw
 from training import distributed
 from training.config import TrainConfig, parse_args
-from training.data import load_dataset, split_cases
+from training.data import CachedCase, load_dataset, split_cases
 from training.logs import append_row, plot_curves, truncate_rows
 from training.losses import eq5_terms
 from training.sampler import PatchDataset, PatchSpec, epoch_order, rank_positions, worker_init
 from training.validate import summarize, summary_keys, validate
 
-AMP = {"bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for float32. "auto": bf16 on CUDA when supported (fp16 otherwise), else None."""
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return AMP.get(precision)
-
 
 def build_model(cfg: TrainConfig) -> RUNet:
+    """The run's network with its initial weights (seeded with --seed)."""
     torch.manual_seed(cfg.seed)
-    return RUNet(
-        UNetConfig(
-            widths=cfg.widths,
-            norm=cfg.norm,
-            attention=cfg.attention,
-            regularized_softmax=cfg.regularized_softmax,
-            tv_step=cfg.tv_step,
-            lam_init=cfg.lam_init,
-            lam_learnable=cfg.lam_learnable,
-            tv_iterations=cfg.tv_iterations,
-        )
-    )
+    return RUNet(cfg.network)
 
 
 def lam_of(model: RUNet) -> float:
@@ -104,20 +92,40 @@ def init_weights(model: RUNet, norm: Normalization, path: Path) -> None:
         print(f"{path}: lambda {dead:.1e} restarts at {model.config.lam_init}", file=sys.stderr)
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Run (or continue) training; returns the last epoch's log row (main process), or {} (other processes, or a
-    finished run: nothing to do)."""
-    d, device = distributed.setup(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    cache = Path(cfg.cache) if cfg.cache else out / "cache"
-    norm = Normalization(cfg.hu_min, cfg.hu_max)
-    spec = PatchSpec(*cfg.patch, stride=cfg.stride)
+@dataclass
+class Run:
+    """One process's view of a run: its config and folder, process group and device, cases, network (``net``: the
+    model, or its distributed-data-parallel wrapper), optimizer, gradient scaler and autocast dtype (None: float32),
+    and the record and the Sampling that every checkpoint of the run holds (``run_record``, ``run_sampling``)."""
 
-    # data: the main process checks every pair and fills the cache; the others then map it
+    cfg: TrainConfig
+    d: distributed.Dist
+    device: torch.device
+    train_cases: list[CachedCase]
+    val_cases: list[CachedCase]
+    model: RUNet
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp: torch.dtype | None
+    net: torch.nn.Module | None = None
+    record: dict = field(default_factory=dict)
+    sampling: Sampling = field(default_factory=Sampling)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.out)
+
+    @property
+    def norm(self) -> Normalization:
+        return self.cfg.window
+
+
+def load_cases(cfg: TrainConfig, d: distributed.Dist) -> tuple[list[CachedCase], list[CachedCase]]:
+    """(training cases, validation cases). The main process checks every pair and fills the cache; the others then
+    map it."""
+    cache = Path(cfg.cache) if cfg.cache else Path(cfg.out) / "cache"
     if d.main:
-        out.mkdir(parents=True, exist_ok=True)
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
         cases = load_dataset(Path(cfg.data), cache, check=True)
     distributed.barrier(d)
     if not d.main:
@@ -127,159 +135,213 @@ def train(cfg: TrainConfig) -> dict:
     val_cases = [c for c in cases if c.name in set(val_names)]
     if cfg.val_max_cases:
         val_cases = val_cases[: cfg.val_max_cases]
+    return train_cases, val_cases
 
+
+def set_up(cfg: TrainConfig) -> Run:
+    """Join the process group, load the cases, build the network (seeded), its optimizer and gradient scaler."""
+    d, device = distributed.setup(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    train_cases, val_cases = load_cases(cfg, d)
     model = build_model(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    amp = amp_dtype(cfg.precision, device)
+    amp = autocast_dtype(cfg.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    return Run(cfg, d, device, train_cases, val_cases, model, opt, scaler, amp)
 
-    start_epoch, step, best, wall = 0, 0, -math.inf, 0.0
-    last = out / "last.pt"
-    resuming = cfg.resume and last.is_file()
-    if cfg.init and not resuming:
-        init_weights(model, norm, Path(cfg.init))
-    if resuming:
-        payload = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(payload["state_dict"])
-        state = payload["training"]
-        opt.load_state_dict(state["resume"]["optimizer"])
-        for group in opt.param_groups:  # a resumed run takes --lr as given (a no-op when it is unchanged)
-            group["lr"] = cfg.lr
-        scaler.load_state_dict(state["resume"]["scaler"])
-        torch.set_rng_state(state["resume"]["torch_rng"])
-        start_epoch, step, best, wall = state["epoch"] + 1, state["step"], state["best_dsc"], state["wall_s"]
-        if start_epoch >= cfg.epochs or (cfg.max_steps and step >= cfg.max_steps):
-            if d.main:
-                limit = (
-                    f"--max-steps (now {cfg.max_steps})" if start_epoch < cfg.epochs else f"--epochs (now {cfg.epochs})"
-                )
-                log(
-                    f"nothing to do: {start_epoch} epochs already done ({step} steps) in {out}; pass a larger {limit} "
-                    f"to train on, or --no-resume to start over"
-                )
-            distributed.cleanup(d)
-            return {}
-        if d.main:
-            truncate_rows(out / "log.csv", lambda r: int(r["epoch"]) <= state["epoch"])
-            truncate_rows(out / "steps.csv", lambda r: int(r["step"]) <= step)
-            log(f"resumed from {last} after epoch {start_epoch} (step {step})")
-    net = model
-    if d.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
 
-    samples = cfg.samples_per_epoch or len(train_cases)
-    global_batch = cfg.batch_size * d.world
-    # the in-plane voxel size (mm) of the patches the network sees: inference picks its stride to match it
-    voxels = [cfg.stride * 0.5 * (c.spacing_zyx[1] + c.spacing_zyx[2]) for c in train_cases]
-    sampling = Sampling((min(voxels), max(voxels)), train_stride=cfg.stride, train_patch_zyx=tuple(cfg.patch))
-    record = {
+def start(run: Run) -> TrainingProgress | None:
+    """A new run (from --init's weights when given), or the state of <out>/last.pt with the logs cut back to it;
+    None (logged) when that run has nothing left to do."""
+    cfg, last = run.cfg, run.out / "last.pt"
+    if not (cfg.resume and last.is_file()):
+        if cfg.init:
+            init_weights(run.model, run.norm, Path(cfg.init))
+        return TrainingProgress(epoch=-1, step=0, best_dsc=-math.inf, wall_s=0.0)
+    progress = load_training_state(last, run.model, run.opt, run.scaler)
+    for group in run.opt.param_groups:  # a resumed run takes --lr as given (a no-op when it is unchanged)
+        group["lr"] = cfg.lr
+    done, step = progress.epoch + 1, progress.step
+    if done >= cfg.epochs or (cfg.max_steps and step >= cfg.max_steps):
+        if run.d.main:
+            limit = f"--max-steps (now {cfg.max_steps})" if done < cfg.epochs else f"--epochs (now {cfg.epochs})"
+            log(
+                f"nothing to do: {done} epochs already done ({step} steps) in {run.out}; pass a larger {limit} "
+                f"to train on, or --no-resume to start over"
+            )
+        return None
+    if run.d.main:
+        truncate_rows(run.out / "log.csv", lambda r: int(r["epoch"]) <= progress.epoch)
+        truncate_rows(run.out / "steps.csv", lambda r: int(r["step"]) <= step)
+        log(f"resumed from {last} after epoch {done} (step {step})")
+    return progress
+
+
+def run_record(run: Run) -> dict:
+    """What every checkpoint of the run holds besides its progress and its Sampling: the config, the network's size,
+    the processes, the cases and the patch sampling."""
+    cfg, spec = run.cfg, PatchSpec(*run.cfg.patch, stride=run.cfg.stride)
+    return {
         "train_config": cfg.to_dict(),
-        "parameters": count_parameters(model),
-        "world_size": d.world,
-        "data": {"folder": str(cfg.data), "train_cases": train_names, "val_cases": [c.name for c in val_cases]},
+        "parameters": count_parameters(run.model),
+        "world_size": run.d.world,
+        "data": {
+            "folder": str(cfg.data),
+            "train_cases": [c.name for c in run.train_cases],
+            "val_cases": [c.name for c in run.val_cases],
+        },
         "patch_sampling": f"I[k:k+{spec.depth}, i::{spec.stride}, j::{spec.stride}], in-plane crop/pad to "
         f"{spec.height}x{spec.width}",
     }
-    if d.main:
+
+
+def run_sampling(run: Run) -> Sampling:
+    """How the network sees CT in this run: the in-plane voxel size (mm) of its patches over the training cases
+    (inference picks its stride to match it), the training stride and patch (validation cuts with them)."""
+    cfg = run.cfg
+    voxels = [cfg.stride * 0.5 * (c.spacing_zyx[1] + c.spacing_zyx[2]) for c in run.train_cases]
+    return Sampling((min(voxels), max(voxels)), train_stride=cfg.stride, train_patch_zyx=tuple(cfg.patch))
+
+
+def epoch_loader(run: Run, epoch: int) -> torch.utils.data.DataLoader:
+    """This process's share of the epoch's patches (drawn from --seed and the epoch), in batches."""
+    cfg = run.cfg
+    samples = cfg.samples_per_epoch or len(run.train_cases)
+    order = epoch_order(len(run.train_cases), samples, cfg.batch_size * run.d.world, cfg.seed, epoch)
+    positions = rank_positions(len(order), cfg.batch_size, run.d.rank, run.d.world)
+    spec = PatchSpec(*cfg.patch, stride=cfg.stride)
+    dataset = PatchDataset(run.train_cases, spec, run.norm, order, positions, cfg.seed, epoch)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        num_workers=cfg.workers,
+        worker_init_fn=worker_init,
+        pin_memory=run.device.type == "cuda",
+    )
+
+
+def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """One optimizer step on a batch; returns [loss, ce, dice], each the mean over the processes."""
+    x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
+    ctx = torch.autocast(run.device.type, dtype=run.amp) if run.amp is not None else contextlib.nullcontext()
+    with ctx:
+        probs = run.net(x)
+    ce, dice = eq5_terms(probs, y, run.cfg.eps, run.cfg.dice)
+    loss = ce + dice
+    run.opt.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.opt)
+    run.scaler.update()
+    return [distributed.mean_across(v.item(), run.d, run.device) for v in (loss, ce, dice)]
+
+
+def train_epoch(run: Run, epoch: int, step: int) -> tuple[dict, int]:
+    """One epoch, or its steps up to --max-steps: every step a row of steps.csv (main process). Returns the epoch's
+    row of log.csv without validation (mean loss, ce, dice over its steps; lambda; lr) and the step count after it."""
+    cfg = run.cfg
+    run.net.train()
+    sums, n = np.zeros(3), 0
+    # the bar on a terminal only (disable=None), in the main process: a log file holds the epoch lines alone
+    bar = tqdm(
+        epoch_loader(run, epoch),
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        disable=None if run.d.main else True,
+        file=sys.stderr,
+        leave=False,
+    )
+    for x, y in bar:
+        if cfg.max_steps and step >= cfg.max_steps:
+            break
+        vals = train_step(run, x, y)
+        step, sums, n = step + 1, sums + vals, n + 1
+        if run.d.main:
+            lam = lam_of(run.model)
+            append_row(
+                run.out / "steps.csv",
+                {"epoch": epoch, "step": step, "loss": vals[0], "ce": vals[1], "dice": vals[2], "lam": lam},
+            )
+            bar.set_postfix(loss=f"{vals[0]:.4f}", lam=f"{lam:.3f}")
+    row = {"epoch": epoch, "step": step, "loss": sums[0] / max(n, 1), "ce": sums[1] / max(n, 1)}
+    row |= {"dice": sums[2] / max(n, 1), "lam": lam_of(run.model), "lr": cfg.lr}
+    return row, step
+
+
+def end_epoch(run: Run, row: dict, progress: TrainingProgress, last_epoch: bool) -> tuple[dict, TrainingProgress]:
+    """Main process, after an epoch: validate when due (every --val-every epochs and after the last), save best.pt
+    (when the validation DSC improved, or every epoch without validation cases) and last.pt, append the row to
+    log.csv and log it. Returns the row with its validation columns and the progress with the best DSC so far."""
+    cfg, model = run.cfg, run.model
+    summary = {}
+    if run.val_cases and ((progress.epoch + 1) % cfg.val_every == 0 or last_epoch):
+        summary = summarize(validate(model, run.norm, run.val_cases, run.sampling, run.device))
+        model.train()
+    row = row | (summary or dict.fromkeys(summary_keys(), float("nan")))
+    improved = bool(summary) and summary["dsc_mean"] > progress.best_dsc
+    if improved:
+        progress = replace(progress, best_dsc=summary["dsc_mean"])
+    training = run.record | {"epoch": progress.epoch, "step": progress.step, "wall_s": progress.wall_s}
+    training |= {"lam": lam_of(model), "val": summary, "best_dsc": progress.best_dsc}
+    if improved or not run.val_cases:
+        save_checkpoint(run.out / "best.pt", model, run.norm, training=training, sampling=run.sampling)
+    save_training_state(run.out / "last.pt", model, run.norm, training, run.opt, run.scaler, run.sampling)
+    write_sha256sums(run.out)
+    append_row(run.out / "log.csv", row)
+    val_txt = f" val DSC {summary['dsc_mean']:.3f}" if summary else ""
+    log(
+        f"epoch {progress.epoch + 1}: loss {row['loss']:.4f} lambda {row['lam']:.4f}{val_txt} ({progress.wall_s:.0f} s)"
+    )
+    return row, progress
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run (or continue) training; returns the last epoch's log row (main process), or {} (other processes, or a
+    finished run: nothing to do)."""
+    run = set_up(cfg)
+    progress = start(run)
+    if progress is None:
+        distributed.cleanup(run.d)
+        return {}
+    run.net = run.model
+    if run.d.enabled:
+        ids = [run.device.index] if run.device.type == "cuda" else None
+        run.net = torch.nn.parallel.DistributedDataParallel(run.model, device_ids=ids)
+    run.record, run.sampling = run_record(run), run_sampling(run)
+    if run.d.main:
         log(
-            f"{len(train_cases)} training / {len(val_cases)} validation cases, {count_parameters(model):,} parameters, "
-            f"{d.world} process(es) x batch {cfg.batch_size}, device {device}, amp {amp}"
+            f"{len(run.train_cases)} training / {len(run.val_cases)} validation cases, "
+            f"{count_parameters(run.model):,} parameters, {run.d.world} process(es) x batch {cfg.batch_size}, "
+            f"device {run.device}, amp {run.amp}"
         )
     row: dict = {}
     started, epochs_run = time.perf_counter(), 0
-    for epoch in range(start_epoch, cfg.epochs):
-        if cfg.max_steps and step >= cfg.max_steps:
+    for epoch in range(progress.epoch + 1, cfg.epochs):
+        if cfg.max_steps and progress.step >= cfg.max_steps:
             break
         t0 = time.perf_counter()
-        order = epoch_order(len(train_cases), samples, global_batch, cfg.seed, epoch)
-        positions = rank_positions(len(order), cfg.batch_size, d.rank, d.world)
-        dataset = PatchDataset(train_cases, spec, norm, order, positions, cfg.seed, epoch)
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=cfg.batch_size,
-            shuffle=False,
-            num_workers=cfg.workers,
-            worker_init_fn=worker_init,
-            pin_memory=device.type == "cuda",
-        )
-        net.train()
-        sums = np.zeros(3)
-        n = 0
-        # the bar on a terminal only (disable=None), in the main process: a log file holds the epoch lines alone
-        bar = tqdm(
-            loader,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=None if d.main else True,
-            file=sys.stderr,
-            leave=False,
-        )
-        for x, y in bar:
-            if cfg.max_steps and step >= cfg.max_steps:
-                break
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            ctx = torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
-            with ctx:
-                probs = net(x)
-            ce, dice = eq5_terms(probs, y, cfg.eps, cfg.dice)
-            loss = ce + dice
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            step += 1
-            vals = [distributed.mean_across(v.item(), d, device) for v in (loss, ce, dice)]
-            sums += vals
-            n += 1
-            if d.main:
-                append_row(
-                    out / "steps.csv",
-                    {
-                        "epoch": epoch,
-                        "step": step,
-                        "loss": vals[0],
-                        "ce": vals[1],
-                        "dice": vals[2],
-                        "lam": lam_of(model),
-                    },
-                )
-                bar.set_postfix(loss=f"{vals[0]:.4f}", lam=f"{lam_of(model):.3f}")
-        wall += time.perf_counter() - t0
-        row = {"epoch": epoch, "step": step, "loss": sums[0] / max(n, 1), "ce": sums[1] / max(n, 1)}
-        row |= {"dice": sums[2] / max(n, 1), "lam": lam_of(model), "lr": cfg.lr, "train_s": round(wall, 1)}
-        last_epoch = epoch == cfg.epochs - 1 or bool(cfg.max_steps and step >= cfg.max_steps)
-        if d.main:
-            summary = {}
-            if val_cases and ((epoch + 1) % cfg.val_every == 0 or last_epoch):
-                summary = summarize(validate(model, norm, val_cases, sampling, device))
-                model.train()
-            row |= summary or dict.fromkeys(summary_keys(), float("nan"))
-            training = record | {"epoch": epoch, "step": step, "wall_s": wall, "lam": lam_of(model), "val": summary}
-            improved = bool(summary) and summary["dsc_mean"] > best
-            if improved:
-                best = summary["dsc_mean"]
-            training["best_dsc"] = best
-            if improved or not val_cases:
-                save_checkpoint(out / "best.pt", model, norm, training=training, sampling=sampling)
-            resume = {"optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "torch_rng": torch.get_rng_state()}
-            save_checkpoint(last, model, norm, training=training | {"resume": resume}, sampling=sampling)
-            write_sha256sums(out)
-            append_row(out / "log.csv", row)
-            val_txt = f" val DSC {summary['dsc_mean']:.3f}" if summary else ""
-            log(f"epoch {epoch + 1}: loss {row['loss']:.4f} lambda {row['lam']:.4f}{val_txt} ({wall:.0f} s)")
+        row, step = train_epoch(run, epoch, progress.step)
+        progress = replace(progress, epoch=epoch, step=step, wall_s=progress.wall_s + time.perf_counter() - t0)
+        row["train_s"] = round(progress.wall_s, 1)
+        if run.d.main:
+            last_epoch = epoch == cfg.epochs - 1 or bool(cfg.max_steps and step >= cfg.max_steps)
+            row, progress = end_epoch(run, row, progress, last_epoch)
         epochs_run += 1
-        distributed.barrier(d)
-    if d.main and (out / "log.csv").is_file():
-        plot_curves(out / "log.csv", out / "curves.png")
-    if d.main and epochs_run:
-        took = time.perf_counter() - started
+        distributed.barrier(run.d)
+    finish(run, time.perf_counter() - started, epochs_run)
+    return row if run.d.main else {}
+
+
+def finish(run: Run, seconds: float, epochs_run: int) -> None:
+    """Main process: the curves of log.csv and a last log line; every process: leave the process group."""
+    if run.d.main and (run.out / "log.csv").is_file():
+        plot_curves(run.out / "log.csv", run.out / "curves.png")
+    if run.d.main and epochs_run:
         log(
-            f"done: {epochs_run} epoch(s) in {took:.0f} s (mean {took / epochs_run:.1f} s per epoch, validation "
-            f"included); checkpoints and logs in {out}"
+            f"done: {epochs_run} epoch(s) in {seconds:.0f} s (mean {seconds / epochs_run:.1f} s per epoch, "
+            f"validation included); checkpoints and logs in {run.out}"
         )
-    distributed.cleanup(d)
-    return row if d.main else {}
+    distributed.cleanup(run.d)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from evaluation.metrics import ORGANS, score_labels
+from evaluation.metrics import score_labels
 from inference.checkpoint import DEFAULT_LABELS, Checkpoint, Sampling
 from inference.engine import Segmenter
 from inference.model import RUNet
 from inference.preprocess import Normalization
 from inference.stride import PlanOptions
+from inference.task import ORGANS
 from training.data import CachedCase
 
 

@@ -1,7 +1,7 @@
 """Visual check: axial and coronal slices of synthetic cases beside the same views of real cases.
 
-`python -m training.render_phantom --out /tmp/phantom_vs_real.png [--seed S]` (or
-`python -m training.phantom --render PNG`). Every volume is reoriented to LPS first, so each axial view is radiological
+`python -m phantom.render --out /tmp/phantom_vs_real.png [--seed S]` (or
+`python -m phantom --render PNG`). Every volume is reoriented to LPS first, so each axial view is radiological
 (patient right on the image's left, anterior at the top) and each coronal view has the head at the top and patient right
 on the left. Window W400/L40; outlines: liver red, kidney yellow, spleen blue, pancreas green.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from phantom.generate import generate_case_info
 from training.shared_data import shared_data_dir
 
 COLORS = {1: "red", 2: "yellow", 3: "deepskyblue", 4: "lime"}
@@ -81,8 +82,6 @@ def render_comparison(
 
     Version 2: 110 slices covering the abdomen; version 3: the slices its drawn field of view needs (40-200).
     """
-    from training.phantom import generate_case_info
-
     cases = []
     phases = ("venous", "arterial", "plain") if generator_version == 2 else ("venous", "arterial", "plain", "delayed")
     for s in (seed, *extra_seeds):
@@ -103,7 +102,7 @@ def render_comparison(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.render_phantom", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m phantom.render", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--extra-seeds", type=int, nargs="*", default=())

@@ -1,10 +1,7 @@
-"""Synthesize CT from real whole-anatomy label maps, SynthSeg style (the phantom's "labels" mode).
-
-A template label map (../shared/data/templates, classes.json names every id) is deformed by a random affine and a smooth
-elastic field (nearest-neighbour resampling), a body outline (subcutaneous fat, abdominal wall muscle, visceral fat) is
-added around the labelled anatomy, and every class gets a random Hounsfield-like mean drawn around the real range of its
-tissue, texture, noise, blur and slice thickness. Template classes map to FLARE labels by name (liver 1, kidney* 2,
-spleen 3, pancreas 4).
+"""Template label maps for the phantom's "labels" mode: real whole-anatomy label maps (../shared/data/templates,
+classes.json names every id), read once, with a synthetic spine where a map has no bones and per-slice body
+outlines; their class names mapped to FLARE labels (liver 1, kidney* 2, spleen 3, pancreas 4) and to the phantom
+tissue whose Hounsfield units a class borrows.
 
 Arrays are numpy zyx; SimpleITK geometry xyz; mm.
 """
@@ -19,11 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from scipy.special import ndtri
 
-from training.phantom_grid import CanonicalGrid, SmoothField
-from training.phantom_imaging import HALO, TextureFields, draw_imaging, draw_imaging_v3, render_slab, to_int16
-from training.phantom_tissues import PHASES, TISSUE_ID, TISSUES
 from training.shared_data import shared_data_dir
 
 # extra class ids, above every template id
@@ -34,7 +27,6 @@ DISC, CORTEX, MARROW, CANAL, PARASPINAL = 245, 246, 247, 248, 249
 PANCREAS_FAT = 240  # version 3: the pancreas's interlobular fat (FLARE label 4)
 FIRST_EXTRA = PANCREAS_FAT
 N_CLASSES = 256
-SLAB = 16
 
 # (substring of a class name, phantom tissue), first match wins
 _NAME_TISSUE = (
@@ -79,7 +71,6 @@ _BONE_WORDS = (
     "skull",
     "sternum",
 )
-_GASSY_WORDS = ("bowel", "colon", "duodenum", "stomach")
 
 
 def templates_dir(override: str | os.PathLike | None = None) -> Path:
@@ -284,224 +275,3 @@ def select_templates(paths: list[Path], only: Sequence[str] = (), exclude: Seque
     if not kept:
         raise ValueError(f"no template left of {[p.name for p in paths]} (only {list(only)}, exclude {list(exclude)})")
     return kept
-
-
-# version 3: class names whose tissue differs from class_tissue's (tissues version 2 lacks), first match wins
-_NAME_TISSUE_V3 = (("prostate_or_uterus", "uterus"), ("prostate", "prostate"), ("uterus", "uterus"))
-
-
-def class_tables_v3(tpl: Template, rng: np.random.Generator, phase: str):
-    """Version 3's (mean, fine, coarse, FLARE label, gassy) arrays (N_CLASSES,): HU from phantom_hu's table.
-
-    Every class takes its tissue's case mean (one draw per tissue and case, so both kidneys match) plus a few HU;
-    bones mix cortex and marrow; fatty liver / fatty pancreas variants as in the phantom mode.
-    """
-    from training.phantom_hu import TISSUE_ID_V3, draw_case_hu
-
-    variants = tuple(v for v, p in (("fatty_liver", 0.15), ("fatty_pancreas", 0.25)) if rng.random() < p)
-    hu, tex_f, tex_c = draw_case_hu(rng, phase, variants)
-    mean = np.zeros(N_CLASSES, np.float32)
-    fine = np.full(N_CLASSES, 5.0, np.float32)
-    coarse = np.zeros(N_CLASSES, np.float32)
-    label = np.zeros(N_CLASSES, np.uint8)
-    gassy = np.zeros(N_CLASSES, bool)
-
-    def set_(cid: int, tissue: str) -> None:
-        if tissue == "bone":
-            c, m = TISSUE_ID_V3["bone_cortex"], TISSUE_ID_V3["bone_marrow"]
-            mean[cid] = hu[m] + rng.uniform(0.1, 0.4) * (hu[c] - hu[m])
-            fine[cid], coarse[cid] = rng.uniform(40, 120), rng.uniform(10, 40)
-            return
-        t = TISSUE_ID_V3[tissue]
-        mean[cid] = hu[t] + rng.normal(0, 3)
-        fine[cid], coarse[cid] = tex_f[t], tex_c[t]
-
-    set_(0, "air")
-    for cid, name in tpl.names.items():
-        if cid < FIRST_EXTRA:
-            v3 = [t for w, t in _NAME_TISSUE_V3 if w in name]
-            set_(cid, v3[0] if v3 else class_tissue(name))
-            label[cid] = flare_label(name)
-            gassy[cid] = any(w in name for w in _GASSY_WORDS)
-    for cid, tissue in _EXTRA_TISSUE.items():
-        set_(cid, tissue)
-    label[PANCREAS_FAT] = 4
-    return mean, fine, coarse, label, gassy, 0.4 if "fatty_pancreas" in variants else rng.uniform(0.0, 0.12)
-
-
-def class_tables(tpl: Template, rng: np.random.Generator, phase: str):
-    """(mean, fine texture std, coarse texture std, FLARE label, gassy) arrays (N_CLASSES,) for a case."""
-    if phase not in PHASES:
-        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
-    p = PHASES.index(phase)
-    mean = np.zeros(N_CLASSES, np.float32)
-    fine = np.full(N_CLASSES, 5.0, np.float32)
-    coarse = np.zeros(N_CLASSES, np.float32)
-    label = np.zeros(N_CLASSES, np.uint8)
-    gassy = np.zeros(N_CLASSES, bool)
-
-    def draw(cid: int, tissue: str) -> None:
-        if tissue == "bone":
-            mean[cid] = rng.uniform(250, 550)
-            fine[cid], coarse[cid] = rng.uniform(40, 120), rng.uniform(10, 40)
-            return
-        t = TISSUES[TISSUE_ID[tissue]]
-        spread = max(2 * t.spread, 12.0)
-        mean[cid] = t.hu[p] + spread * rng.standard_normal()
-        fine[cid] = t.tex_fine * rng.uniform(0.5, 2.0)
-        coarse[cid] = t.tex_coarse * t.coarse_phase[p] * rng.uniform(0.5, 2.0)
-
-    draw(0, "air")
-    for cid, name in tpl.names.items():
-        if cid < FIRST_EXTRA:
-            draw(cid, class_tissue(name))
-            label[cid] = flare_label(name)
-            gassy[cid] = any(w in name for w in _GASSY_WORDS)
-    draw(FAT, "fat_subcutaneous")
-    draw(WALL, "muscle")
-    draw(VISCERAL, "fat_visceral")
-    draw(GAS, "gas")
-    draw(DISC, "disc")
-    draw(CORTEX, "bone_cortex")
-    draw(MARROW, "bone_marrow")
-    draw(CANAL, "spinal_canal")
-    draw(PARASPINAL, "muscle")
-    if phase == "arterial":
-        for cid, name in tpl.names.items():
-            if class_tissue(name) == "aorta":
-                mean[cid] = rng.uniform(180, 420)
-    return mean, fine, coarse, label, gassy
-
-
-_EXTRA_TISSUE = {
-    FAT: "fat_subcutaneous",
-    WALL: "muscle",
-    VISCERAL: "fat_visceral",
-    GAS: "gas",
-    DISC: "disc",
-    CORTEX: "bone_cortex",
-    MARROW: "bone_marrow",
-    CANAL: "spinal_canal",
-    PARASPINAL: "muscle",
-    PANCREAS_FAT: "pancreas_fat",
-}
-
-
-def _rotation(rng: np.random.Generator) -> np.ndarray:
-    ax, ay, az = (
-        np.deg2rad(rng.uniform(-4, 4)),
-        np.deg2rad(rng.uniform(-4, 4)),
-        np.deg2rad(rng.uniform(-8, 8)),
-    )
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
-def _tables_and_imaging(tpl: Template, rng: np.random.Generator, phase: str, sz: float, version: int):
-    """(FLARE label lut, gassy flags, ImagingParams, pancreas-fat threshold of the fine field) of a case."""
-    if version == 2:
-        mean, fine_sd, coarse_sd, lut, gassy = class_tables(tpl, rng, phase)
-        imaging = draw_imaging(rng, mean, fine_sd, coarse_sd, sz)
-        imaging.blur_z_vox = float(rng.uniform(0.3, 1.0))  # random slice thickness
-        return lut, gassy, imaging, np.inf
-    mean, fine_sd, coarse_sd, lut, gassy, fat_frac = class_tables_v3(tpl, rng, phase)
-    imaging = draw_imaging_v3(rng, mean, fine_sd, coarse_sd, sz)
-    return lut, gassy, imaging, float(ndtri(1 - fat_frac)) if fat_frac > 0 else np.inf
-
-
-def synthesize_canonical(
-    rng: np.random.Generator,
-    size_xy: int,
-    n: int,
-    spacing_xyz,
-    phase: str,
-    templates: str | os.PathLike | None = None,
-    *,
-    version: int = 2,
-    select: tuple[Sequence[str], Sequence[str]] = ((), ()),
-):
-    """Labels mode on a canonical grid: (image int16 zyx, label uint8 zyx, CanonicalGrid, template file name).
-
-    The grid is size_xy x size_xy in-plane at spacing_xyz, centred on a random template (of those `select` =
-    (only, exclude) keeps, see select_templates); n slices, fewer (or the slice spacing lowered, not below 0.5 mm)
-    where the template's z extent is shorter than n * spacing_z. Version 2 samples the slices holding FLARE organs
-    and draws HU around phantom_tissues' means; version 3 samples every slice with a body and draws HU from
-    phantom_hu's table, with its scanner model (draw_imaging_v3) and the pancreas's interlobular fat.
-    """
-    paths = select_templates(list_templates(templates), *select)
-    tpl = load_template(str(paths[int(rng.integers(len(paths)))]))
-    sx, sy, sz = spacing_xyz
-    kz_lo, kz_hi = tpl.good_range if version == 2 else tpl.body_range  # template slices with a well-filled body
-    zk = [float(tpl.origin[2] + (tpl.direction @ (np.array([0, 0, k]) * tpl.spacing))[2]) for k in (kz_lo, kz_hi)]
-    zlo, zhi = min(zk), max(zk)
-    extent_z = zhi - zlo + tpl.spacing[2]
-    if n * sz > extent_z:
-        sz_fit = extent_z / n
-        if sz_fit >= 0.5:
-            sz = sz_fit
-        else:
-            n = max(1, int(extent_z // sz))
-    centre = (tpl.lo + tpl.hi) / 2
-    z_first = zlo - tpl.spacing[2] / 2 + sz / 2
-    z0 = rng.uniform(z_first, max(z_first, zhi + tpl.spacing[2] / 2 - (n - 0.5) * sz))
-    grid = CanonicalGrid(
-        shape_zyx=(n, size_xy, size_xy),
-        spacing_xyz=(sx, sy, sz),
-        origin_xyz=(
-            centre[0] - (size_xy - 1) * sx / 2 + rng.uniform(-10, 10),
-            centre[1] - (size_xy - 1) * sy / 2 + rng.uniform(-10, 10),
-            z0,
-        ),
-    )
-    t_fat, t_wall = rng.uniform(8, 35), rng.uniform(8, 14)
-    thickness = (t_fat, t_wall, 0.0 if tpl.has_wall else rng.uniform(10, 25) + t_wall)
-    # output point p -> template point c + M (p - c) + u(p)
-    m = _rotation(rng) @ np.diag(rng.uniform(0.9, 1.1, 3))
-    shift = rng.uniform(-8, 8, 3)
-    amp = rng.uniform(1.5, 4)
-    disp = [SmoothField(rng, grid, 50.0, amp) for _ in range(3)]
-    tex = TextureFields(rng, grid)
-    lut, gassy, imaging, fat_thr = _tables_and_imaging(tpl, rng, phase, sz, version)
-    pancreas_ids = np.array([flare_label(tpl.names.get(i, "")) == 4 for i in range(N_CLASSES)])
-    gas_thr = rng.uniform(0.5, 1.5)
-    inv = np.linalg.inv(tpl.direction) / tpl.spacing[:, None]  # world offset -> continuous index (xyz)
-    xs, ys, zs = grid.axis_coords("x"), grid.axis_coords("y"), grid.axis_coords("z")
-    shape_t = np.array(tpl.classes.shape[::-1])  # xyz
-    image = np.empty(grid.shape_zyx, np.int16)
-    label = np.empty(grid.shape_zyx, np.uint8)
-    for k0 in range(0, n, SLAB):
-        k1 = min(n, k0 + SLAB)
-        a0, a1 = max(0, k0 - HALO), min(n, k1 + HALO)
-        p = [
-            xs[None, None, :] - np.float32(centre[0]),
-            ys[None, :, None] - np.float32(centre[1]),
-            zs[a0:a1, None, None] - np.float32(centre[2]),
-        ]
-        u = [d.slab(a0, a1) for d in disp]
-        src = [
-            np.float32(centre[i] + shift[i] - tpl.origin[i]) + u[i] + sum(np.float32(m[i, j]) * p[j] for j in range(3))
-            for i in range(3)
-        ]
-        idx = []
-        valid = np.ones(u[0].shape, bool)
-        for i in range(3):
-            c = np.rint(sum(np.float32(inv[i, j]) * src[j] for j in range(3))).astype(np.int32)
-            if i < 2:  # outside the template in-plane: air; beyond its first / last slice: repeat the edge slice
-                valid &= (c >= 0) & (c < shape_t[i])
-            lo_i, hi_i = (kz_lo, kz_hi) if i == 2 else (0, shape_t[i] - 1)
-            idx.append(np.clip(c, lo_i, hi_i))
-        cls = tpl.classes[idx[2], idx[1], idx[0]]
-        cls[~valid] = 0
-        air = np.nonzero(valid & (cls == 0))
-        cls[air] = tpl.body_layers(idx[2][air], idx[1][air], idx[0][air], thickness)
-        fine = tex.fine.slab(a0, a1)
-        cls[gassy[cls] & (fine > gas_thr)] = GAS
-        if fat_thr < np.inf:  # interlobular fat where the fine field is high (its 1 - fraction quantile)
-            cls[pancreas_ids[cls] & (fine > fat_thr)] = PANCREAS_FAT
-        hu = render_slab(cls, fine, tex.coarse.slab(a0, a1), a0, imaging, grid.spacing_xyz)
-        image[k0:k1] = to_int16(hu[k0 - a0 : k1 - a0])
-        label[k0:k1] = lut[cls[k0 - a0 : k1 - a0]]
-    return image, label, grid, tpl.path.name

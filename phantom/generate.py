@@ -4,24 +4,21 @@ Two modes, both deterministic from a seed and the generator version (2 or 3, def
 
 - "phantom": an analytic anatomy built in LPS patient millimetres, deformed by a smooth random displacement, and
   sampled on a random voxel grid (spacing, slice count, orientation), then given Hounsfield units for a contrast
-  phase, texture, partial-volume blur and noise. Version 2: the abdomen of training/phantom_anatomy.py inside its
-  organ band; version 3: the whole trunk with the pelvis in a FLARE field of view (training/phantom_v3.py).
+  phase, texture, partial-volume blur and noise. Version 2: the abdomen of phantom/anatomy.py inside its
+  organ band; version 3: the whole trunk with the pelvis in a FLARE field of view (phantom/trunk_scan.py).
 - "labels": a real whole-anatomy label map from the shared templates folder, deformed and given Hounsfield
-  intensities per class, SynthSeg style (training/synth_from_labels.py; version 3 takes them from the HU table of
-  training/phantom_hu.py).
+  intensities per class, SynthSeg style (phantom/from_labels.py; version 3 takes them from the HU table of
+  phantom/hu_table.py).
 - "mix": each case draws one of the two with equal probability.
 
 Images are SimpleITK int16 HU, labels SimpleITK uint8 on the identical grid. Arrays inside are numpy zyx; SimpleITK
 sizes, spacings and origins are xyz, in mm.
 
-CLI: python -m training.phantom --out DIR --cases N --seed S [--mode phantom|labels|mix] [--layout nnunet|flare21]
-[--flat] [--images-only] [--size 512] [--slices 20 300] [--phase venous] [--generator-version 3]
-[--templates DIR] [--templates-only NAME ...] [--templates-exclude NAME ...] [--render PNG]
+The command line is phantom/cli.py (`python -m phantom`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -32,20 +29,18 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from inference.cli import HelpFormatter
-from training.phantom_anatomy import Z_BAND, draw_anatomy, rasterize
-from training.phantom_grid import CanonicalGrid, SmoothField, draw_spacing, make_image, orientation_set
-from training.phantom_hu import PHASES_V3
-from training.phantom_imaging import HALO, TextureFields, draw_imaging, render_slab, to_int16
-from training.phantom_shapes import Slab
-from training.phantom_tissues import PHASES, draw_tissue_hu, tissue_label_lut
+from phantom.abdomen_scan import generate_phantom_canonical
+from phantom.from_labels import synthesize_canonical
+from phantom.grid import draw_spacing, make_image, orientation_set
+from phantom.hu_table import PHASES_V3
+from phantom.tissues import PHASES
+from phantom.trunk_scan import generate_phantom_canonical_v3
 
 MODES = ("phantom", "labels", "mix")
 VERSIONS = (2, 3)
 DEFAULT_VERSION = 3
 SPACING_Z = {2: (0.8, 5.0), 3: (0.6, 5.0)}  # default slice spacing range (mm) per generator version
 LAYOUTS = ("nnunet", "flare21")
-SLAB = 16  # canonical slices rasterized at a time
 MAX_EXTENT_Z = 500.0  # mm; drawn slice spacings keep slices * spacing below this
 
 
@@ -72,68 +67,6 @@ def _draw_geometry(rng, size_xy, slices, spacing, slice_range, spacing_xy_range,
     if spacing is not None:
         return n, _fixed_spacing(spacing)
     return n, (sxy, sxy, sz)
-
-
-def _z_centre(rng, extent: float) -> float:
-    """Centre (mm) of the scanned z range: inside the organ band, or covering it if longer."""
-    lo, hi = Z_BAND
-    band = hi - lo
-    if extent >= band:
-        return (lo + hi) / 2 + rng.uniform(-1, 1) * min(60.0, (extent - band) / 2)
-    return rng.uniform(lo + extent / 2, hi - extent / 2)
-
-
-def generate_phantom_canonical(rng: np.random.Generator, size_xy: int, n: int, spacing_xyz, phase: str):
-    """Phantom mode on the canonical grid: (image int16 zyx, label uint8 zyx, CanonicalGrid)."""
-    sx, sy, sz = spacing_xyz
-    extent = n * sz
-    zc = _z_centre(rng, extent)
-    grid = CanonicalGrid(
-        shape_zyx=(n, size_xy, size_xy),
-        spacing_xyz=(sx, sy, sz),
-        origin_xyz=(
-            -(size_xy - 1) * sx / 2 + rng.uniform(-15, 15),
-            -(size_xy - 1) * sy / 2 + rng.uniform(-10, 25),
-            zc - (n - 1) * sz / 2,
-        ),
-        world_offset_xyz=(rng.uniform(-40, 40), rng.uniform(-60, 60), rng.uniform(-900, 100)),
-    )
-    anat = draw_anatomy(rng)
-    amp = rng.uniform(2, 6)
-    disp = [SmoothField(rng, grid, 45.0, amp) for _ in range(3)]
-    umax = [d.max_abs for d in disp]
-    tex = TextureFields(rng, grid)
-    bowel = [SmoothField(rng, grid, 22.0) for _ in range(2)]
-    mean, fine_sd, coarse_sd = draw_tissue_hu(rng, phase)
-    imaging = draw_imaging(rng, mean, fine_sd, coarse_sd, sz)
-    xs, ys, zs = grid.axis_coords("x"), grid.axis_coords("y"), grid.axis_coords("z")
-    image = np.empty(grid.shape_zyx, np.int16)
-    label = np.empty(grid.shape_zyx, np.uint8)
-    lut = tissue_label_lut()
-    for k0 in range(0, n, SLAB):
-        k1 = min(n, k0 + SLAB)
-        a0, a1 = max(0, k0 - HALO), min(n, k1 + HALO)
-        ux, uy, uz = (d.slab(a0, a1) for d in disp)
-        slab = Slab(xs, ys, zs[a0:a1], ux, uy, uz, umax)
-        fine = tex.fine.slab(a0, a1)
-        fields = {"fine": fine, "bowel1": bowel[0].slab(a0, a1), "bowel2": bowel[1].slab(a0, a1)}
-        tissue = rasterize(anat, slab, fields)
-        hu = render_slab(tissue, fine, tex.coarse.slab(a0, a1), a0, imaging, grid.spacing_xyz)
-        image[k0:k1] = to_int16(hu[k0 - a0 : k1 - a0])
-        label[k0:k1] = lut[tissue[k0 - a0 : k1 - a0]]
-    _outside_reconstruction_circle(rng, image, label)
-    return image, label, grid
-
-
-def _outside_reconstruction_circle(rng, image: np.ndarray, label: np.ndarray) -> None:
-    """Some scanners fill the corners outside the reconstructed circle with a padding value (in place)."""
-    if rng.random() >= 0.3:
-        return
-    ny, nx = image.shape[1:]
-    yy, xx = np.ogrid[:ny, :nx]
-    out = ((yy - (ny - 1) / 2) ** 2 + (xx - (nx - 1) / 2) ** 2) > (min(nx, ny) / 2) ** 2
-    image[:, out] = rng.choice([-1024, -2048, -3024])
-    label[:, out] = 0
 
 
 def generate_case(seed: int, **options) -> tuple[sitk.Image, sitk.Image]:
@@ -169,9 +102,9 @@ def generate_case_info(
     view is smaller). slices: fixed slice count, else drawn from slice_range. spacing: fixed (x, y, z) mm, else
     in-plane from spacing_xy_range (default (0.6, 1.0) * 512 / size_xy, a 307-512 mm field of view) and between
     slices from spacing_z_range (default 0.8-5 mm for version 2, 0.6-5 mm for version 3). Version 2 keeps
-    slices * spacing_z <= 500 mm inside its organ band; version 3 draws a FLARE field of view (phantom_v3.py) and
+    slices * spacing_z <= 500 mm inside its organ band; version 3 draws a FLARE field of view (trunk_scan.py) and
     sets the slice count to cover it. phase: 'plain', 'arterial', 'venous' (or 'delayed', version 3), else drawn.
-    orientations: 'canonical', 'axial' or 'any' (see phantom_grid.orientation_set). templates_only /
+    orientations: 'canonical', 'axial' or 'any' (see phantom.grid.orientation_set). templates_only /
     templates_exclude: template names (or their prefixes, e.g. AMOS_0013) that labels mode may / may not use.
     """
     _check_common(seed, size_xy, phase, mode, generator_version)
@@ -187,8 +120,6 @@ def generate_case_info(
     direction = directions[int(np.random.default_rng([seed, 1]).integers(len(directions)))]
     info: dict = {"generator_version": generator_version, "mode": mode, "phase": phase, "template": None}
     if mode == "phantom" and generator_version == 3:
-        from training.phantom_v3 import generate_phantom_canonical_v3
-
         geometry = dict(slice_range=tuple(slice_range), spacing_xy_range=spacing_xy_range)
         image, label, grid, extra = generate_phantom_canonical_v3(
             rng,
@@ -205,8 +136,6 @@ def generate_case_info(
         if mode == "phantom":
             image, label, grid = generate_phantom_canonical(rng, size_xy, n, sp, phase)
         else:
-            from training.synth_from_labels import synthesize_canonical
-
             select = (tuple(templates_only), tuple(templates_exclude))
             image, label, grid, template = synthesize_canonical(
                 rng, size_xy, n, sp, phase, templates_dir, version=generator_version, select=select
@@ -308,113 +237,3 @@ def write_dataset(
             )
         names.append(name)
     return names
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m training.phantom", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
-    )
-    p.add_argument("--out", type=Path, help="output folder")
-    p.add_argument("--cases", type=int, default=1, help="number of cases")
-    p.add_argument("--seed", type=int, default=0, help="seed; case k is the same for a given seed whatever --cases")
-    p.add_argument(
-        "--mode", choices=MODES, default="phantom", help="analytic anatomy, template label maps, or either per case"
-    )
-    p.add_argument("--layout", choices=LAYOUTS, default="nnunet", help="imagesTr/labelsTr or TrainingImg/TrainingMask")
-    p.add_argument("--flat", action="store_true", help="images and labels side by side in --out")
-    p.add_argument("--images-only", action="store_true", help="write no label maps")
-    p.add_argument("--prefix", default="PHANTOM", help="case names: <prefix>_0000, <prefix>_0001, ...")
-    p.add_argument("--size", type=int, default=512, help="in-plane voxels")
-    p.add_argument(
-        "--slices", type=int, nargs=2, metavar=("MIN", "MAX"), default=(20, 300), help="range of slice counts"
-    )
-    p.add_argument(
-        "--spacing-xy",
-        type=float,
-        nargs=2,
-        metavar=("MIN", "MAX"),
-        default=None,
-        help="in-plane spacing range, mm; default 0.6-1.0 mm scaled by 512 / --size",
-    )
-    p.add_argument(
-        "--spacing-z",
-        type=float,
-        nargs=2,
-        metavar=("MIN", "MAX"),
-        default=None,
-        help="slice spacing range, mm; default 0.8-5 (version 2), 0.6-5 (version 3)",
-    )
-    p.add_argument(
-        "--phase",
-        choices=PHASES_V3,
-        default=None,
-        help="contrast phase; default: drawn per case ('delayed': version 3)",
-    )
-    p.add_argument(
-        "--generator-version", type=int, choices=VERSIONS, default=DEFAULT_VERSION, help="phantom generator version"
-    )
-    p.add_argument(
-        "--orientations",
-        choices=("canonical", "axial", "any"),
-        default="axial",
-        help="image orientations drawn: LPS only, axial ones (flips and in-plane swaps), or any axis permutation",
-    )
-    p.add_argument(
-        "--templates",
-        type=Path,
-        default=None,
-        help="templates folder for --mode labels and mix; default: $RUNET_SHARED_DATA/templates, else "
-        "../shared/data/templates",
-    )
-    p.add_argument("--templates-only", nargs="+", default=(), metavar="NAME", help="use only these templates")
-    p.add_argument("--templates-exclude", nargs="+", default=(), metavar="NAME", help="never use these templates")
-    p.add_argument(
-        "--render",
-        type=Path,
-        default=None,
-        metavar="PNG",
-        help="render a phantom beside real cases to PNG (visual check) instead of writing a data set",
-    )
-    args = p.parse_args(argv)
-    options = dict(
-        size_xy=args.size,
-        slice_range=tuple(args.slices),
-        spacing_xy_range=args.spacing_xy,
-        spacing_z_range=None if args.spacing_z is None else tuple(args.spacing_z),
-        phase=args.phase,
-        mode=args.mode,
-        orientations=args.orientations,
-        templates_dir=args.templates,
-        templates_only=tuple(args.templates_only),
-        templates_exclude=tuple(args.templates_exclude),
-        generator_version=args.generator_version,
-    )
-    try:
-        if args.render is not None:
-            from training.render_phantom import render_comparison
-
-            render_comparison(
-                args.render, seed=args.seed, mode=args.mode, phase=args.phase, generator_version=args.generator_version
-            )
-            return 0
-        if args.out is None:
-            p.error("--out is required unless --render is given")
-        write_dataset(
-            args.out,
-            args.cases,
-            args.seed,
-            layout=args.layout,
-            flat=args.flat,
-            images_only=args.images_only,
-            prefix=args.prefix,
-            verbose=True,
-            **options,
-        )
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

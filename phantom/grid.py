@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
+from scipy.ndimage import gaussian_filter
 
 # Signed permutation matrices as SimpleITK direction cosines (columns = world direction of the index axes x, y, z).
 _IDENTITY = np.eye(3)
@@ -136,8 +137,6 @@ class SmoothField:
     """
 
     def __init__(self, rng: np.random.Generator, grid: CanonicalGrid, lattice_mm: float, amplitude: float = 1.0):
-        from scipy.ndimage import gaussian_filter
-
         nz, ny, nx = grid.shape_zyx
         sx, sy, sz = grid.spacing_xyz
         dims = [max(2, int(np.ceil(n * s / lattice_mm)) + 2) for n, s in ((nz, sz), (ny, sy), (nx, sx))]

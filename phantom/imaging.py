@@ -5,12 +5,13 @@ Works on canonical slabs (numpy zyx, float32 HU) so that large volumes never nee
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
-from training.phantom_grid import CanonicalGrid, SmoothField
+from phantom.grid import CanonicalGrid, SmoothField
 
 
 @dataclass
@@ -85,6 +86,33 @@ class TextureFields:
 
 
 HALO = 3  # slices computed on each side of a slab so that blurring along z matches the whole-volume result
+SLAB = 16  # canonical slices rasterized at a time
+
+
+def slab_ranges(n: int) -> Iterator[tuple[int, int, int, int]]:
+    """(k0, k1, a0, a1) for each slab of a volume of n slices: slices k0..k1-1 are written, a0..a1-1 (HALO more on
+    each side, where they exist) are computed."""
+    for k0 in range(0, n, SLAB):
+        k1 = min(n, k0 + SLAB)
+        yield k0, k1, max(0, k0 - HALO), min(n, k1 + HALO)
+
+
+def render_into(
+    image: np.ndarray,
+    label: np.ndarray,
+    lut: np.ndarray,
+    classes: np.ndarray,
+    ranges: tuple[int, int, int, int],
+    texture: tuple[np.ndarray, np.ndarray],
+    params: ImagingParams,
+    spacing_xyz,
+) -> None:
+    """Render the class slab `classes` (zyx, slices a0..a1-1 of `ranges`) and write slices k0..k1-1 of the int16
+    HU `image` and of the uint8 `label` (lut[class]); texture: the (fine, coarse) fields on the same slab."""
+    k0, k1, a0, _ = ranges
+    hu = render_slab(classes, texture[0], texture[1], a0, params, spacing_xyz)
+    image[k0:k1] = to_int16(hu[k0 - a0 : k1 - a0])
+    label[k0:k1] = lut[classes[k0 - a0 : k1 - a0]]
 
 
 def render_slab(
@@ -117,8 +145,6 @@ def render_slab(
 
 def _blurred_noise_std(sigmas) -> float:
     """Std of unit white noise after a separable Gaussian blur (sigmas in voxels, truncate 3)."""
-    from scipy.ndimage import gaussian_filter1d
-
     out = 1.0
     for s in sigmas:
         delta = np.zeros(2 * int(3 * s + 0.5) + 3)

@@ -1,11 +1,11 @@
 """Hounsfield units of every tissue of the version-3 phantoms, per contrast phase, with the source of each range.
 
-One table serves both generator modes: the analytic anatomy (training/phantom_v3.py) and the label templates
-(training/synth_from_labels.py). Each row gives, per phase, the range (lo, hi) HU from which a case's mean for that
+One table serves both generator modes: the analytic anatomy (phantom/trunk_scan.py) and the label templates
+(phantom/from_labels.py). Each row gives, per phase, the range (lo, hi) HU from which a case's mean for that
 tissue is drawn, the standard deviations of its fine (~5 mm) and coarse (~25 mm) texture, and a source key
-(`SOURCES`). The tissues are those of version 2 (training/phantom_tissues.py, same names and ids) followed by the
+(`SOURCES`). The tissues are those of version 2 (phantom/tissues.py, same names and ids) followed by the
 ones version 3 adds. `VARIANTS` holds the rows that replace a tissue's row in some patients (fatty liver, fatty
-pancreas). `python -m training.phantom_hu` prints the table as Markdown (docs/phantom.md holds it).
+pancreas). `python -m phantom.hu_table` prints the table as Markdown (docs/phantom.md holds it).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.phantom_tissues import TISSUES as TISSUES_V2
+from phantom.tissues import TISSUES as TISSUES_V2
 
 PHASES_V3 = ("plain", "arterial", "venous", "delayed")
 

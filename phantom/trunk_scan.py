@@ -12,31 +12,33 @@ Arrays numpy zyx; SimpleITK geometry xyz; millimetres.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from training.phantom_grid import CanonicalGrid, SmoothField, check_ranges
-from training.phantom_hu import PHASES_V3, draw_case_hu, tissue_label_lut_v3
-from training.phantom_imaging import HALO, TextureFields, draw_imaging_v3, render_slab, to_int16
-from training.phantom_shapes import Slab
-from training.phantom_trunk import draw_antrum, draw_trunk, landmarks, rasterize
+from phantom.abdomen_scan import scan_phantom
+from phantom.grid import CanonicalGrid, SmoothField, check_ranges
+from phantom.hu_table import PHASES_V3, draw_case_hu, tissue_label_lut_v3
+from phantom.imaging import TextureFields, draw_imaging_v3
+from phantom.trunk import Trunk, draw_antrum, draw_trunk, landmarks, rasterize, with_antrum
 
 FOV_KINDS = ("chest-abdomen-pelvis", "abdomen-pelvis", "upper-abdomen")
 FOV_P = (0.25, 0.45, 0.30)
-SLAB = 16
 
 
 @dataclass(frozen=True)
 class FieldOfView:
+    """One of FLARE's fields of view (FOV_KINDS) and the z (mm, anatomy frame) of its top and bottom."""
+
     kind: str
-    top: float  # z mm (anatomy frame)
+    top: float
     bottom: float
 
 
-def draw_fov(rng: np.random.Generator, a: dict) -> FieldOfView:
-    """One of FLARE's fields of view for patient `a` (a phantom_trunk dict)."""
-    m = landmarks(a)
+def draw_fov(rng: np.random.Generator, t: Trunk) -> FieldOfView:
+    """One of FLARE's fields of view for patient `t`."""
+    m = landmarks(t)
     u = rng.uniform
     kind = FOV_KINDS[int(rng.choice(len(FOV_KINDS), p=FOV_P))]
     if kind == "chest-abdomen-pelvis":
@@ -104,38 +106,24 @@ def generate_phantom_canonical_v3(
     anat = draw_trunk(rng)
     fov = draw_fov(rng, anat)
     grid = draw_geometry(rng, fov, size_xy, slices, slice_range, spacing, spacing_xy_range, spacing_z_range)
-    n = grid.shape_zyx[0]
     disp = [SmoothField(rng, grid, 45.0, rng.uniform(2, 6)) for _ in range(3)]
-    umax = [d.max_abs for d in disp]
     tex = TextureFields(rng, grid)
     lattice = max(4.0, 1.5 * max(grid.spacing_xyz[:2]))
     extra = {"bowel1": SmoothField(rng, grid, 22.0), "bowel2": SmoothField(rng, grid, 22.0)}
     extra |= {"fat": SmoothField(rng, grid, lattice), "band": SmoothField(rng, grid, 14.0)}
-    pt = anat["patient"]
+    pt = anat.patient
     variants = tuple(v for v, on in (("fatty_liver", pt.fatty_liver), ("fatty_pancreas", pt.fatty_pancreas)) if on)
     imaging = draw_imaging_v3(rng, *draw_case_hu(rng, phase, variants), grid.spacing_xyz[2])
-    anat["antrum"] = draw_antrum(rng, anat)
-    xs, ys, zs = grid.axis_coords("x"), grid.axis_coords("y"), grid.axis_coords("z")
-    image = np.empty(grid.shape_zyx, np.int16)
-    label = np.empty(grid.shape_zyx, np.uint8)
-    lut = tissue_label_lut_v3()
-    for k0 in range(0, n, SLAB):
-        k1 = min(n, k0 + SLAB)
-        a0, a1 = max(0, k0 - HALO), min(n, k1 + HALO)
-        slab = Slab(xs, ys, zs[a0:a1], *(d.slab(a0, a1) for d in disp), umax)
-        fine = tex.fine.slab(a0, a1)
-        fields = {"fine": fine} | {k: f.slab(a0, a1) for k, f in extra.items()}
-        tissue = rasterize(anat, slab, fields)
-        hu = render_slab(tissue, fine, tex.coarse.slab(a0, a1), a0, imaging, grid.spacing_xyz)
-        image[k0:k1] = to_int16(hu[k0 - a0 : k1 - a0])
-        label[k0:k1] = lut[tissue[k0 - a0 : k1 - a0]]
+    anat = with_antrum(anat, draw_antrum(rng, anat))
+    paint = functools.partial(rasterize, anat)
+    image, label = scan_phantom(grid, paint, disp, tex, extra, imaging, tissue_label_lut_v3())
     info = {
         "field_of_view": fov.kind,
         "fatty_liver": pt.fatty_liver,
         "fatty_pancreas": pt.fatty_pancreas,
         "arms": "down" if pt.arms_down else "up",
         "oral_contrast": pt.oral,
-        "sex_organ": anat["pelvis"].sex_tissue,
+        "sex_organ": anat.pelvis.sex_tissue,
         "kernel_sharpen": round(imaging.sharpen, 3),
         "slice_thickness_mm": round(imaging.blur_z_vox * 2.355 * grid.spacing_xyz[2], 2),
     }

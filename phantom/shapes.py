@@ -7,9 +7,28 @@ bounding box in q into numpy slices of the slab (or None when the box misses it)
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 Region = tuple[slice, slice, slice]
+
+
+class Ellipsoid(NamedTuple):
+    """An ellipsoid in patient coordinates: centre (xyz mm), semi-axes (mm) along the rows of `rows` (a 3x3
+    orthonormal frame, see `frame`), or along x, y, z when rows is None. Unpacks as `ellipsoid`'s arguments."""
+
+    centre: tuple[float, float, float] | np.ndarray
+    axes: tuple[float, float, float] | np.ndarray
+    rows: np.ndarray | None = None
+
+
+class Tube(NamedTuple):
+    """A tube round a polyline: points (M, 3) xyz mm, radii (M,) mm, linear along each segment. Unpacks as `tube`'s
+    arguments."""
+
+    points: np.ndarray
+    radii: np.ndarray
 
 
 class Slab:

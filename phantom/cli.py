@@ -1,0 +1,135 @@
+"""Synthetic abdominal CT with FLARE labels (0 background, 1 liver, 2 kidney, 3 spleen, 4 pancreas).
+
+python -m phantom --out DIR --cases N --seed S [--mode phantom|labels|mix] [--layout nnunet|flare21]
+[--flat] [--images-only] [--size 512] [--slices 20 300] [--phase venous] [--generator-version 3]
+[--templates DIR] [--templates-only NAME ...] [--templates-exclude NAME ...] [--render PNG]
+
+Writes a data set with phantom/generate.py's `write_dataset`, or with --render a PNG of phantoms beside real cases
+(phantom/render.py). Exit code 0 on success, 2 for a bad option value (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from inference.cli import HelpFormatter
+from phantom.generate import DEFAULT_VERSION, LAYOUTS, MODES, VERSIONS, write_dataset
+from phantom.hu_table import PHASES_V3
+from phantom.render import render_comparison
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of `python -m phantom`, each with its default."""
+    p = argparse.ArgumentParser(
+        prog="python -m phantom", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
+    p.add_argument("--out", type=Path, help="output folder")
+    p.add_argument("--cases", type=int, default=1, help="number of cases")
+    p.add_argument("--seed", type=int, default=0, help="seed; case k is the same for a given seed whatever --cases")
+    p.add_argument(
+        "--mode", choices=MODES, default="phantom", help="analytic anatomy, template label maps, or either per case"
+    )
+    p.add_argument("--layout", choices=LAYOUTS, default="nnunet", help="imagesTr/labelsTr or TrainingImg/TrainingMask")
+    p.add_argument("--flat", action="store_true", help="images and labels side by side in --out")
+    p.add_argument("--images-only", action="store_true", help="write no label maps")
+    p.add_argument("--prefix", default="PHANTOM", help="case names: <prefix>_0000, <prefix>_0001, ...")
+    p.add_argument("--size", type=int, default=512, help="in-plane voxels")
+    p.add_argument(
+        "--slices", type=int, nargs=2, metavar=("MIN", "MAX"), default=(20, 300), help="range of slice counts"
+    )
+    p.add_argument(
+        "--spacing-xy",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=None,
+        help="in-plane spacing range, mm; default 0.6-1.0 mm scaled by 512 / --size",
+    )
+    p.add_argument(
+        "--spacing-z",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=None,
+        help="slice spacing range, mm; default 0.8-5 (version 2), 0.6-5 (version 3)",
+    )
+    p.add_argument(
+        "--phase",
+        choices=PHASES_V3,
+        default=None,
+        help="contrast phase; default: drawn per case ('delayed': version 3)",
+    )
+    p.add_argument(
+        "--generator-version", type=int, choices=VERSIONS, default=DEFAULT_VERSION, help="phantom generator version"
+    )
+    p.add_argument(
+        "--orientations",
+        choices=("canonical", "axial", "any"),
+        default="axial",
+        help="image orientations drawn: LPS only, axial ones (flips and in-plane swaps), or any axis permutation",
+    )
+    p.add_argument(
+        "--templates",
+        type=Path,
+        default=None,
+        help="templates folder for --mode labels and mix; default: $RUNET_SHARED_DATA/templates, else "
+        "../shared/data/templates",
+    )
+    p.add_argument("--templates-only", nargs="+", default=(), metavar="NAME", help="use only these templates")
+    p.add_argument("--templates-exclude", nargs="+", default=(), metavar="NAME", help="never use these templates")
+    p.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="render a phantom beside real cases to PNG (visual check) instead of writing a data set",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    options = dict(
+        size_xy=args.size,
+        slice_range=tuple(args.slices),
+        spacing_xy_range=args.spacing_xy,
+        spacing_z_range=None if args.spacing_z is None else tuple(args.spacing_z),
+        phase=args.phase,
+        mode=args.mode,
+        orientations=args.orientations,
+        templates_dir=args.templates,
+        templates_only=tuple(args.templates_only),
+        templates_exclude=tuple(args.templates_exclude),
+        generator_version=args.generator_version,
+    )
+    try:
+        if args.render is not None:
+            render_comparison(
+                args.render, seed=args.seed, mode=args.mode, phase=args.phase, generator_version=args.generator_version
+            )
+            return 0
+        if args.out is None:
+            p.error("--out is required unless --render is given")
+        write_dataset(
+            args.out,
+            args.cases,
+            args.seed,
+            layout=args.layout,
+            flat=args.flat,
+            images_only=args.images_only,
+            prefix=args.prefix,
+            verbose=True,
+            **options,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
