@@ -28,7 +28,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import REPO, RESULTS, TINY_CONFIG, machine_line, markdown_table, phantom_case, publish  # noqa: E402
 
-NOT_NEEDED = ("scipy", "matplotlib", "pandas", "evaluation", "training", "bench", "monai", "surface_distance", "PIL")
+NOT_NEEDED = (
+    "scipy",
+    "matplotlib",
+    "pandas",
+    "evaluation",
+    "training",
+    "phantom",
+    "bench",
+    "monai",
+    "surface_distance",
+    "PIL",
+)
 """Top-level packages the container must not import (evaluation, training and benchmark code and their deps)."""
 
 WRAPPER = r"""

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from inference.task import INPUT_SUFFIX
 from phantom.abdomen_scan import generate_phantom_canonical
 from phantom.from_labels import synthesize_canonical
 from phantom.grid import draw_spacing, make_image, orientation_set
@@ -157,9 +158,9 @@ def _fixed_spacing(spacing: Sequence[float] | None) -> tuple[float, float, float
 
 def _case_paths(out_dir: Path, name: str, layout: str, flat: bool) -> tuple[Path, Path]:
     if flat:
-        return out_dir / f"{name}_0000.nii.gz", out_dir / f"{name}.nii.gz"
+        return out_dir / f"{name}{INPUT_SUFFIX}", out_dir / f"{name}.nii.gz"
     img_dir, lab_dir = ("imagesTr", "labelsTr") if layout == "nnunet" else ("TrainingImg", "TrainingMask")
-    return out_dir / img_dir / f"{name}_0000.nii.gz", out_dir / lab_dir / f"{name}.nii.gz"
+    return out_dir / img_dir / f"{name}{INPUT_SUFFIX}", out_dir / lab_dir / f"{name}.nii.gz"
 
 
 def write_image_atomic(image: sitk.Image, path: Path) -> None:

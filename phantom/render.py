@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from inference.task import INPUT_SUFFIX
 from phantom.generate import generate_case_info
 from training.shared_data import shared_data_dir
 
@@ -95,7 +96,7 @@ def render_comparison(
         cases.append((f"v{generator_version} {m} seed {s} ({ph})\n{fov}", img, lab))
     data = shared_data_dir()
     for name in REAL_CASES:
-        ip, lp = data / f"{name}_0000.nii.gz", data / f"{name}.nii.gz"
+        ip, lp = data / f"{name}{INPUT_SUFFIX}", data / f"{name}.nii.gz"
         if ip.exists() and lp.exists():
             cases.append((f"real {name}", sitk.ReadImage(str(ip)), sitk.ReadImage(str(lp))))
     render_cases(png, cases)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from inference.task import ORGANS
 from training.shared_data import shared_data_dir
 
 # extra class ids, above every template id
@@ -82,7 +83,7 @@ def templates_dir(override: str | os.PathLike | None = None) -> Path:
 
 def flare_label(name: str) -> int:
     """FLARE label of a template class name: 1 liver, 2 kidney (incl. cysts), 3 spleen, 4 pancreas, else 0."""
-    for word, lab in (("liver", 1), ("kidney", 2), ("spleen", 3), ("pancreas", 4)):
+    for lab, word in ORGANS.items():
         if word in name:
             return lab
     return 0

@@ -14,8 +14,14 @@ def test_arm_options_build_each_head(tmp_path):
     assert not unet.regularized_softmax
     assert runet.regularized_softmax and runet.lam_learnable
     assert fixed.regularized_softmax and not fixed.lam_learnable and fixed.lam_init == 0.5
-    with pytest.raises(ValueError, match="unknown arm"):
-        arm_options("softmax")
+    assert runet.tv_iterations == 1
+    it3 = parse_args(base + arm_options("runet-it3"))
+    assert it3.regularized_softmax and it3.lam_learnable and it3.tv_iterations == 3
+    for bad in ("softmax", "runet-itx", "runet-it"):
+        with pytest.raises(ValueError, match="unknown arm"):
+            arm_options(bad)
+    with pytest.raises(ValueError, match="iteration"):
+        arm_options("runet-it0")
 
 
 def test_surface_to_volume_of_a_box_by_hand():

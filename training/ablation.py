@@ -5,6 +5,7 @@ Arms (each trained with training.train on the same data, seeds and step budget; 
 - ``unet``: a plain softmax head (the U-Net);
 - ``runet``: the regularized softmax with a learnable lambda (the paper), starting at ``lam_init``;
 - ``fixed-<lam>``: the regularized softmax forced on with a fixed lambda;
+- ``runet-it<n>``: ``runet`` with n primal-dual iterations instead of the paper's one;
 - ``unet+layer-<lam>`` (no training): the ``unet`` arm's network with the regularized softmax applied at inference
   only, to see whether the layer is a free smoothing.
 
@@ -49,7 +50,7 @@ from training.train import train
 
 
 def arm_options(arm: str) -> list[str]:
-    """training.train options of a trained arm: "unet", "runet" or "fixed-<lambda>"."""
+    """training.train options of a trained arm: "unet", "runet", "fixed-<lambda>" or "runet-it<iterations>"."""
     if arm == "unet":
         return ["--no-regularized-softmax"]
     if arm == "runet":
@@ -59,7 +60,12 @@ def arm_options(arm: str) -> list[str]:
         if lam <= 0:
             raise ValueError(f"{arm}: a fixed lambda must be > 0")
         return ["--regularized-softmax", "--no-lam-learnable", "--lam-init", str(lam)]
-    raise ValueError(f"unknown arm {arm!r} (unet, runet, fixed-<lambda>)")
+    if arm.startswith("runet-it") and arm.removeprefix("runet-it").isdigit():
+        iterations = int(arm.removeprefix("runet-it"))
+        if iterations < 1:
+            raise ValueError(f"{arm}: at least one iteration")
+        return arm_options("runet") + ["--tv-iterations", str(iterations)]
+    raise ValueError(f"unknown arm {arm!r} (unet, runet, fixed-<lambda>, runet-it<iterations>)")
 
 
 def with_layer(ckpt: Checkpoint, lam: float, step: float) -> Checkpoint:
