@@ -48,7 +48,7 @@ def ours(volume: np.ndarray, seg, plan, pad_value: float) -> dict:
     c = seg.checkpoint.config.num_classes
     return {
         off: acc / cover
-        for off, acc in iter_phase_sums(volume, seg._predict_fn, c, plan, seg.batch_size, seg.device, pad_value)
+        for off, acc in iter_phase_sums(volume, seg.predict_fn, c, plan, seg.batch_size, seg.device, pad_value)
     }
 
 
@@ -66,7 +66,7 @@ def peer(volume: np.ndarray, seg, plan, pad_value: float) -> dict:
         x = torch.from_numpy(phase_input(volume, (i, j), plan, depth, hw, pad_value))[None, None]
         with torch.inference_mode():
             probs = sliding_window_inference(
-                x.to(seg.device), (win, *hw), seg.batch_size, seg._predict_fn, overlap=plan.overlap, mode="constant"
+                x.to(seg.device), (win, *hw), seg.batch_size, seg.predict_fn, overlap=plan.overlap, mode="constant"
             )
         out[(i, j)] = probs[0, :, :d, : len(range(i, h, s)), : len(range(j, w, s))].float()
     return out

@@ -97,7 +97,7 @@ def run_case(
 ) -> dict:
     """Time each stage of one case in this process; returns seconds per stage, peak RSS (MiB) and precision."""
     seg = make_segmenter(variant, net, phases, device, window, precision)
-    timed = TimedFn(seg._predict_fn, device)
+    timed = TimedFn(seg.predict_fn, device)
     t = {}
     t0 = time.perf_counter()
     volume = read_ct(Path(image))

@@ -54,11 +54,11 @@ def timed_load(*a, **k):
     stamps["checkpoint loaded"] = time.time()
     return out
 cli.load_checkpoint = timed_load
-predict_fn = engine.Segmenter._predict_fn
+predict_fn = engine.Segmenter.predict_fn
 def first_window(self, x):
     stamps.setdefault("first window on the device", time.time())
     return predict_fn(self, x)
-engine.Segmenter._predict_fn = first_window
+engine.Segmenter.predict_fn = first_window
 code = cli.main(sys.argv[1:])
 print("STAMPS " + json.dumps(stamps), file=sys.stderr)
 if os.environ.get("RUNET_BENCH_EXIT") == "teardown":

@@ -51,8 +51,8 @@ def in_process(
     ckpt = load_checkpoint(weights)
     dev = select_device(device)
     seg = Segmenter(ckpt, dev, PlanOptions(phases=phases, stride=4), batch, PRECISIONS[precision])
-    timed = TimedFn(seg._predict_fn, device)
-    seg._predict_fn = timed  # the engine calls it through the instance attribute
+    timed = TimedFn(seg.predict_fn, device)
+    seg.predict_fn = timed  # the engine calls it through the instance attribute
     m = ckpt.config.size_multiple
     warm_up = torch.zeros((m, 4 * m, 4 * m), dtype=torch.int16).numpy()
     seg.segment(warm_up, (1.0, 1.0, 1.0))  # warm-up: CUDA, cuDNN, allocator

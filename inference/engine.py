@@ -113,9 +113,10 @@ class Segmenter:
             )
         return plan
 
-    def _predict_fn(self, x: torch.Tensor) -> torch.Tensor:
+    def predict_fn(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, d, h, w) -> (B, C, d, h, w) probabilities at the segmenter's precision (measured on this first
-        window when None) on its backend."""
+        window when None) on its backend: the network call the patching engine makes for every batch of windows.
+        Benchmarks time it, or replace it on an instance (``seg.predict_fn = timed``), to split a run's time."""
         if self.precision is None:
             self.precision = self._measure_precision(x[:1])
         return self._run(x, self.precision)
@@ -178,7 +179,7 @@ class Segmenter:
                 try:
                     return predict_labels(
                         x,
-                        self._predict_fn,
+                        self.predict_fn,
                         self.checkpoint.config.num_classes,
                         plan,
                         batch_size=self.batch_size,

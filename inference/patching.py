@@ -77,19 +77,19 @@ def z_window_starts(depth: int, window: int, overlap: float) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(0, depth - window, n)})
 
 
-def _round_up(n: int, m: int) -> int:
+def round_up(n: int, m: int) -> int:
     return -(-n // m) * m
 
 
-def _windows(depth: int, plan: PatchPlan) -> tuple[int, list[int]]:
+def z_windows(depth: int, plan: PatchPlan) -> tuple[int, list[int]]:
     """(padded depth, window starts) for a volume of ``depth`` slices."""
     if depth >= plan.window:
         return depth, z_window_starts(depth, plan.window, plan.overlap)
-    padded = plan.window if plan.short_volume == "pad" else _round_up(depth, plan.size_multiple)
+    padded = plan.window if plan.short_volume == "pad" else round_up(depth, plan.size_multiple)
     return padded, [0]
 
 
-def _phase_input(
+def phase_input(
     volume: np.ndarray,
     offset: tuple[int, int],
     plan: PatchPlan,
@@ -104,10 +104,6 @@ def _phase_input(
     if depth > sub.shape[0]:
         out[sub.shape[0] :] = out[sub.shape[0] - 1]
     return out
-
-
-# Public names of the three functions above, for callers outside this module (bench/).
-round_up, z_windows, phase_input = _round_up, _windows, _phase_input
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -127,7 +123,7 @@ def window_coverage(depth: int, plan: PatchPlan) -> np.ndarray:
 
     Dividing the sums of :func:`iter_phase_sums` by it (along z) gives the mean window probabilities.
     """
-    padded, starts = _windows(depth, plan)
+    padded, starts = z_windows(depth, plan)
     count = np.zeros(padded, dtype=np.int64)
     for z0 in starts:
         count[z0 : z0 + min(plan.window, padded)] += 1
@@ -167,8 +163,8 @@ def iter_phase_sums(
     device = torch.device(device)
     d, h, w = volume.shape
     s = plan.stride
-    depth, starts = _windows(d, plan)
-    hw = (_round_up(-(-h // s), plan.size_multiple), _round_up(-(-w // s), plan.size_multiple))
+    depth, starts = z_windows(d, plan)
+    hw = (round_up(-(-h // s), plan.size_multiple), round_up(-(-w // s), plan.size_multiple))
     win = min(plan.window, depth)
     offsets = plan.offsets()
 
@@ -180,7 +176,7 @@ def iter_phase_sums(
     for batch in _batches(items, batch_size):
         for p, _ in batch:
             if p not in inputs:
-                phase = _phase_input(volume, offsets[p], plan, depth, hw, pad_value)
+                phase = phase_input(volume, offsets[p], plan, depth, hw, pad_value)
                 inputs[p] = torch.from_numpy(phase).to(device)
         x = torch.stack([inputs[p][z0 : z0 + win] for p, z0 in batch])[:, None]
         with torch.inference_mode():
