@@ -2,7 +2,8 @@
 #   docker container run --gpus "device=0" --name runet --rm -v $PWD/inputs/:/workspace/inputs/ \
 #       -v $PWD/outputs/:/workspace/outputs/ runet:latest /bin/bash -c "sh predict.sh"
 # and the default command (sh predict.sh) does the same. The image holds requirements.txt, niftiio/, inference/,
-# weights/ and predict.sh only (.dockerignore keeps everything else out of the build context); it needs
+# weights/ and predict.sh only (.dockerignore keeps everything else out of the build context), and in
+# /opt/runet/cache the network converted for the CPU backend; it needs
 # no network at run time and downloads nothing when it starts. See docs/container.md.
 #
 # torch, with its CUDA build, comes from the base image: pip installs the other requirements under a
@@ -27,5 +28,10 @@ COPY predict.sh ./
 COPY weights/ weights/
 COPY niftiio/ niftiio/
 COPY inference/ inference/
+
+# The OpenVINO conversion of the shipped network, made once here, so that a fresh container on a machine without
+# a GPU starts its first case without converting (GPU runs never use it).
+ENV RUNET_CACHE_DIR=/opt/runet/cache
+RUN python -m inference.warm_cache
 
 CMD ["sh", "predict.sh"]

@@ -13,6 +13,7 @@ import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -91,6 +92,12 @@ class Segmenter:
         self.backend = resolve_backend(self.backend, self.device, self.precision)
         self._openvino = OpenVINONetwork(self.network, import_openvino()) if self.backend == "openvino" else None
         self._place_network()
+
+    @property
+    def openvino_cache_folder(self) -> Path | None:
+        """The folder holding the OpenVINO conversion of the network (read from or written to the user cache);
+        None with the torch backend or without a cache."""
+        return self._openvino.cache_folder if self._openvino is not None else None
 
     def _place_network(self) -> None:
         self.network.to(self.device)

@@ -280,9 +280,24 @@ def test_image_config(image: Built, base_image: str, working_container, figures:
 
 
 @pytest.mark.container
+def baked_conversion_name(weights: Path) -> str:
+    """The cache folder name under which the engine looks up the OpenVINO conversion of ``weights``' network (the
+    image's openvino is requirements.txt's pin, as here)."""
+    from inference.checkpoint import load_checkpoint
+    from inference.model import fuse_batchnorm
+    from inference.openvino_backend import CONVERSION_VERSION, import_openvino, network_digest
+
+    ov = import_openvino()
+    if ov is None:
+        pytest.skip("openvino is not installed here")
+    digest = network_digest(fuse_batchnorm(load_checkpoint(weights).model.eval()))
+    return f"{digest}-ov{ov.get_version().split('-')[0]}-c{CONVERSION_VERSION}"
+
+
 def test_image_contents(image: Built, working_container) -> None:
     """/workspace holds exactly the build context's requirements.txt, predict.sh, niftiio/, inference/ and weights/; no
-    tests, training code, caches or anything larger than the checkpoint; torch is the base image's only."""
+    tests, training code, caches or anything larger than the checkpoint; /opt/runet/cache the shipped network's
+    OpenVINO conversion, under the name the engine looks for; torch is the base image's only."""
     root = mounted(working_container(image.name))
     workspace = root / "workspace"
     files = {p.relative_to(workspace).as_posix(): p for p in workspace.rglob("*") if not p.is_dir()}
@@ -303,6 +318,9 @@ def test_image_contents(image: Built, working_container) -> None:
     heaviest = max(p.stat().st_size for p in checkpoints)
     too_big = {rel: p.stat().st_size for rel, p in files.items() if p.stat().st_size > heaviest}
     assert not too_big, f"files larger than the checkpoint ({heaviest} bytes): {too_big}"
+
+    conversions = sorted(p.parent.name for p in (root / "opt/runet/cache/openvino").glob("*/model.xml"))
+    assert conversions == [baked_conversion_name(image.context / "weights" / "runet.pt")]
 
     site = [p for p in root.glob("**/site-packages") if p.is_dir() and not p.is_symlink()]
     assert site, "no site-packages in the image"
