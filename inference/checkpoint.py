@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,11 @@ FORMAT_VERSION = 1
 DEFAULT_LABELS = {0: "background", **ORGANS}
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "runet.pt"
 SUMS_FILE = "SHA256SUMS"
+
+
+def default_weights() -> Path:
+    """The checkpoint the CLIs load when no --weights is given: ``$RUNET_WEIGHTS``, else the shipped file."""
+    return Path(os.environ.get("RUNET_WEIGHTS", DEFAULT_WEIGHTS))
 
 
 # --- Sampling: how the network sees a volume -------------------------------------------------------------------

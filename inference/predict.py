@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from inference.checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_checkpoint
+from inference.checkpoint import CheckpointError, default_weights, load_checkpoint
 from inference.cli import UsageParser, bar, bars_off, log
 from inference.cohort import (
     STALE_MARGIN_S,
@@ -125,7 +125,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--weights",
         type=Path,
         metavar="PATH",
-        default=Path(os.environ.get("RUNET_WEIGHTS", DEFAULT_WEIGHTS)),
+        default=default_weights(),
         help="checkpoint, verified against the SHA256SUMS file beside it; $RUNET_WEIGHTS sets the default",
     )
     add_engine_options(p)

@@ -12,13 +12,12 @@ no openvino package), 2 for usage errors.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import torch
 
-from inference.checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_checkpoint
+from inference.checkpoint import CheckpointError, default_weights, load_checkpoint
 from inference.cli import UsageParser, log
 from inference.engine import Segmenter
 from inference.openvino_backend import import_openvino
@@ -29,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--weights",
         type=Path,
-        default=Path(os.environ.get("RUNET_WEIGHTS", DEFAULT_WEIGHTS)),
+        default=default_weights(),
         metavar="PATH",
         help="checkpoint to convert (default: $RUNET_WEIGHTS or %(default)s)",
     )
