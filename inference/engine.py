@@ -25,7 +25,7 @@ from inference.device import cpu_supports_bf16, precision_name
 from inference.model import fuse_batchnorm
 from inference.openvino_backend import OpenVINONetwork, import_openvino
 from inference.patching import PatchPlan, ProgressFn, predict_labels
-from inference.postprocess import keep_largest_components
+from inference.postprocess import DEFAULT_RULE, RULES, postprocess
 from inference.stride import PlanOptions, plan_patches
 from inference.user_cache import user_cache_dir
 
@@ -64,7 +64,7 @@ class Segmenter:
     options: PlanOptions = field(default_factory=PlanOptions)
     batch_size: int = 2
     precision: torch.dtype | None = torch.float32  # None: measured on the first window (resolve_precision)
-    postprocess: bool = True
+    postprocess: str = DEFAULT_RULE  # one of inference.postprocess.RULES
     _: KW_ONLY
     fuse: bool = True
     channels_last: bool = True
@@ -78,6 +78,8 @@ class Segmenter:
             raise TypeError(f"options must be a PlanOptions, got {type(self.options).__name__}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if self.postprocess not in RULES:
+            raise ValueError(f"postprocess must be one of {', '.join(RULES)}, got {self.postprocess!r}")
         sampling = self.checkpoint.sampling
         probe = replace(self.options, stride=sampling.stride) if self.options.stride == "auto" else self.options
         plan_patches(probe, sampling, (1.0, 1.0), self.checkpoint.config.size_multiple)  # a window it cannot take
@@ -163,8 +165,8 @@ class Segmenter:
         progress: ProgressFn | None = None,
     ) -> np.ndarray:
         """(D, H, W) numpy array of Hounsfield units (zyx, canonical orientation; any real integer or float dtype)
-        with voxel spacing ``spacing_zyx`` (mm, z y x) -> (D, H, W) uint8 label map, largest-component
-        post-processed unless ``postprocess`` is False. The input is not modified.
+        with voxel spacing ``spacing_zyx`` (mm, z y x) -> (D, H, W) uint8 label map, post-processed by the rule
+        ``postprocess`` names (inference.postprocess.RULES; "none": the network's labels). The input is not modified.
 
         ``plan``: the :meth:`plan_for` of this spacing when the caller made it already (to log it), else None.
         ``progress`` gets (windows done, windows in all) after every network call (it starts again from 0 when an
@@ -174,7 +176,7 @@ class Segmenter:
         if plan is not None and plan != own:
             raise ValueError(f"plan {plan} is not this segmenter's plan for spacing {tuple(spacing_zyx)}: {own}")
         labels = self._labels(image_hu, own if plan is None else plan, progress)
-        return keep_largest_components(labels) if self.postprocess else labels
+        return postprocess(labels, self.postprocess)
 
     def _labels(self, image_hu: np.ndarray, plan: PatchPlan, progress: ProgressFn | None) -> np.ndarray:
         """The network's label map (before post-processing) by ``plan``, backing off after out-of-memory errors;

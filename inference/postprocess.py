@@ -1,4 +1,18 @@
-"""Post-processing of the paper's section 4.3: keep the largest connected components of each organ."""
+"""Post-processing of the label maps: the paper's section 4.3 (keep the largest connected components of each
+organ, FLARE's rule) and the default, which differs from it for the liver only.
+
+Rules (:data:`RULES`), each a function of the (D, H, W) uint8 label map in canonical orientation (zyx, array z
+towards the patient's head):
+
+- ``flare``: the largest 26-connected component of liver, spleen and pancreas and the three largest of kidney.
+- ``cranial-liver`` (the default): the same, except that the liver keeps the most cranial of its large components
+  (at least :data:`LIVER_MIN_FRACTION` of the largest one's volume). The liver lies under the right hemidiaphragm,
+  above every other organ of the abdomen, so a liver-labelled component of comparable size below it is something
+  else: on scans that reach the pelvis a network may call the full urinary bladder liver, and when that blob is
+  the largest, the FLARE rule keeps it and drops the liver. When the liver is one dominant component (any other
+  piece under that fraction) both rules give the same map.
+- ``none``: the network's labels as they are.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +21,13 @@ import numpy as np
 
 KEEP_COMPONENTS = {1: 1, 2: 3, 3: 1, 4: 1}
 """How many of the largest 26-connected components each label keeps: liver, spleen, pancreas one; kidney three."""
+
+LIVER = 1
+LIVER_MIN_FRACTION = 0.1
+"""cranial-liver: liver components of at least this fraction of the largest one's voxels compete on height."""
+
+RULES = ("cranial-liver", "flare", "none")
+DEFAULT_RULE = "cranial-liver"
 
 
 def foreground_box(labels: np.ndarray) -> tuple[slice, ...] | None:
@@ -63,3 +84,50 @@ def keep_largest_components(labels: np.ndarray, keep: dict[int, int] | None = No
     crop.ravel()[where[~survive[fg_ids]]] = 0
     out[box] = crop
     return out
+
+
+def keep_cranial_component(labels: np.ndarray, label: int, min_fraction: float = LIVER_MIN_FRACTION) -> np.ndarray:
+    """Keep, of ``label``'s 26-connected components with at least ``min_fraction`` of the largest one's voxels,
+    the one whose centroid lies highest along array axis 0 (canonical z, towards the head); drop its other
+    components. Other labels are untouched; the input is not modified.
+
+    Args:
+        labels: (D, H, W) uint8 label map, canonical orientation (zyx, z increasing towards the head).
+        label: the label to filter.
+        min_fraction: in (0, 1]; 1 keeps the largest component (ties: the more cranial one).
+    Returns:
+        a new (D, H, W) uint8 label map.
+    """
+    if labels.ndim != 3:
+        raise ValueError(f"labels must be a 3D array, got shape {labels.shape}")
+    if not 0 < min_fraction <= 1:
+        raise ValueError(f"min_fraction must lie in (0, 1], got {min_fraction}")
+    out = np.array(labels, dtype=np.uint8, copy=True)
+    mask = out == label
+    box = foreground_box(mask)
+    if box is None:
+        return out
+    components, n = cc3d.connected_components(mask[box], connectivity=26, return_N=True)
+    if n < 2:
+        return out
+    stats = cc3d.statistics(components)
+    sizes = stats["voxel_counts"][1:].astype(np.int64)
+    height = stats["centroids"][1:, 0]  # cc3d's first coordinate is array axis 0: z
+    candidates = np.flatnonzero(sizes >= min_fraction * sizes.max())
+    keep = candidates[np.argmax(height[candidates])] + 1
+    crop = out[box]
+    crop[(components != keep) & mask[box]] = 0
+    return out
+
+
+def postprocess(labels: np.ndarray, rule: str = DEFAULT_RULE) -> np.ndarray:
+    """The (D, H, W) uint8 label map (canonical orientation, zyx) after ``rule`` (one of :data:`RULES`; see the
+    module's docstring), as a new array."""
+    if rule == "flare":
+        return keep_largest_components(labels)
+    if rule == "cranial-liver":
+        others = {k: v for k, v in KEEP_COMPONENTS.items() if k != LIVER}
+        return keep_cranial_component(keep_largest_components(labels, others), LIVER)
+    if rule == "none":
+        return np.array(labels, dtype=np.uint8, copy=True)
+    raise ValueError(f"unknown post-processing rule {rule!r}; expected one of {', '.join(RULES)}")

@@ -56,6 +56,7 @@ from inference.io import (
     remove_stale_temp_files,
     write_labels,
 )
+from inference.postprocess import DEFAULT_RULE, RULES
 from inference.stride import PlanOptions
 
 
@@ -152,7 +153,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("auto", "4", "2", "1"),
         help="in-plane stride of the phase split; auto: 4 unless the strided voxel leaves the trained size range",
     )
-    p.add_argument("--no-postprocess", action="store_true", help="skip the largest-component filter")
+    p.add_argument(
+        "--postprocess",
+        default=DEFAULT_RULE,
+        choices=RULES,
+        help="flare: keep the largest component of liver, spleen, pancreas and three of kidney; cranial-liver: the "
+        "same, but the liver keeps its most cranial component of >= 1/10 the largest's volume; none: no filter",
+    )
     p.add_argument(
         "--part",
         type=int,
@@ -386,7 +393,7 @@ def _run(
             short_volume=args.short_volume,
         )
         segmenter = Segmenter(
-            checkpoint, device, options, args.batch_size, precision, not args.no_postprocess, backend=backend
+            checkpoint, device, options, args.batch_size, precision, args.postprocess, backend=backend
         )
     except (ValueError, CheckpointError) as exc:  # ValueError: a device, option or window the run cannot take
         log(f"error: {exc}")

@@ -94,10 +94,10 @@ MUTATIONS = [
         (f"{CLI}::test_precision_is_the_one_asked_for",),
     ),
     Mutation(
-        "CLI ignores --no-postprocess",
+        "CLI ignores --postprocess",
         "inference/predict.py",
-        "precision, not args.no_postprocess, backend=backend",
-        "precision, True, backend=backend",
+        "precision, args.postprocess, backend=backend",
+        "precision, DEFAULT_RULE, backend=backend",
         (f"{CLI}::test_no_postprocess_writes_the_network_labels",),
     ),
     Mutation(

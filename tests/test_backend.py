@@ -212,7 +212,9 @@ def test_segmenter_measures_auto_precision_once_on_its_first_window(monkeypatch,
     checkpoint = load_checkpoint(tiny_weights)
     for _ in range(2):
         options = PlanOptions(stride=4, window=16)
-        seg = Segmenter(checkpoint, torch.device("cpu"), options, precision=None, postprocess=False, backend="openvino")
+        seg = Segmenter(
+            checkpoint, torch.device("cpu"), options, precision=None, postprocess="none", backend="openvino"
+        )
         seg.segment(np.zeros((20, 32, 32), np.float32), (1.0, 1.0, 1.0))
         assert seg.precision == torch.bfloat16
     # one window (batch 1) of the first call, at both precisions, once: the second segmenter found the choice

@@ -14,7 +14,7 @@ import torch
 from inference.checkpoint import load_checkpoint
 from inference.engine import Segmenter
 from inference.io import read_ct
-from inference.postprocess import KEEP_COMPONENTS, keep_largest_components
+from inference.postprocess import KEEP_COMPONENTS, keep_largest_components, postprocess
 from inference.predict import main as predict
 from inference.stride import PlanOptions
 from phantom.generate import write_dataset
@@ -71,14 +71,14 @@ def engine_labels(image: Path, weights: Path, plan: dict | None = None, **segmen
     defaults (16 phases, overlap 0.5, batch 2, short volumes fit, stride auto, float32 here) unless given."""
     ckpt = load_checkpoint(weights)
     options = PlanOptions(**(plan or {}))
-    kw = dict(batch_size=2, precision=torch.float32, postprocess=True) | segmenter
+    kw = dict(batch_size=2, precision=torch.float32, postprocess="cranial-liver") | segmenter
     volume = read_ct(image)
     labels = Segmenter(ckpt, torch.device("cpu"), options, **kw).segment(volume.image, volume.spacing_zyx)
     return volume.orientation.from_canonical(labels)
 
 
 def test_stride_auto_follows_the_spacing_and_a_fixed_stride_overrides_it(inputs, tiny_weights, tmp_path):
-    args = ("--precision", "float32", "--no-postprocess")
+    args = ("--precision", "float32", "--postprocess", "none")
     auto = run_cli(inputs, tmp_path / "auto", *args, weights=tiny_weights)
     one = run_cli(inputs, tmp_path / "s1", *args, "--stride", "1", weights=tiny_weights)
     four = run_cli(inputs, tmp_path / "s4", *args, "--stride", "4", weights=tiny_weights)
@@ -86,35 +86,43 @@ def test_stride_auto_follows_the_spacing_and_a_fixed_stride_overrides_it(inputs,
     np.testing.assert_array_equal(auto["fine"], four["fine"])  # 0.6-1 mm voxels: stride 4
     assert (auto["coarse"] != four["coarse"]).mean() > 0.01
     assert (auto["fine"] != one["fine"]).mean() > 0.01
-    expected = engine_labels(inputs / "coarse_0000.nii.gz", tiny_weights, {"stride": 4}, postprocess=False)
+    expected = engine_labels(inputs / "coarse_0000.nii.gz", tiny_weights, {"stride": 4}, postprocess="none")
     np.testing.assert_array_equal(four["coarse"], expected)
 
 
 def test_short_volume_pad_and_fit(fine, tiny_weights, tmp_path):
     # 24 slices < one 128-slice window: fit runs one 32-slice window, pad replicates the edges to 128
-    args = ("--precision", "float32", "--no-postprocess")
+    args = ("--precision", "float32", "--postprocess", "none")
     fit = run_cli(fine, tmp_path / "fit", *args, weights=tiny_weights)["fine"]
     pad = run_cli(fine, tmp_path / "pad", *args, "--short-volume", "pad", weights=tiny_weights)["fine"]
     image = fine / "fine_0000.nii.gz"
-    np.testing.assert_array_equal(fit, engine_labels(image, tiny_weights, {"short_volume": "fit"}, postprocess=False))
-    np.testing.assert_array_equal(pad, engine_labels(image, tiny_weights, {"short_volume": "pad"}, postprocess=False))
+    np.testing.assert_array_equal(fit, engine_labels(image, tiny_weights, {"short_volume": "fit"}, postprocess="none"))
+    np.testing.assert_array_equal(pad, engine_labels(image, tiny_weights, {"short_volume": "pad"}, postprocess="none"))
     assert (fit != pad).any()
 
 
 def test_precision_is_the_one_asked_for(fine, tiny_weights, tmp_path):
-    f32 = run_cli(fine, tmp_path / "f32", "--precision", "float32", "--no-postprocess", weights=tiny_weights)["fine"]
-    bf16 = run_cli(fine, tmp_path / "bf16", "--precision", "bfloat16", "--no-postprocess", weights=tiny_weights)["fine"]
+    f32 = run_cli(fine, tmp_path / "f32", "--precision", "float32", "--postprocess", "none", weights=tiny_weights)[
+        "fine"
+    ]
+    bf16 = run_cli(fine, tmp_path / "bf16", "--precision", "bfloat16", "--postprocess", "none", weights=tiny_weights)[
+        "fine"
+    ]
     image = fine / "fine_0000.nii.gz"
-    np.testing.assert_array_equal(f32, engine_labels(image, tiny_weights, precision=torch.float32, postprocess=False))
-    np.testing.assert_array_equal(bf16, engine_labels(image, tiny_weights, precision=torch.bfloat16, postprocess=False))
+    np.testing.assert_array_equal(f32, engine_labels(image, tiny_weights, precision=torch.float32, postprocess="none"))
+    np.testing.assert_array_equal(
+        bf16, engine_labels(image, tiny_weights, precision=torch.bfloat16, postprocess="none")
+    )
     assert (f32 != bf16).any()
 
 
 def test_no_postprocess_writes_the_network_labels(fine, tiny_weights, tmp_path):
-    # a random network: some of its organs come out in several components
-    raw = run_cli(fine, tmp_path / "raw", "--no-postprocess", weights=tiny_weights)["fine"]
-    post = run_cli(fine, tmp_path / "post", weights=tiny_weights)["fine"]
+    # a random network: some of its organs come out in several components (the image is in canonical orientation)
+    raw = run_cli(fine, tmp_path / "raw", "--postprocess", "none", weights=tiny_weights)["fine"]
+    post = run_cli(fine, tmp_path / "post", "--postprocess", "flare", weights=tiny_weights)["fine"]
+    default = run_cli(fine, tmp_path / "default", weights=tiny_weights)["fine"]
     np.testing.assert_array_equal(post, keep_largest_components(raw))
+    np.testing.assert_array_equal(default, postprocess(raw, "cranial-liver"))
     counts = {}
     for label, keep in KEEP_COMPONENTS.items():
         _, n_raw = cc3d.connected_components(raw == label, connectivity=26, return_N=True)
@@ -129,9 +137,9 @@ def test_phases(fine, tiny_weights, tmp_path):
     image = fine / "fine_0000.nii.gz"
     outs = {}
     for phases in (16, 4, 1):
-        args = ("--phases", str(phases), "--batch-size", "3", "--precision", "float32", "--no-postprocess")
+        args = ("--phases", str(phases), "--batch-size", "3", "--precision", "float32", "--postprocess", "none")
         outs[phases] = run_cli(fine, tmp_path / f"p{phases}", *args, weights=tiny_weights)["fine"]
-        expected = engine_labels(image, tiny_weights, {"phases": phases}, batch_size=3, postprocess=False)
+        expected = engine_labels(image, tiny_weights, {"phases": phases}, batch_size=3, postprocess="none")
         np.testing.assert_array_equal(outs[phases], expected)
     assert (outs[4] != outs[16]).any() and (outs[1] != outs[16]).any() and (outs[1] != outs[4]).any()
 
@@ -146,10 +154,10 @@ def test_overlap(tiny_weights, tmp_path):
     sitk.WriteImage(img, str(inputs / "a_0000.nii.gz"))
     outs = {}
     for overlap in (0.5, 0.9):
-        args = ("--phases", "1", "--overlap", str(overlap), "--precision", "float32", "--no-postprocess")
+        args = ("--phases", "1", "--overlap", str(overlap), "--precision", "float32", "--postprocess", "none")
         outs[overlap] = run_cli(inputs, tmp_path / f"o{overlap}", *args, weights=tiny_weights)["a"]
         plan = {"phases": 1, "overlap": overlap}
-        expected = engine_labels(inputs / "a_0000.nii.gz", tiny_weights, plan, postprocess=False)
+        expected = engine_labels(inputs / "a_0000.nii.gz", tiny_weights, plan, postprocess="none")
         np.testing.assert_array_equal(outs[overlap], expected)
     assert (outs[0.5] != outs[0.9]).any()
 

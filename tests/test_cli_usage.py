@@ -113,11 +113,12 @@ def test_help_lists_every_default(capsys):
         "--precision": "auto",
         "--short-volume": "fit",
         "--stride": "auto",
+        "--postprocess": "cranial-liver",
     }
     for option, default in expected.items():
         assert entries[option].endswith(f"(default: {default})"), entries[option]
     assert re.search(r"\(default: \S+\.pt\)$", entries["--weights"])
-    for option in ("--input", "--output", "--no-postprocess", "--help"):  # required, or a flag: no default shown
+    for option in ("--input", "--output", "--help"):  # required, or a flag: no default shown
         assert "default:" not in entries[option], entries[option]
     assert entries["--input"].startswith("-i DIR, --input DIR") and entries["--output"].startswith("-o DIR")
 

@@ -80,8 +80,8 @@ def test_segmenter_speedups_give_the_same_labels():
     ckpt = Checkpoint(model=model, config=model.config, normalization=Normalization(), label_names={})
     vol = np.random.default_rng(2).integers(-300, 400, size=(20, 24, 28)).astype(np.int16)
     options = PlanOptions(stride=4, window=16)
-    plain = Segmenter(ckpt, torch.device("cpu"), options, postprocess=False, fuse=False, channels_last=False)
-    fast = Segmenter(ckpt, torch.device("cpu"), options, postprocess=False, fuse=True, channels_last=True)
+    plain = Segmenter(ckpt, torch.device("cpu"), options, postprocess="none", fuse=False, channels_last=False)
+    fast = Segmenter(ckpt, torch.device("cpu"), options, postprocess="none", fuse=True, channels_last=True)
     plain, fast = plain.segment(vol, (1.0, 1.0, 1.0)), fast.segment(vol, (1.0, 1.0, 1.0))
     assert (plain != fast).mean() < 1e-3
     assert any(isinstance(m, nn.BatchNorm3d) for m in ckpt.model.modules())

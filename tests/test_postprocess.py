@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from inference.postprocess import keep_largest_components
+from inference.postprocess import RULES, keep_cranial_component, keep_largest_components, postprocess
 
 
 def _blob(vol, label, z, y, x, size):
@@ -53,3 +53,52 @@ def test_ties_and_empty_and_custom_keep():
 def test_rejects_non_3d():
     with pytest.raises(ValueError, match="3D"):
         keep_largest_components(np.zeros((4, 4), np.uint8))
+
+
+def _bladder_case() -> np.ndarray:
+    """A liver (head end, z high) smaller than a liver-labelled blob in the pelvis (z low), plus liver debris."""
+    vol = np.zeros((60, 20, 20), dtype=np.uint8)
+    _blob(vol, 1, 45, 2, 2, 8)  # liver tip: 512 voxels, cranial
+    _blob(vol, 1, 2, 5, 5, 12)  # "bladder": 1,728 voxels, caudal
+    _blob(vol, 1, 58, 15, 15, 2)  # debris above the liver: 8 voxels, under a tenth of the largest
+    _blob(vol, 2, 25, 2, 2, 3)
+    _blob(vol, 2, 25, 12, 12, 3)
+    return vol
+
+
+def test_cranial_liver_keeps_the_highest_large_component():
+    vol = _bladder_case()
+    out = postprocess(vol, "cranial-liver")
+    assert (out == 1).sum() == 512 and out[45, 2, 2] == 1  # the liver, not the larger blob below it or the debris
+    assert (out == 2).sum() == 54  # the other organs as the FLARE rule leaves them
+    flare = postprocess(vol, "flare")
+    assert (flare == 1).sum() == 1728 and flare[2, 5, 5] == 1
+    np.testing.assert_array_equal(postprocess(vol, "none"), vol)
+    assert (vol == 1).sum() == 512 + 1728 + 8  # the input is not modified
+
+
+def test_cranial_liver_equals_flare_for_one_dominant_liver():
+    vol = _bladder_case()
+    vol[45:53, 2:10, 2:10] = 0
+    _blob(vol, 1, 48, 2, 2, 1)  # a cranial piece under a tenth of the largest: the largest wins as in FLARE
+    np.testing.assert_array_equal(postprocess(vol, "cranial-liver"), postprocess(vol, "flare"))
+
+
+def test_cranial_component_fraction_and_height_axis():
+    vol = np.zeros((30, 6, 6), dtype=np.uint8)
+    _blob(vol, 4, 0, 0, 0, 5)  # 125 voxels, low
+    _blob(vol, 4, 20, 0, 0, 4)  # 64 voxels, high
+    assert (keep_cranial_component(vol, 4, 0.5) == 4).sum() == 64  # 64 >= 0.5 x 125: height decides
+    assert (keep_cranial_component(vol, 4, 0.6) == 4).sum() == 125  # 64 < 0.6 x 125: only the largest competes
+    assert (keep_cranial_component(vol, 4, 1.0) == 4).sum() == 125
+    assert not keep_cranial_component(np.zeros((3, 3, 3), np.uint8), 1).any()
+
+
+def test_rules_are_validated():
+    assert RULES == ("cranial-liver", "flare", "none")
+    with pytest.raises(ValueError, match="unknown post-processing rule"):
+        postprocess(np.zeros((3, 3, 3), np.uint8), "largest")
+    with pytest.raises(ValueError, match="min_fraction"):
+        keep_cranial_component(np.zeros((3, 3, 3), np.uint8), 1, 0.0)
+    with pytest.raises(ValueError, match="3D"):
+        keep_cranial_component(np.zeros((3, 3), np.uint8), 1)

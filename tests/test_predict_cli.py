@@ -20,7 +20,8 @@ import torch
 
 from inference.checkpoint import load_checkpoint
 from inference.engine import Segmenter
-from inference.postprocess import keep_largest_components
+from inference.io import Orientation
+from inference.postprocess import postprocess
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,7 +65,7 @@ def test_end_to_end_on_real_cases(shared_data, tiny_weights, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""  # logs go to stderr
     raw = tmp_path / "raw"  # the same run without the largest-component step
-    assert run_predict_sh(inputs, raw, "--no-postprocess", weights=tiny_weights).returncode == 0
+    assert run_predict_sh(inputs, raw, "--postprocess", "none", weights=tiny_weights).returncode == 0
     assert {p.name: sha256(p) for p in inputs.iterdir()} == before
     manifest = json.loads((shared_data / "manifest.json").read_text())
     assert sorted(p.name for p in outputs.iterdir()) == sorted(f"{c}.nii.gz" for c in manifest["cases"])
@@ -73,8 +74,11 @@ def test_end_to_end_on_real_cases(shared_data, tiny_weights, tmp_path):
         case = img.name.removesuffix("_0000.nii.gz")
         labels = check_output_matches_input(img, outputs / f"{case}.nii.gz")
         assert labels.shape == tuple(manifest["cases"][case]["array_shape_zyx"])
-        raw_labels = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / f"{case}.nii.gz")))
-        np.testing.assert_array_equal(labels, keep_largest_components(raw_labels))
+        raw_image = sitk.ReadImage(str(raw / f"{case}.nii.gz"))
+        raw_labels = sitk.GetArrayFromImage(raw_image)
+        orient = Orientation.from_direction(raw_image.GetDirection())  # the rule runs on the canonical array
+        expected = orient.from_canonical(postprocess(orient.to_canonical(raw_labels), "cranial-liver"))
+        np.testing.assert_array_equal(labels, expected)
         for label, most in {1: 1, 2: 3, 3: 1, 4: 1}.items():
             _, n = cc3d.connected_components(labels == label, connectivity=26, return_N=True)
             _, n_raw = cc3d.connected_components(raw_labels == label, connectivity=26, return_N=True)
@@ -202,7 +206,7 @@ def test_bad_weights_and_usage(tmp_path, tiny_weights):
 
 
 def test_out_of_memory_backs_off_then_moves_to_cpu(tiny_weights, monkeypatch):
-    seg = Segmenter(load_checkpoint(tiny_weights), torch.device("cpu"), batch_size=4, postprocess=False)
+    seg = Segmenter(load_checkpoint(tiny_weights), torch.device("cpu"), batch_size=4, postprocess="none")
     seg.device = torch.device("cuda")  # pretend: the model stays on the CPU
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     monkeypatch.setattr(seg.checkpoint.model, "to", lambda *a, **k: seg.checkpoint.model)

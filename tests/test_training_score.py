@@ -53,10 +53,12 @@ def test_scores_every_case_and_writes_json(phantoms, tiny_weights, tmp_path, cap
 
 
 def test_no_postprocess_scores_the_network_output(phantoms, tiny_weights, monkeypatch):
-    """The largest-component step runs only when asked: replaced here by one that erases every label."""
-    monkeypatch.setattr(inference.engine, "keep_largest_components", lambda labels: np.zeros_like(labels))
+    """The component rule runs only when asked: replaced here by one that erases every label unless it is "none"."""
+    monkeypatch.setattr(
+        inference.engine, "postprocess", lambda labels, rule: labels.copy() if rule == "none" else np.zeros_like(labels)
+    )
     post = score.score_folder(tiny_weights, phantoms, stride=1, window=16)
-    raw = score.score_folder(tiny_weights, phantoms, stride=1, window=16, postprocess=False)
+    raw = score.score_folder(tiny_weights, phantoms, stride=1, window=16, postprocess="none")
     organs = ("liver", "kidney", "spleen", "pancreas")
     assert all(row[o]["pred_voxels"] == 0 for row in post.values() for o in organs if o in row)
     assert sum(row[o]["pred_voxels"] for row in raw.values() for o in organs if o in row) > 0

@@ -105,7 +105,7 @@ class CaseOrgan:
 
 def score_checkpoint(ckpt: Checkpoint, folders: Sequence[Path], arm: str, seed: int) -> list[CaseOrgan]:
     """Rows for every case (organ present in the reference or the prediction) of the FLARE-layout folders."""
-    seg = Segmenter(ckpt, torch.device("cpu"), batch_size=2, postprocess=False)
+    seg = Segmenter(ckpt, torch.device("cpu"), batch_size=2, postprocess="none")
     rows = []
     for folder in folders:
         for pair in find_pairs(folder):

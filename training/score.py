@@ -26,6 +26,7 @@ from inference.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 from inference.cli import UsageParser, bar, log
 from inference.device import resolve_precision, select_device
 from inference.engine import Segmenter
+from inference.postprocess import DEFAULT_RULE, RULES
 from inference.predict import add_engine_options
 from inference.stride import PlanOptions
 from inference.task import ORGANS
@@ -38,7 +39,7 @@ def score_folder(
     stride: int | str = "auto",
     window: int | None = None,
     verify: bool = True,
-    postprocess: bool = True,
+    postprocess: str = DEFAULT_RULE,
     device: str = "auto",
     precision: str = "auto",
     backend: str = "auto",
@@ -47,7 +48,7 @@ def score_folder(
 
     stride: "auto" (predict's default: chosen per case from its spacing) or a fixed 4, 2 or 1; every phase of
     the stride runs. window: z-window depth in slices; None: the checkpoint's (predict's default).
-    postprocess=False scores the network's label map before the largest-component step.
+    postprocess: predict's rule (inference.postprocess.RULES); "none" scores the network's label map.
     device, precision and backend are predict's options, with its defaults.
     """
     ckpt = load_checkpoint(weights, verify=verify)
@@ -105,7 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     add_engine_options(p)
     p.add_argument("--threads", type=int, default=0, metavar="N", help="torch CPU threads; 0: torch's default")
     p.add_argument("--out", type=Path, default=None, metavar="PATH", help="also write the scores as JSON here")
-    p.add_argument("--no-postprocess", action="store_true", help="score before the largest-component step")
+    p.add_argument(
+        "--postprocess",
+        default=DEFAULT_RULE,
+        choices=RULES,
+        help="predict's connected-component rule; none: score the network's labels",
+    )
     args = p.parse_args(argv)
     if not args.weights.is_file():
         p.error(f"--weights {args.weights}: checkpoint file not found")
@@ -119,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             args.data,
             args.stride,
             args.window,
-            postprocess=not args.no_postprocess,
+            postprocess=args.postprocess,
             device=args.device,
             precision=args.precision,
             backend=args.backend,
