@@ -1,16 +1,20 @@
 """Post-processing of the label maps: the paper's section 4.3 (keep the largest connected components of each
-organ, FLARE's rule) and the default, which differs from it for the liver only.
+organ, FLARE's rule) and the default, which adds two anatomical checks to it.
 
 Rules (:data:`RULES`), each a function of the (D, H, W) uint8 label map in canonical orientation (zyx, array z
 towards the patient's head):
 
 - ``flare``: the largest 26-connected component of liver, spleen and pancreas and the three largest of kidney.
-- ``cranial-liver`` (the default): the same, except that the liver keeps the most cranial of its large components
-  (at least :data:`LIVER_MIN_FRACTION` of the largest one's volume). The liver lies under the right hemidiaphragm,
-  above every other organ of the abdomen, so a liver-labelled component of comparable size below it is something
-  else: on scans that reach the pelvis a network may call the full urinary bladder liver, and when that blob is
-  the largest, the FLARE rule keeps it and drops the liver. When the liver is one dominant component (any other
-  piece under that fraction) both rules give the same map.
+- ``anatomy`` (the default): FLARE's rule for kidney and pancreas, and
+  - the liver keeps the most cranial of its large components (at least :data:`LIVER_MIN_FRACTION` of the largest
+    one's volume) instead of the largest. The liver lies under the right hemidiaphragm, above every other organ of
+    the abdomen, so a liver-labelled blob of comparable size below it is something else: on scans that reach the
+    pelvis a network may call the full urinary bladder liver, and when that blob is the largest, the FLARE rule
+    keeps it and drops the liver;
+  - the spleen keeps its largest component among those whose centroid is not below the liver's lowest slice (all
+    of them when there is no liver): the spleen lies in the left upper quadrant, beside the liver, and a "spleen"
+    in the pelvis is bowel.
+  When the liver is one dominant component and the spleen lies beside it, both rules give the same map.
 - ``none``: the network's labels as they are.
 """
 
@@ -22,12 +26,12 @@ import numpy as np
 KEEP_COMPONENTS = {1: 1, 2: 3, 3: 1, 4: 1}
 """How many of the largest 26-connected components each label keeps: liver, spleen, pancreas one; kidney three."""
 
-LIVER = 1
+LIVER, SPLEEN = 1, 3
 LIVER_MIN_FRACTION = 0.1
-"""cranial-liver: liver components of at least this fraction of the largest one's voxels compete on height."""
+"""anatomy: liver components of at least this fraction of the largest one's voxels compete on height."""
 
-RULES = ("cranial-liver", "flare", "none")
-DEFAULT_RULE = "cranial-liver"
+RULES = ("anatomy", "flare", "none")
+DEFAULT_RULE = "anatomy"
 
 
 def foreground_box(labels: np.ndarray) -> tuple[slice, ...] | None:
@@ -120,14 +124,45 @@ def keep_cranial_component(labels: np.ndarray, label: int, min_fraction: float =
     return out
 
 
+def drop_components_below(labels: np.ndarray, label: int, z: float) -> np.ndarray:
+    """Drop ``label``'s 26-connected components whose centroid lies below canonical slice ``z`` (array axis 0
+    index; lower is towards the feet). Other labels are untouched; the input is not modified.
+
+    Args:
+        labels: (D, H, W) uint8 label map, canonical orientation (zyx, z increasing towards the head).
+        label: the label to filter.
+        z: slice index (may be fractional); a centroid at exactly ``z`` stays.
+    Returns:
+        a new (D, H, W) uint8 label map.
+    """
+    if labels.ndim != 3:
+        raise ValueError(f"labels must be a 3D array, got shape {labels.shape}")
+    out = np.array(labels, dtype=np.uint8, copy=True)
+    mask = out == label
+    box = foreground_box(mask)
+    if box is None:
+        return out
+    components = cc3d.connected_components(mask[box], connectivity=26)
+    height = cc3d.statistics(components)["centroids"][:, 0] + box[0].start  # cc3d's first coordinate: array axis 0
+    low = np.flatnonzero(height < z)
+    low = low[low > 0]
+    if low.size:
+        out[box][np.isin(components, low) & mask[box]] = 0
+    return out
+
+
 def postprocess(labels: np.ndarray, rule: str = DEFAULT_RULE) -> np.ndarray:
     """The (D, H, W) uint8 label map (canonical orientation, zyx) after ``rule`` (one of :data:`RULES`; see the
     module's docstring), as a new array."""
     if rule == "flare":
         return keep_largest_components(labels)
-    if rule == "cranial-liver":
-        others = {k: v for k, v in KEEP_COMPONENTS.items() if k != LIVER}
-        return keep_cranial_component(keep_largest_components(labels, others), LIVER)
+    if rule == "anatomy":
+        others = {k: v for k, v in KEEP_COMPONENTS.items() if k not in (LIVER, SPLEEN)}
+        out = keep_cranial_component(keep_largest_components(labels, others), LIVER)
+        liver_z = np.flatnonzero((out == LIVER).any(axis=(1, 2)))
+        if liver_z.size:
+            out = drop_components_below(out, SPLEEN, float(liver_z[0]))
+        return keep_largest_components(out, {SPLEEN: KEEP_COMPONENTS[SPLEEN]})
     if rule == "none":
         return np.array(labels, dtype=np.uint8, copy=True)
     raise ValueError(f"unknown post-processing rule {rule!r}; expected one of {', '.join(RULES)}")

@@ -157,8 +157,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--postprocess",
         default=DEFAULT_RULE,
         choices=RULES,
-        help="flare: keep the largest component of liver, spleen, pancreas and three of kidney; cranial-liver: the "
-        "same, but the liver keeps its most cranial component of >= 1/10 the largest's volume; none: no filter",
+        help="flare: keep the largest component of liver, spleen, pancreas and three of kidney; anatomy: the same, "
+        "but the liver keeps its most cranial large component and the spleen none below the liver; none: no filter",
     )
     p.add_argument(
         "--part",

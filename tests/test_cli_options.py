@@ -71,7 +71,7 @@ def engine_labels(image: Path, weights: Path, plan: dict | None = None, **segmen
     defaults (16 phases, overlap 0.5, batch 2, short volumes fit, stride auto, float32 here) unless given."""
     ckpt = load_checkpoint(weights)
     options = PlanOptions(**(plan or {}))
-    kw = dict(batch_size=2, precision=torch.float32, postprocess="cranial-liver") | segmenter
+    kw = dict(batch_size=2, precision=torch.float32, postprocess="anatomy") | segmenter
     volume = read_ct(image)
     labels = Segmenter(ckpt, torch.device("cpu"), options, **kw).segment(volume.image, volume.spacing_zyx)
     return volume.orientation.from_canonical(labels)
@@ -122,7 +122,7 @@ def test_no_postprocess_writes_the_network_labels(fine, tiny_weights, tmp_path):
     post = run_cli(fine, tmp_path / "post", "--postprocess", "flare", weights=tiny_weights)["fine"]
     default = run_cli(fine, tmp_path / "default", weights=tiny_weights)["fine"]
     np.testing.assert_array_equal(post, keep_largest_components(raw))
-    np.testing.assert_array_equal(default, postprocess(raw, "cranial-liver"))
+    np.testing.assert_array_equal(default, postprocess(raw, "anatomy"))
     counts = {}
     for label, keep in KEEP_COMPONENTS.items():
         _, n_raw = cc3d.connected_components(raw == label, connectivity=26, return_N=True)

@@ -113,7 +113,7 @@ def test_help_lists_every_default(capsys):
         "--precision": "auto",
         "--short-volume": "fit",
         "--stride": "auto",
-        "--postprocess": "cranial-liver",
+        "--postprocess": "anatomy",
     }
     for option, default in expected.items():
         assert entries[option].endswith(f"(default: {default})"), entries[option]

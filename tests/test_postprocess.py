@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from inference.postprocess import RULES, keep_cranial_component, keep_largest_components, postprocess
+from inference.postprocess import (
+    RULES,
+    drop_components_below,
+    keep_cranial_component,
+    keep_largest_components,
+    postprocess,
+)
 
 
 def _blob(vol, label, z, y, x, size):
@@ -63,25 +69,47 @@ def _bladder_case() -> np.ndarray:
     _blob(vol, 1, 58, 15, 15, 2)  # debris above the liver: 8 voxels, under a tenth of the largest
     _blob(vol, 2, 25, 2, 2, 3)
     _blob(vol, 2, 25, 12, 12, 3)
+    _blob(vol, 3, 46, 12, 12, 4)  # spleen beside the liver: 64 voxels
+    _blob(vol, 3, 2, 0, 0, 5)  # "spleen" in the pelvis (bowel): 125 voxels, below the liver
     return vol
 
 
 def test_cranial_liver_keeps_the_highest_large_component():
     vol = _bladder_case()
-    out = postprocess(vol, "cranial-liver")
+    out = postprocess(vol, "anatomy")
     assert (out == 1).sum() == 512 and out[45, 2, 2] == 1  # the liver, not the larger blob below it or the debris
-    assert (out == 2).sum() == 54  # the other organs as the FLARE rule leaves them
+    assert (out == 2).sum() == 54  # kidney as the FLARE rule leaves it
+    assert (out == 3).sum() == 64 and out[46, 12, 12] == 3  # the spleen beside the liver, not the larger one below
     flare = postprocess(vol, "flare")
     assert (flare == 1).sum() == 1728 and flare[2, 5, 5] == 1
+    assert (flare == 3).sum() == 125
     np.testing.assert_array_equal(postprocess(vol, "none"), vol)
     assert (vol == 1).sum() == 512 + 1728 + 8  # the input is not modified
+
+
+def test_without_a_liver_the_spleen_keeps_its_largest_component():
+    vol = _bladder_case()
+    vol[vol == 1] = 0
+    np.testing.assert_array_equal(postprocess(vol, "anatomy"), postprocess(vol, "flare"))
+
+
+def test_drop_components_below():
+    vol = np.zeros((20, 4, 4), dtype=np.uint8)
+    vol[0:4, :2, :2] = 3  # centroid z 1.5
+    vol[10:14, :2, :2] = 3  # centroid z 11.5
+    vol[0:2, 3, 3] = 1  # another label, low: untouched
+    out = drop_components_below(vol, 3, 11.5)
+    assert (out == 3).sum() == 16 and out[12, 0, 0] == 3 and out[1, 0, 0] == 0  # a centroid at z stays
+    assert (out == 1).sum() == 2
+    assert (drop_components_below(vol, 3, 12.0) == 3).sum() == 0
+    np.testing.assert_array_equal(drop_components_below(vol, 3, 0.0), vol)
 
 
 def test_cranial_liver_equals_flare_for_one_dominant_liver():
     vol = _bladder_case()
     vol[45:53, 2:10, 2:10] = 0
     _blob(vol, 1, 48, 2, 2, 1)  # a cranial piece under a tenth of the largest: the largest wins as in FLARE
-    np.testing.assert_array_equal(postprocess(vol, "cranial-liver"), postprocess(vol, "flare"))
+    np.testing.assert_array_equal(postprocess(vol, "anatomy"), postprocess(vol, "flare"))
 
 
 def test_cranial_component_fraction_and_height_axis():
@@ -95,7 +123,7 @@ def test_cranial_component_fraction_and_height_axis():
 
 
 def test_rules_are_validated():
-    assert RULES == ("cranial-liver", "flare", "none")
+    assert RULES == ("anatomy", "flare", "none")
     with pytest.raises(ValueError, match="unknown post-processing rule"):
         postprocess(np.zeros((3, 3, 3), np.uint8), "largest")
     with pytest.raises(ValueError, match="min_fraction"):

@@ -14,7 +14,7 @@ def _write(path, labels_zyx, direction):
 
 @pytest.mark.parametrize("flip_z", [False, True])
 def test_rules_scored_on_the_canonical_array(tmp_path, flip_z):
-    """A liver near the head and a larger liver-labelled blob near the feet: cranial-liver keeps the liver, flare
+    """A liver near the head and a larger liver-labelled blob near the feet: anatomy keeps the liver, flare
     the blob, whichever way the file stores z."""
     gt = np.zeros((40, 16, 16), np.uint8)
     head = slice(30, 36) if not flip_z else slice(4, 10)  # array z grows to the head unless the file flips it
@@ -29,11 +29,11 @@ def test_rules_scored_on_the_canonical_array(tmp_path, flip_z):
     _write(tmp_path / "raw" / "c.nii.gz", raw, direction)
     rows = compare_rules(tmp_path / "raw", tmp_path / "gt")
     liver = {rule: next(s for s in scores if s.organ == "liver") for rule, scores in rows.items()}
-    assert liver["cranial-liver"].dsc == 1.0 and liver["cranial-liver"].fp_ml == 0.0
+    assert liver["anatomy"].dsc == 1.0 and liver["anatomy"].fp_ml == 0.0
     assert liver["flare"].dsc == 0.0 and liver["flare"].fp_ml == pytest.approx(640 * 0.02)
     assert liver["none"].fp_ml == pytest.approx(640 * 0.02)
     table = format_comparison(rows)
-    assert "| cranial-liver | 1.000 / 0.0 mL |" in table and "| flare | 0.000 / 12.8 mL |" in table
+    assert "| anatomy | 1.000 / 0.0 mL |" in table and "| flare | 0.000 / 12.8 mL |" in table
 
 
 def test_usage_errors(tmp_path, capsys):

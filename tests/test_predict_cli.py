@@ -77,12 +77,13 @@ def test_end_to_end_on_real_cases(shared_data, tiny_weights, tmp_path):
         raw_image = sitk.ReadImage(str(raw / f"{case}.nii.gz"))
         raw_labels = sitk.GetArrayFromImage(raw_image)
         orient = Orientation.from_direction(raw_image.GetDirection())  # the rule runs on the canonical array
-        expected = orient.from_canonical(postprocess(orient.to_canonical(raw_labels), "cranial-liver"))
+        expected = orient.from_canonical(postprocess(orient.to_canonical(raw_labels), "anatomy"))
         np.testing.assert_array_equal(labels, expected)
         for label, most in {1: 1, 2: 3, 3: 1, 4: 1}.items():
             _, n = cc3d.connected_components(labels == label, connectivity=26, return_N=True)
             _, n_raw = cc3d.connected_components(raw_labels == label, connectivity=26, return_N=True)
-            assert n == min(n_raw, most), (case, label, n, n_raw)
+            # the spleen may lose every component: none may lie below the liver
+            assert n == min(n_raw, most) or (label == 3 and n == 0), (case, label, n, n_raw)
             split[label] = max(split.get(label, 0), n_raw)
         assert f"{case}: " in result.stderr
     assert any(split[label] > most for label, most in {1: 1, 2: 3, 3: 1, 4: 1}.items()), split  # something was cut
