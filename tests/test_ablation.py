@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from phantom.generate import write_dataset
-from training.ablation import arm_options, main, surface_to_volume
+from training.ablation import CaseOrgan, arm_options, main, merge_rows, read_rows, surface_to_volume, write_rows
 from training.config import parse_args
 
 
@@ -56,3 +56,13 @@ def test_ablation_runs_end_to_end_at_a_tiny_size(tmp_path, capsys):
     drop = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
     assert [drop(r) for r in again] == [drop(r) for r in rows]
     assert (tmp_path / "runs" / "runet-s0" / "steps.csv").read_text() == steps_before
+
+
+def test_rows_of_earlier_invocations_are_kept(tmp_path):
+    row = lambda arm, seed, dsc: CaseOrgan(arm, seed, "C", "liver", dsc, 0.5, 2, 0.1, 1.0)  # noqa: E731
+    path = tmp_path / "ablation.csv"
+    assert read_rows(path) == []
+    write_rows([row("unet", 0, 0.9), row("runet", 0, 0.8)], path)
+    assert read_rows(path) == [row("unet", 0, 0.9), row("runet", 0, 0.8)]  # types survive the round trip
+    merged = merge_rows(read_rows(path), [row("runet", 0, 0.7), row("runet", 1, 0.6)])
+    assert merged == [row("unet", 0, 0.9), row("runet", 0, 0.7), row("runet", 1, 0.6)]

@@ -19,7 +19,8 @@ surface-to-volume ratio of the masks (exposed voxel faces' area / volume, 1/mm).
         --arms unet runet fixed-1 --infer-lams 0.5 1 2 -- [training.train options shared by every arm]
 
 Runs resume where they stopped (training.train's own resume), so the same command continues an interrupted
-ablation. Writes RUNS/ablation.csv (one row per arm, seed, case and organ) and prints the summary table.
+ablation. Writes RUNS/ablation.csv (one row per arm, seed, case and organ; rows of the arms and seeds that earlier
+invocations scored into RUNS are kept) and prints the summary table of every row.
 """
 
 from __future__ import annotations
@@ -202,6 +203,23 @@ def _finite_mean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
+def read_rows(path: Path) -> list[CaseOrgan]:
+    """The rows of an ablation.csv that :func:`write_rows` wrote; [] when there is no such file."""
+    if not path.is_file():
+        return []
+    types = {name: f.type for name, f in CaseOrgan.__dataclass_fields__.items()}
+    cast = {"int": int, "float": float, "str": str}
+    with open(path, newline="") as f:
+        return [CaseOrgan(**{k: cast[types[k]](v) for k, v in row.items()}) for row in csv.DictReader(f)]
+
+
+def merge_rows(earlier: Sequence[CaseOrgan], new: Sequence[CaseOrgan]) -> list[CaseOrgan]:
+    """``earlier`` rows of the (arm, seed) pairs that ``new`` does not score, then ``new``: an ablation run in
+    several invocations into one folder keeps every arm's rows, and a rescored pair replaces its old rows."""
+    scored = {(r.arm, r.seed) for r in new}
+    return [r for r in earlier if (r.arm, r.seed) not in scored] + list(new)
+
+
 def write_rows(rows: Sequence[CaseOrgan], path: Path) -> None:
     fields = list(CaseOrgan.__dataclass_fields__)
     with open(path, "w", newline="") as f:
@@ -250,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                     layered = with_layer(ckpt, lam, ckpt.config.tv_step)
                     rows += score_checkpoint(layered, args.heldout, f"unet+layer-{lam:g}", seed)
             print(summary(rows), file=sys.stderr)
+    rows = merge_rows(read_rows(args.out / "ablation.csv"), rows)
     write_rows(rows, args.out / "ablation.csv")
     print(summary(rows))
     print("\n".join(lams))
