@@ -247,7 +247,7 @@ def pretend_cuda(monkeypatch):
     placed: list[str] = []
     monkeypatch.setattr(Segmenter, "_place_network", lambda self: placed.append(str(self.device)))
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
-    seg = Segmenter(tiny_checkpoint(), torch.device("cuda"), batch_size=4, precision=torch.bfloat16, postprocess=False)
+    seg = Segmenter(tiny_checkpoint(), torch.device("cuda"), batch_size=4, precision=torch.bfloat16, postprocess="none")
     return seg, placed
 
 
