@@ -90,6 +90,20 @@ def keep_largest_components(labels: np.ndarray, keep: dict[int, int] | None = No
     return out
 
 
+def _components_of(labels: np.ndarray, label: int) -> tuple[np.ndarray, tuple[slice, ...] | None, np.ndarray, dict]:
+    """(a uint8 copy of ``labels``, the bounding box of ``label`` (None when absent), ``label``'s 26-connected
+    components inside that box (0 elsewhere), cc3d's statistics of them: voxel counts and centroids, index 0 the
+    background, centroid coordinates in box array axes (0: z))."""
+    if labels.ndim != 3:
+        raise ValueError(f"labels must be a 3D array, got shape {labels.shape}")
+    out = np.array(labels, dtype=np.uint8, copy=True)
+    box = foreground_box(out == label)
+    if box is None:
+        return out, None, np.zeros((0, 0, 0), np.uint32), {}
+    components = cc3d.connected_components(out[box] == label, connectivity=26)
+    return out, box, components, cc3d.statistics(components)
+
+
 def keep_cranial_component(labels: np.ndarray, label: int, min_fraction: float = LIVER_MIN_FRACTION) -> np.ndarray:
     """Keep, of ``label``'s 26-connected components with at least ``min_fraction`` of the largest one's voxels,
     the one whose centroid lies highest along array axis 0 (canonical z, towards the head); drop its other
@@ -102,25 +116,16 @@ def keep_cranial_component(labels: np.ndarray, label: int, min_fraction: float =
     Returns:
         a new (D, H, W) uint8 label map.
     """
-    if labels.ndim != 3:
-        raise ValueError(f"labels must be a 3D array, got shape {labels.shape}")
     if not 0 < min_fraction <= 1:
         raise ValueError(f"min_fraction must lie in (0, 1], got {min_fraction}")
-    out = np.array(labels, dtype=np.uint8, copy=True)
-    mask = out == label
-    box = foreground_box(mask)
-    if box is None:
+    out, box, components, stats = _components_of(labels, label)
+    if box is None or len(stats["voxel_counts"]) < 3:  # absent, or one component
         return out
-    components, n = cc3d.connected_components(mask[box], connectivity=26, return_N=True)
-    if n < 2:
-        return out
-    stats = cc3d.statistics(components)
     sizes = stats["voxel_counts"][1:].astype(np.int64)
-    height = stats["centroids"][1:, 0]  # cc3d's first coordinate is array axis 0: z
+    height = stats["centroids"][1:, 0]
     candidates = np.flatnonzero(sizes >= min_fraction * sizes.max())
     keep = candidates[np.argmax(height[candidates])] + 1
-    crop = out[box]
-    crop[(components != keep) & mask[box]] = 0
+    out[box][(components != keep) & (components > 0)] = 0
     return out
 
 
@@ -135,19 +140,13 @@ def drop_components_below(labels: np.ndarray, label: int, z: float) -> np.ndarra
     Returns:
         a new (D, H, W) uint8 label map.
     """
-    if labels.ndim != 3:
-        raise ValueError(f"labels must be a 3D array, got shape {labels.shape}")
-    out = np.array(labels, dtype=np.uint8, copy=True)
-    mask = out == label
-    box = foreground_box(mask)
+    out, box, components, stats = _components_of(labels, label)
     if box is None:
         return out
-    components = cc3d.connected_components(mask[box], connectivity=26)
-    height = cc3d.statistics(components)["centroids"][:, 0] + box[0].start  # cc3d's first coordinate: array axis 0
-    low = np.flatnonzero(height < z)
+    low = np.flatnonzero(stats["centroids"][:, 0] + box[0].start < z)
     low = low[low > 0]
     if low.size:
-        out[box][np.isin(components, low) & mask[box]] = 0
+        out[box][np.isin(components, low)] = 0
     return out
 
 
