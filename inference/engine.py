@@ -176,7 +176,7 @@ class Segmenter:
         if plan is not None and plan != own:
             raise ValueError(f"plan {plan} is not this segmenter's plan for spacing {tuple(spacing_zyx)}: {own}")
         labels = self._labels(image_hu, own if plan is None else plan, progress)
-        return postprocess(labels, self.postprocess)
+        return postprocess(labels, spacing_zyx, self.postprocess)
 
     def _labels(self, image_hu: np.ndarray, plan: PatchPlan, progress: ProgressFn | None) -> np.ndarray:
         """The network's label map (before post-processing) by ``plan``, backing off after out-of-memory errors;

@@ -11,14 +11,17 @@ towards the patient's head):
     the abdomen, so a liver-labelled blob of comparable size below it is something else: on scans that reach the
     pelvis a network may call the full urinary bladder liver, and when that blob is the largest, the FLARE rule
     keeps it and drops the liver;
-  - the spleen keeps its largest component among those whose centroid is not below the liver's lowest slice (all
-    of them when there is no liver): the spleen lies in the left upper quadrant, beside the liver, and a "spleen"
-    in the pelvis is bowel.
+  - the spleen keeps its largest component among those whose centroid lies no more than
+    :data:`SPLEEN_MARGIN_MM` below the liver's lowest slice (all of them when there is no liver): the spleen lies
+    in the left upper quadrant, beside the liver, and a "spleen" far below the liver is bowel. The margin keeps
+    an enlarged spleen, whose centroid may sink below the liver's tip.
   When the liver is one dominant component and the spleen lies beside it, both rules give the same map.
 - ``none``: the network's labels as they are.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import cc3d
 import numpy as np
@@ -29,6 +32,9 @@ KEEP_COMPONENTS = {1: 1, 2: 3, 3: 1, 4: 1}
 LIVER, SPLEEN = 1, 3
 LIVER_MIN_FRACTION = 0.1
 """anatomy: liver components of at least this fraction of the largest one's voxels compete on height."""
+
+SPLEEN_MARGIN_MM = 50.0
+"""anatomy: how far (mm) below the liver's lowest slice a spleen component's centroid may lie."""
 
 RULES = ("anatomy", "flare", "none")
 DEFAULT_RULE = "anatomy"
@@ -150,9 +156,9 @@ def drop_components_below(labels: np.ndarray, label: int, z: float) -> np.ndarra
     return out
 
 
-def postprocess(labels: np.ndarray, rule: str = DEFAULT_RULE) -> np.ndarray:
-    """The (D, H, W) uint8 label map (canonical orientation, zyx) after ``rule`` (one of :data:`RULES`; see the
-    module's docstring), as a new array."""
+def postprocess(labels: np.ndarray, spacing_zyx: Sequence[float], rule: str = DEFAULT_RULE) -> np.ndarray:
+    """The (D, H, W) uint8 label map (canonical orientation, zyx; voxel spacing ``spacing_zyx`` in mm, z y x)
+    after ``rule`` (one of :data:`RULES`; see the module's docstring), as a new array."""
     if rule == "flare":
         return keep_largest_components(labels)
     if rule == "anatomy":
@@ -160,7 +166,7 @@ def postprocess(labels: np.ndarray, rule: str = DEFAULT_RULE) -> np.ndarray:
         out = keep_cranial_component(keep_largest_components(labels, others), LIVER)
         liver_z = np.flatnonzero((out == LIVER).any(axis=(1, 2)))
         if liver_z.size:
-            out = drop_components_below(out, SPLEEN, float(liver_z[0]))
+            out = drop_components_below(out, SPLEEN, liver_z[0] - SPLEEN_MARGIN_MM / float(spacing_zyx[0]))
         return keep_largest_components(out, {SPLEEN: KEEP_COMPONENTS[SPLEEN]})
     if rule == "none":
         return np.array(labels, dtype=np.uint8, copy=True)

@@ -158,7 +158,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_RULE,
         choices=RULES,
         help="flare: keep the largest component of liver, spleen, pancreas and three of kidney; anatomy: the same, "
-        "but the liver keeps its most cranial large component and the spleen none below the liver; none: no filter",
+        "but the liver keeps its most cranial large component and the spleen none far below it; none: no filter",
     )
     p.add_argument(
         "--part",

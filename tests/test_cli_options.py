@@ -122,7 +122,8 @@ def test_no_postprocess_writes_the_network_labels(fine, tiny_weights, tmp_path):
     post = run_cli(fine, tmp_path / "post", "--postprocess", "flare", weights=tiny_weights)["fine"]
     default = run_cli(fine, tmp_path / "default", weights=tiny_weights)["fine"]
     np.testing.assert_array_equal(post, keep_largest_components(raw))
-    np.testing.assert_array_equal(default, postprocess(raw, "anatomy"))
+    spacing = read_ct(fine / "fine_0000.nii.gz").spacing_zyx
+    np.testing.assert_array_equal(default, postprocess(raw, spacing, "anatomy"))
     counts = {}
     for label, keep in KEEP_COMPONENTS.items():
         _, n_raw = cc3d.connected_components(raw == label, connectivity=26, return_N=True)

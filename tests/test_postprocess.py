@@ -3,11 +3,14 @@ import pytest
 
 from inference.postprocess import (
     RULES,
+    SPLEEN_MARGIN_MM,
     drop_components_below,
     keep_cranial_component,
     keep_largest_components,
     postprocess,
 )
+
+MM = (5.0, 1.0, 1.0)  # voxel spacing, mm (z y x): the pelvis of _bladder_case lies 200 mm below the liver
 
 
 def _blob(vol, label, z, y, x, size):
@@ -76,21 +79,21 @@ def _bladder_case() -> np.ndarray:
 
 def test_cranial_liver_keeps_the_highest_large_component():
     vol = _bladder_case()
-    out = postprocess(vol, "anatomy")
+    out = postprocess(vol, MM, "anatomy")
     assert (out == 1).sum() == 512 and out[45, 2, 2] == 1  # the liver, not the larger blob below it or the debris
     assert (out == 2).sum() == 54  # kidney as the FLARE rule leaves it
     assert (out == 3).sum() == 64 and out[46, 12, 12] == 3  # the spleen beside the liver, not the larger one below
-    flare = postprocess(vol, "flare")
+    flare = postprocess(vol, MM, "flare")
     assert (flare == 1).sum() == 1728 and flare[2, 5, 5] == 1
     assert (flare == 3).sum() == 125
-    np.testing.assert_array_equal(postprocess(vol, "none"), vol)
+    np.testing.assert_array_equal(postprocess(vol, MM, "none"), vol)
     assert (vol == 1).sum() == 512 + 1728 + 8  # the input is not modified
 
 
 def test_without_a_liver_the_spleen_keeps_its_largest_component():
     vol = _bladder_case()
     vol[vol == 1] = 0
-    np.testing.assert_array_equal(postprocess(vol, "anatomy"), postprocess(vol, "flare"))
+    np.testing.assert_array_equal(postprocess(vol, MM, "anatomy"), postprocess(vol, MM, "flare"))
 
 
 def test_drop_components_below():
@@ -109,7 +112,7 @@ def test_cranial_liver_equals_flare_for_one_dominant_liver():
     vol = _bladder_case()
     vol[45:53, 2:10, 2:10] = 0
     _blob(vol, 1, 48, 2, 2, 1)  # a cranial piece under a tenth of the largest: the largest wins as in FLARE
-    np.testing.assert_array_equal(postprocess(vol, "anatomy"), postprocess(vol, "flare"))
+    np.testing.assert_array_equal(postprocess(vol, MM, "anatomy"), postprocess(vol, MM, "flare"))
 
 
 def test_cranial_component_fraction_and_height_axis():
@@ -125,8 +128,20 @@ def test_cranial_component_fraction_and_height_axis():
 def test_rules_are_validated():
     assert RULES == ("anatomy", "flare", "none")
     with pytest.raises(ValueError, match="unknown post-processing rule"):
-        postprocess(np.zeros((3, 3, 3), np.uint8), "largest")
+        postprocess(np.zeros((3, 3, 3), np.uint8), MM, "largest")
     with pytest.raises(ValueError, match="min_fraction"):
         keep_cranial_component(np.zeros((3, 3, 3), np.uint8), 1, 0.0)
     with pytest.raises(ValueError, match="3D"):
         keep_cranial_component(np.zeros((3, 3), np.uint8), 1)
+
+
+def test_an_enlarged_spleen_reaching_below_the_liver_stays():
+    """A spleen whose centroid lies within SPLEEN_MARGIN_MM below the liver's lowest slice is kept."""
+    vol = np.zeros((60, 20, 20), dtype=np.uint8)
+    _blob(vol, 1, 40, 2, 2, 10)  # liver, lowest slice z = 40
+    _blob(vol, 3, 30, 12, 12, 6)  # spleen, centroid z = 32.5: 8 slices below the liver's lowest
+    slices_below = 7.5
+    near = (SPLEEN_MARGIN_MM / slices_below, 1.0, 1.0)  # exactly at the margin: kept
+    far = (SPLEEN_MARGIN_MM / slices_below * 1.01, 1.0, 1.0)  # just beyond it: dropped
+    assert (postprocess(vol, near, "anatomy") == 3).sum() == 216
+    assert (postprocess(vol, far, "anatomy") == 3).sum() == 0

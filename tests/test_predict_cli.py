@@ -77,7 +77,8 @@ def test_end_to_end_on_real_cases(shared_data, tiny_weights, tmp_path):
         raw_image = sitk.ReadImage(str(raw / f"{case}.nii.gz"))
         raw_labels = sitk.GetArrayFromImage(raw_image)
         orient = Orientation.from_direction(raw_image.GetDirection())  # the rule runs on the canonical array
-        expected = orient.from_canonical(postprocess(orient.to_canonical(raw_labels), "anatomy"))
+        spacing = orient.spacing_zyx(raw_image.GetSpacing())
+        expected = orient.from_canonical(postprocess(orient.to_canonical(raw_labels), spacing, "anatomy"))
         np.testing.assert_array_equal(labels, expected)
         for label, most in {1: 1, 2: 3, 3: 1, 4: 1}.items():
             _, n = cc3d.connected_components(labels == label, connectivity=26, return_N=True)

@@ -55,7 +55,9 @@ def test_scores_every_case_and_writes_json(phantoms, tiny_weights, tmp_path, cap
 def test_no_postprocess_scores_the_network_output(phantoms, tiny_weights, monkeypatch):
     """The component rule runs only when asked: replaced here by one that erases every label unless it is "none"."""
     monkeypatch.setattr(
-        inference.engine, "postprocess", lambda labels, rule: labels.copy() if rule == "none" else np.zeros_like(labels)
+        inference.engine,
+        "postprocess",
+        lambda labels, spacing, rule: labels.copy() if rule == "none" else np.zeros_like(labels),
     )
     post = score.score_folder(tiny_weights, phantoms, stride=1, window=16)
     raw = score.score_folder(tiny_weights, phantoms, stride=1, window=16, postprocess="none")

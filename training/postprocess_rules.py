@@ -13,24 +13,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from evaluation.evaluate import SUFFIX, find_cases
-from evaluation.labels_io import read_labels
+from evaluation.labels_io import Grid, read_labels
 from evaluation.scorecard import DEFAULT_MARGIN_MM, OrganScore, score_case
 from inference.io import Orientation
 from inference.postprocess import RULES, postprocess
 from inference.task import ORGANS
 
 
-def apply_rule(raw: np.ndarray, direction: Sequence[float], rule: str) -> np.ndarray:
-    """``rule`` on a (z, y, x) uint8 label map stored with the SimpleITK ``direction`` (9 floats): run on its
-    canonical array, returned in the stored axis order."""
-    orient = Orientation.from_direction(tuple(direction))
-    return orient.from_canonical(postprocess(orient.to_canonical(raw), rule))
+def apply_rule(raw: np.ndarray, grid: Grid, rule: str) -> np.ndarray:
+    """``rule`` on a (z, y, x) uint8 label map stored on ``grid``: run on its canonical array, returned in the
+    stored axis order."""
+    orient = Orientation.from_direction(grid.direction)
+    return orient.from_canonical(postprocess(orient.to_canonical(raw), orient.spacing_zyx(grid.spacing_xyz), rule))
 
 
 def compare_rules(raw_dir: Path, gt_dir: Path, margin_mm: float = DEFAULT_MARGIN_MM) -> dict[str, list[OrganScore]]:
@@ -43,7 +42,7 @@ def compare_rules(raw_dir: Path, gt_dir: Path, margin_mm: float = DEFAULT_MARGIN
         raw, grid = read_labels(pred_path)
         gt, _ = read_labels(gt_dir / f"{case}{SUFFIX}")
         for rule in RULES:
-            rows[rule] += score_case(case, gt, apply_rule(raw, grid.direction, rule), grid.spacing_zyx, margin_mm)
+            rows[rule] += score_case(case, gt, apply_rule(raw, grid, rule), grid.spacing_zyx, margin_mm)
     return rows
 
 
