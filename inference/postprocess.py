@@ -1,6 +1,9 @@
 """Post-processing of the label maps: the paper's section 4.3 (keep the largest connected components of each
 organ, FLARE's rule) and the default, which adds two anatomical checks to it.
 
+Both rules label the components once (:func:`filter_components`: one cc3d pass over the foreground's bounding box
+gives each component's label, size and height) and differ only in which components they keep (a :data:`Chooser`).
+
 Rules (:data:`RULES`), each a function of the (D, H, W) uint8 label map in canonical orientation (zyx, array z
 towards the patient's head):
 
@@ -21,7 +24,8 @@ towards the patient's head):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import cc3d
 import numpy as np
@@ -52,43 +56,62 @@ def foreground_box(labels: np.ndarray) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
-def keep_largest_components(labels: np.ndarray, keep: dict[int, int] | None = None) -> np.ndarray:
-    """Keep, per label, its ``keep[label]`` largest 26-connected components; drop the rest to background.
+@dataclass(frozen=True)
+class ComponentTable:
+    """The 26-connected components of a multilabel map, one labelling pass, indexed by component id (0: background).
 
-    One labelling pass over the multilabel volume (cc3d keeps components of different labels apart), restricted to
-    the bounding box of the foreground. Labels not in ``keep`` are left untouched; an absent organ stays absent.
+    sizes: voxels per component (int64); owner: the label each component belongs to (uint8); z_mean, z_min: the
+    mean and lowest canonical slice index (array axis 0, of the whole volume) of each component's voxels.
+    """
+
+    sizes: np.ndarray
+    owner: np.ndarray
+    z_mean: np.ndarray
+    z_min: np.ndarray
+
+    def ids(self, label: int) -> np.ndarray:
+        """The ids of ``label``'s components, largest first (ties: lower id first)."""
+        ids = np.flatnonzero(self.owner == label)
+        ids = ids[ids > 0]
+        return ids[np.argsort(-self.sizes[ids], kind="stable")]
+
+
+Chooser = Callable[[ComponentTable], np.ndarray]
+"""ComponentTable -> boolean array over component ids: which components survive."""
+
+
+def filter_components(labels: np.ndarray, choose: Chooser) -> np.ndarray:
+    """Label ``labels``' 26-connected components once (cc3d keeps components of different labels apart), restricted
+    to the bounding box of the foreground; ``choose`` decides from their table which survive; the others are set to
+    background. Returns a new (D, H, W) uint8 label map; the input is not modified.
 
     Args:
         labels: (D, H, W) uint8 label map (zyx).
-        keep: label -> number of components to keep; defaults to :data:`KEEP_COMPONENTS`.
-    Returns:
-        a new (D, H, W) uint8 label map.
+        choose: see :data:`Chooser`.
     """
     if labels.ndim != 3:
         raise ValueError(f"labels must be a 3D array, got shape {labels.shape}")
-    keep = KEEP_COMPONENTS if keep is None else keep
     out = np.array(labels, dtype=np.uint8, copy=True)
     box = foreground_box(out)
     if box is None:
         return out
     crop = np.ascontiguousarray(out[box])
     components, n = cc3d.connected_components(crop, connectivity=26, return_N=True)
-    if n == 0:
-        return out
-    # Sizes and owners from the foreground voxels alone (a few % of the box): one scan finds them, and every later
-    # step touches only them instead of the whole box.
+    # Everything from the foreground voxels alone (a few % of the box): one scan finds them, and every later step
+    # touches only them instead of the whole box.
     where = np.flatnonzero(crop)
     fg_ids = components.ravel()[where]
     sizes = np.bincount(fg_ids, minlength=n + 1)
     owner = np.zeros(n + 1, dtype=np.uint8)
     owner[fg_ids] = crop.ravel()[where]
-    survive = np.ones(n + 1, dtype=bool)
-    for label, k in keep.items():
-        ids = np.flatnonzero(owner == label)
-        ids = ids[ids > 0]
-        if ids.size > k:
-            order = ids[np.argsort(-sizes[ids], kind="stable")]
-            survive[order[k:]] = False
+    z = where // (crop.shape[1] * crop.shape[2])  # each foreground voxel's slice in the box
+    z_min = np.full(n + 1, crop.shape[0], dtype=np.int64)
+    np.minimum.at(z_min, fg_ids, z)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z_mean = np.bincount(fg_ids, weights=z, minlength=n + 1) / sizes + box[0].start
+    table = ComponentTable(sizes.astype(np.int64), owner, z_mean, z_min + box[0].start)
+    survive = np.asarray(choose(table), dtype=bool)
+    survive[0] = True
     if survive.all():
         return out
     crop.ravel()[where[~survive[fg_ids]]] = 0
@@ -96,64 +119,42 @@ def keep_largest_components(labels: np.ndarray, keep: dict[int, int] | None = No
     return out
 
 
-def _components_of(labels: np.ndarray, label: int) -> tuple[np.ndarray, tuple[slice, ...] | None, np.ndarray, dict]:
-    """(a uint8 copy of ``labels``, the bounding box of ``label`` (None when absent), ``label``'s 26-connected
-    components inside that box (0 elsewhere), cc3d's statistics of them: voxel counts and centroids, index 0 the
-    background, centroid coordinates in box array axes (0: z))."""
-    if labels.ndim != 3:
-        raise ValueError(f"labels must be a 3D array, got shape {labels.shape}")
-    out = np.array(labels, dtype=np.uint8, copy=True)
-    box = foreground_box(out == label)
-    if box is None:
-        return out, None, np.zeros((0, 0, 0), np.uint32), {}
-    components = cc3d.connected_components(out[box] == label, connectivity=26)
-    return out, box, components, cc3d.statistics(components)
+def largest(table: ComponentTable, keep: dict[int, int], survive: np.ndarray | None = None) -> np.ndarray:
+    """Chooser of FLARE's rule: per label of ``keep``, its ``keep[label]`` largest components survive (of those
+    ``survive`` has not already dropped); components of other labels all survive."""
+    survive = np.ones(table.sizes.size, dtype=bool) if survive is None else survive.copy()
+    for label, k in keep.items():
+        ids = table.ids(label)
+        survive[ids[survive[ids]][k:]] = False
+    return survive
 
 
-def keep_cranial_component(labels: np.ndarray, label: int, min_fraction: float = LIVER_MIN_FRACTION) -> np.ndarray:
-    """Keep, of ``label``'s 26-connected components with at least ``min_fraction`` of the largest one's voxels,
-    the one whose centroid lies highest along array axis 0 (canonical z, towards the head); drop its other
-    components. Other labels are untouched; the input is not modified.
+def keep_largest_components(labels: np.ndarray, keep: dict[int, int] | None = None) -> np.ndarray:
+    """Keep, per label, its ``keep[label]`` largest 26-connected components; drop the rest to background. Labels
+    not in ``keep`` are left untouched; an absent organ stays absent.
 
     Args:
-        labels: (D, H, W) uint8 label map, canonical orientation (zyx, z increasing towards the head).
-        label: the label to filter.
-        min_fraction: in (0, 1]; 1 keeps the largest component (ties: the more cranial one).
+        labels: (D, H, W) uint8 label map (zyx).
+        keep: label -> number of components to keep; defaults to :data:`KEEP_COMPONENTS`.
     Returns:
         a new (D, H, W) uint8 label map.
     """
-    if not 0 < min_fraction <= 1:
-        raise ValueError(f"min_fraction must lie in (0, 1], got {min_fraction}")
-    out, box, components, stats = _components_of(labels, label)
-    if box is None or len(stats["voxel_counts"]) < 3:  # absent, or one component
-        return out
-    sizes = stats["voxel_counts"][1:].astype(np.int64)
-    height = stats["centroids"][1:, 0]
-    candidates = np.flatnonzero(sizes >= min_fraction * sizes.max())
-    keep = candidates[np.argmax(height[candidates])] + 1
-    out[box][(components != keep) & (components > 0)] = 0
-    return out
+    keep = KEEP_COMPONENTS if keep is None else keep
+    return filter_components(labels, lambda table: largest(table, keep))
 
 
-def drop_components_below(labels: np.ndarray, label: int, z: float) -> np.ndarray:
-    """Drop ``label``'s 26-connected components whose centroid lies below canonical slice ``z`` (array axis 0
-    index; lower is towards the feet). Other labels are untouched; the input is not modified.
-
-    Args:
-        labels: (D, H, W) uint8 label map, canonical orientation (zyx, z increasing towards the head).
-        label: the label to filter.
-        z: slice index (may be fractional); a centroid at exactly ``z`` stays.
-    Returns:
-        a new (D, H, W) uint8 label map.
-    """
-    out, box, components, stats = _components_of(labels, label)
-    if box is None:
-        return out
-    low = np.flatnonzero(stats["centroids"][:, 0] + box[0].start < z)
-    low = low[low > 0]
-    if low.size:
-        out[box][np.isin(components, low)] = 0
-    return out
+def anatomy(table: ComponentTable, z_spacing_mm: float) -> np.ndarray:
+    """Chooser of the anatomy rule (module docstring) for canonical label maps with slices ``z_spacing_mm`` apart."""
+    survive = largest(table, {k: v for k, v in KEEP_COMPONENTS.items() if k not in (LIVER, SPLEEN)})
+    liver = table.ids(LIVER)
+    if liver.size:
+        candidates = liver[table.sizes[liver] >= LIVER_MIN_FRACTION * table.sizes[liver[0]]]
+        kept = candidates[np.argmax(table.z_mean[candidates])]  # ties: the larger
+        survive[liver[liver != kept]] = False
+        spleen = table.ids(SPLEEN)
+        floor = table.z_min[kept] - SPLEEN_MARGIN_MM / z_spacing_mm
+        survive[spleen[table.z_mean[spleen] < floor]] = False
+    return largest(table, {SPLEEN: KEEP_COMPONENTS[SPLEEN]}, survive)
 
 
 def postprocess(labels: np.ndarray, spacing_zyx: Sequence[float], rule: str = DEFAULT_RULE) -> np.ndarray:
@@ -162,12 +163,7 @@ def postprocess(labels: np.ndarray, spacing_zyx: Sequence[float], rule: str = DE
     if rule == "flare":
         return keep_largest_components(labels)
     if rule == "anatomy":
-        others = {k: v for k, v in KEEP_COMPONENTS.items() if k not in (LIVER, SPLEEN)}
-        out = keep_cranial_component(keep_largest_components(labels, others), LIVER)
-        liver_z = np.flatnonzero((out == LIVER).any(axis=(1, 2)))
-        if liver_z.size:
-            out = drop_components_below(out, SPLEEN, liver_z[0] - SPLEEN_MARGIN_MM / float(spacing_zyx[0]))
-        return keep_largest_components(out, {SPLEEN: KEEP_COMPONENTS[SPLEEN]})
+        return filter_components(labels, lambda table: anatomy(table, float(spacing_zyx[0])))
     if rule == "none":
         return np.array(labels, dtype=np.uint8, copy=True)
     raise ValueError(f"unknown post-processing rule {rule!r}; expected one of {', '.join(RULES)}")

@@ -4,8 +4,7 @@ import pytest
 from inference.postprocess import (
     RULES,
     SPLEEN_MARGIN_MM,
-    drop_components_below,
-    keep_cranial_component,
+    filter_components,
     keep_largest_components,
     postprocess,
 )
@@ -96,16 +95,25 @@ def test_without_a_liver_the_spleen_keeps_its_largest_component():
     np.testing.assert_array_equal(postprocess(vol, MM, "anatomy"), postprocess(vol, MM, "flare"))
 
 
-def test_drop_components_below():
+def test_component_table_by_hand():
     vol = np.zeros((20, 4, 4), dtype=np.uint8)
-    vol[0:4, :2, :2] = 3  # centroid z 1.5
-    vol[10:14, :2, :2] = 3  # centroid z 11.5
-    vol[0:2, 3, 3] = 1  # another label, low: untouched
-    out = drop_components_below(vol, 3, 11.5)
-    assert (out == 3).sum() == 16 and out[12, 0, 0] == 3 and out[1, 0, 0] == 0  # a centroid at z stays
-    assert (out == 1).sum() == 2
-    assert (drop_components_below(vol, 3, 12.0) == 3).sum() == 0
-    np.testing.assert_array_equal(drop_components_below(vol, 3, 0.0), vol)
+    vol[0:4, :2, :2] = 3  # 16 voxels, z 0..3
+    vol[10:14, :2, :2] = 3  # 16 voxels, z 10..13
+    vol[12:13, 3, 3] = 1  # 1 voxel, z 12
+    seen = []
+
+    def choose(table):
+        seen.append(table)
+        return table.owner != 3  # drop the spleen pieces
+
+    out = filter_components(vol, choose)
+    table = seen[0]
+    ids = {int(table.owner[i]): [] for i in range(1, table.sizes.size)}
+    for i in range(1, table.sizes.size):
+        ids[int(table.owner[i])].append((int(table.sizes[i]), float(table.z_mean[i]), int(table.z_min[i])))
+    assert sorted(ids[3]) == [(16, 1.5, 0), (16, 11.5, 10)] and ids[1] == [(1, 12.0, 12)]
+    assert list(table.ids(3)) == sorted(table.ids(3))  # equal sizes: lower id first
+    assert (out == 3).sum() == 0 and (out == 1).sum() == 1 and (vol == 3).sum() == 32
 
 
 def test_cranial_liver_equals_flare_for_one_dominant_liver():
@@ -115,24 +123,23 @@ def test_cranial_liver_equals_flare_for_one_dominant_liver():
     np.testing.assert_array_equal(postprocess(vol, MM, "anatomy"), postprocess(vol, MM, "flare"))
 
 
-def test_cranial_component_fraction_and_height_axis():
-    vol = np.zeros((30, 6, 6), dtype=np.uint8)
-    _blob(vol, 4, 0, 0, 0, 5)  # 125 voxels, low
-    _blob(vol, 4, 20, 0, 0, 4)  # 64 voxels, high
-    assert (keep_cranial_component(vol, 4, 0.5) == 4).sum() == 64  # 64 >= 0.5 x 125: height decides
-    assert (keep_cranial_component(vol, 4, 0.6) == 4).sum() == 125  # 64 < 0.6 x 125: only the largest competes
-    assert (keep_cranial_component(vol, 4, 1.0) == 4).sum() == 125
-    assert not keep_cranial_component(np.zeros((3, 3, 3), np.uint8), 1).any()
+def test_cranial_liver_fraction_and_height_axis():
+    """A liver piece competes on height when it holds at least a tenth of the largest piece's voxels."""
+    for high, kept in ((12, 125), (13, 13)):  # 12 < 0.1 x 125 <= 13
+        vol = np.zeros((30, 8, 8), dtype=np.uint8)
+        _blob(vol, 1, 0, 0, 0, 5)  # 125 voxels, low
+        vol[20, 0, :8] = 1  # a piece of `high` voxels, high up: a row of 8 and the rest of the next row
+        vol[20, 1, : high - 8] = 1
+        assert (postprocess(vol, MM, "anatomy") == 1).sum() == kept, high
+    assert not postprocess(np.zeros((3, 3, 3), np.uint8), MM, "anatomy").any()
 
 
 def test_rules_are_validated():
     assert RULES == ("anatomy", "flare", "none")
     with pytest.raises(ValueError, match="unknown post-processing rule"):
         postprocess(np.zeros((3, 3, 3), np.uint8), MM, "largest")
-    with pytest.raises(ValueError, match="min_fraction"):
-        keep_cranial_component(np.zeros((3, 3, 3), np.uint8), 1, 0.0)
     with pytest.raises(ValueError, match="3D"):
-        keep_cranial_component(np.zeros((3, 3), np.uint8), 1)
+        postprocess(np.zeros((3, 3), np.uint8), MM, "anatomy")
 
 
 def test_an_enlarged_spleen_reaching_below_the_liver_stays():
