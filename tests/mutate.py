@@ -157,6 +157,20 @@ MUTATIONS = [
         ("tests/test_inference_speed.py::test_inplace_regularized_softmax_matches_the_autograd_version",),
     ),
     Mutation(
+        "anatomy rule keeps the largest liver piece",
+        "inference/postprocess.py",
+        "kept = candidates[np.argmax(table.z_mean[candidates])]",
+        "kept = liver[0]",
+        ("tests/test_postprocess.py",),
+    ),
+    Mutation(
+        "anatomy rule keeps spleen pieces far below the liver",
+        "inference/postprocess.py",
+        "survive[spleen[table.z_mean[spleen] < floor]] = False",
+        "pass",
+        ("tests/test_postprocess.py",),
+    ),
+    Mutation(
         "kidney keeps 1 component",
         "inference/postprocess.py",
         "KEEP_COMPONENTS = {1: 1, 2: 3, 3: 1, 4: 1}",
