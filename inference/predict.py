@@ -88,7 +88,8 @@ def skipped_lines(skipped: list[Path], verbose: bool) -> list[str]:
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:
-    """--device, --precision and --backend: where and how the network runs (shared with training.score)."""
+    """--device, --precision, --backend and --postprocess: where and how the network runs, and the component rule
+    that follows it (shared with training.score)."""
     p.add_argument(
         "--device", default="auto", metavar="NAME", help="cuda, cuda:N or cpu; auto: CUDA when available, else cpu"
     )
@@ -104,6 +105,13 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
         default=os.environ.get("RUNET_BACKEND", "auto"),
         choices=BACKENDS,
         help="network engine; auto: openvino on the CPU when installed, else torch ($RUNET_BACKEND sets the default)",
+    )
+    p.add_argument(
+        "--postprocess",
+        default=DEFAULT_RULE,
+        choices=RULES,
+        help="flare: keep the largest component of liver, spleen, pancreas and three of kidney; anatomy: the same, "
+        "but the liver keeps its most cranial large component and the spleen none far below it; none: no filter",
     )
 
 
@@ -152,13 +160,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         choices=("auto", "4", "2", "1"),
         help="in-plane stride of the phase split; auto: 4 unless the strided voxel leaves the trained size range",
-    )
-    p.add_argument(
-        "--postprocess",
-        default=DEFAULT_RULE,
-        choices=RULES,
-        help="flare: keep the largest component of liver, spleen, pancreas and three of kidney; anatomy: the same, "
-        "but the liver keeps its most cranial large component and the spleen none far below it; none: no filter",
     )
     p.add_argument(
         "--part",

@@ -18,10 +18,10 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from evaluation.labels_io import Grid
 from inference.checkpoint import load_checkpoint
 from inference.engine import Segmenter
-from inference.io import Orientation
-from inference.postprocess import postprocess
+from training.postprocess_rules import apply_rule
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,9 +76,7 @@ def test_end_to_end_on_real_cases(shared_data, tiny_weights, tmp_path):
         assert labels.shape == tuple(manifest["cases"][case]["array_shape_zyx"])
         raw_image = sitk.ReadImage(str(raw / f"{case}.nii.gz"))
         raw_labels = sitk.GetArrayFromImage(raw_image)
-        orient = Orientation.from_direction(raw_image.GetDirection())  # the rule runs on the canonical array
-        spacing = orient.spacing_zyx(raw_image.GetSpacing())
-        expected = orient.from_canonical(postprocess(orient.to_canonical(raw_labels), spacing, "anatomy"))
+        expected = apply_rule(raw_labels, Grid.of(raw_image), "anatomy")  # run on the canonical array, as predict does
         np.testing.assert_array_equal(labels, expected)
         for label, most in {1: 1, 2: 3, 3: 1, 4: 1}.items():
             _, n = cc3d.connected_components(labels == label, connectivity=26, return_N=True)

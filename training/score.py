@@ -26,7 +26,7 @@ from inference.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 from inference.cli import UsageParser, bar, log
 from inference.device import resolve_precision, select_device
 from inference.engine import Segmenter
-from inference.postprocess import DEFAULT_RULE, RULES
+from inference.postprocess import DEFAULT_RULE
 from inference.predict import add_engine_options
 from inference.stride import PlanOptions
 from inference.task import ORGANS
@@ -106,12 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     add_engine_options(p)
     p.add_argument("--threads", type=int, default=0, metavar="N", help="torch CPU threads; 0: torch's default")
     p.add_argument("--out", type=Path, default=None, metavar="PATH", help="also write the scores as JSON here")
-    p.add_argument(
-        "--postprocess",
-        default=DEFAULT_RULE,
-        choices=RULES,
-        help="predict's connected-component rule; none: score the network's labels",
-    )
     args = p.parse_args(argv)
     if not args.weights.is_file():
         p.error(f"--weights {args.weights}: checkpoint file not found")
