@@ -90,8 +90,12 @@ def test_init_starts_a_new_run_from_a_checkpoints_weights(phantoms, tmp_path, ti
     a = dict(load_checkpoint(src, verify=False).model.named_parameters())
     b = dict(load_checkpoint(tmp_path / "b" / "last.pt", verify=False).model.named_parameters())
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # lr ~0: still the source's weights
-    with pytest.raises(ValueError, match="last.pt: --init checkpoint has config"):
+    with pytest.raises(ValueError, match="last.pt: --init checkpoint has config") as refused:
         train(tiny_train_config(tmp_path / "c", **(kw | {"widths": (4, 8, 32), "init": str(src)})))
+    widths = " ".join(map(str, tiny_train_config(tmp_path / "a").network.widths))
+    assert str(refused.value).endswith(f"pass --widths {widths} to build the checkpoint's network")
+    with pytest.raises(ValueError, match="pass --hu-min -200.0$"):
+        train(tiny_train_config(tmp_path / "d", **(kw | {"hu_min": -100.0, "init": str(src)})))
 
 
 def test_init_restarts_a_lambda_that_died_at_zero(tmp_path, tiny_train_config):
