@@ -36,6 +36,7 @@ from phantom.grid import draw_spacing, make_image, orientation_set
 from phantom.hu_table import PHASES_V3
 from phantom.tissues import PHASES
 from phantom.trunk_scan import generate_phantom_canonical_v3
+from training.data import write_image_atomic
 
 MODES = ("phantom", "labels", "mix")
 VERSIONS = (2, 3)
@@ -161,19 +162,6 @@ def _case_paths(out_dir: Path, name: str, layout: str, flat: bool) -> tuple[Path
         return out_dir / f"{name}{INPUT_SUFFIX}", out_dir / f"{name}.nii.gz"
     img_dir, lab_dir = ("imagesTr", "labelsTr") if layout == "nnunet" else ("TrainingImg", "TrainingMask")
     return out_dir / img_dir / f"{name}{INPUT_SUFFIX}", out_dir / lab_dir / f"{name}.nii.gz"
-
-
-def write_image_atomic(image: sitk.Image, path: Path) -> None:
-    """Write `image` to `path` through a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image, tmp, True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_manifest(path: Path, cases: dict) -> None:

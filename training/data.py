@@ -9,12 +9,15 @@ holds, per case, ``<case>.image.npy`` (int16 HU, canonical zyx), ``<case>.label.
 ``<case>.json`` (spacing_zyx in mm, shape, the source files' sizes and mtimes); the arrays open with
 np.load(mmap_mode="r"), so epochs never decompress gzip again. Intensity normalization is applied when patches
 are cut (training/sampler.py), with the inference.preprocess.Normalization recorded in the checkpoint.
+
+:func:`write_image_atomic` is how the cases a training folder gets are written (phantom/, training.phase_split).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,6 +171,19 @@ def cache_case(pair: CasePair, cache_dir: Path) -> CachedCase:
         label=np.load(lab_path, mmap_mode="r"),
         spacing_zyx=tuple(float(s) for s in meta["spacing_zyx"]),
     )
+
+
+def write_image_atomic(image: sitk.Image, path: Path) -> None:
+    """Write `image` to `path` through a temporary file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".nii.gz", dir=path.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image, tmp, True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def load_dataset(folder: Path, cache_dir: Path, check: bool = True) -> list[CachedCase]:

@@ -32,8 +32,7 @@ from inference.cli import UsageParser
 from inference.io import Orientation
 from inference.stride import STRIDES, choose_stride
 from inference.task import INPUT_SUFFIX
-from phantom.generate import write_image_atomic
-from training.data import DataError, check_pairs, find_pairs
+from training.data import DataError, check_pairs, find_pairs, write_image_atomic
 
 LABEL_SUFFIX = ".nii.gz"
 
