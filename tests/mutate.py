@@ -157,6 +157,20 @@ MUTATIONS = [
         ("tests/test_inference_speed.py::test_inplace_regularized_softmax_matches_the_autograd_version",),
     ),
     Mutation(
+        "phase split cuts the through-plane axis",
+        "training/phase_split.py",
+        "z_index_axis = 2 - Orientation.from_direction(image.GetDirection()).perm[0]",
+        "z_index_axis = 2",
+        ("tests/test_phase_split.py",),
+    ),
+    Mutation(
+        "phase split repeats a case fewer times than --entries",
+        "training/phase_split.py",
+        "repeats = entries // count if entries else 1",
+        "repeats = max(entries // count - 1, 1) if entries else 1",
+        ("tests/test_phase_split.py",),
+    ),
+    Mutation(
         "anatomy rule keeps the largest liver piece",
         "inference/postprocess.py",
         "kept = candidates[np.argmax(table.z_mean[candidates])]",
