@@ -167,12 +167,35 @@ HELP: dict[str, str] = {
 PATHS = ("data", "out", "cache", "init")
 
 
+def option_name(field_name: str) -> str:
+    """The command-line option of a field: ``samples_per_epoch`` -> ``--samples-per-epoch`` (booleans also take
+    ``--no-...``)."""
+    return "--" + field_name.replace("_", "-")
+
+
+def options_for(wanted: object, built: object) -> str:
+    """The options that turn dataclass ``built`` (a TrainConfig's network or window) into ``wanted``, for the fields
+    that differ, as :func:`parse_args` reads them: ``--widths 8 16 32 64 128 --norm instance``, ``--no-attention``."""
+    parts = []
+    for f in fields(wanted):
+        value = getattr(wanted, f.name)
+        if value == getattr(built, f.name):
+            continue
+        if isinstance(value, bool):
+            parts.append(option_name(f.name) if value else "--no-" + option_name(f.name)[2:])
+        elif isinstance(value, (tuple, list)):
+            parts.append(" ".join([option_name(f.name), *map(str, value)]))
+        else:
+            parts.append(f"{option_name(f.name)} {value}")
+    return " ".join(parts)
+
+
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """Command line -> TrainConfig: one --option per field (underscores as dashes; booleans as --x / --no-x)."""
     p = UsageParser(prog="python -m training.train", description=__doc__)
     defaults = TrainConfig()
     for f in option_fields():
-        name = "--" + f.name.replace("_", "-")
+        name = option_name(f.name)
         value = getattr(defaults, f.name)
         kw = {"default": value, "help": HELP[f.name]}
         if isinstance(value, bool):

@@ -15,7 +15,7 @@ import contextlib
 import math
 import sys
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ from inference.model import RUNet, count_parameters
 from inference.preprocess import Normalization
 from inference.regularized_softmax import RegularizedSoftmax, lam_to_raw
 from training import distributed
-from training.config import TrainConfig, parse_args
+from training.config import TrainConfig, options_for, parse_args
 from training.data import CachedCase, load_dataset, split_cases
 from training.logs import append_row, plot_curves, truncate_rows
 from training.losses import eq5_terms
@@ -60,24 +60,6 @@ HEAD_FIELDS = ("regularized_softmax", "tv_step", "lam_init", "lam_learnable", "t
 """UNetConfig fields of the last activation only: --init may change them (the weights of the body are the same)."""
 
 
-def _as_options(wanted: object, built: object) -> str:
-    """The command-line options that turn dataclass ``built`` into ``wanted`` (fields that differ), e.g.
-    ``--widths 8 16 32 64 128 --norm instance``; booleans as --x / --no-x."""
-    parts = []
-    for f in fields(wanted):
-        value = getattr(wanted, f.name)
-        if value == getattr(built, f.name):
-            continue
-        name = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(name if value else "--no-" + f.name.replace("_", "-"))
-        elif isinstance(value, (tuple, list)):
-            parts.append(" ".join([name, *map(str, value)]))
-        else:
-            parts.append(f"{name} {value}")
-    return " ".join(parts)
-
-
 def init_weights(model: RUNet, norm: Normalization, path: Path) -> None:
     """Load the weights of checkpoint `path` into `model` (in place), for fine-tuning.
 
@@ -93,12 +75,12 @@ def init_weights(model: RUNet, norm: Normalization, path: Path) -> None:
     if replace(ckpt.config, **head) != model.config:
         raise ValueError(
             f"{path}: --init checkpoint has config {ckpt.config}, this run builds {model.config}; "
-            f"pass {_as_options(replace(ckpt.config, **head), model.config)} to build the checkpoint's network"
+            f"pass {options_for(replace(ckpt.config, **head), model.config)} to build the checkpoint's network"
         )
     if ckpt.normalization != norm:
         raise ValueError(
             f"{path}: --init checkpoint has window {ckpt.normalization}, this run uses {norm}; "
-            f"pass {_as_options(ckpt.normalization, norm)}"
+            f"pass {options_for(ckpt.normalization, norm)}"
         )
     if ckpt.config != model.config:
         body = {k: v for k, v in ckpt.model.state_dict().items() if not k.startswith("activation.")}
