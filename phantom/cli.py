@@ -19,6 +19,7 @@ from inference.cli import HelpFormatter
 from phantom.generate import DEFAULT_VERSION, LAYOUTS, MODES, VERSIONS, write_dataset
 from phantom.hu_table import PHASES_V3
 from phantom.render import render_comparison
+from phantom.template_split import SPLITS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,9 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--templates",
         type=Path,
+        nargs="+",
         default=None,
-        help="templates folder for --mode labels and mix; default: $RUNET_SHARED_DATA/templates, else "
-        "../shared/data/templates",
+        help="templates folder(s) for --mode labels and mix; default: version 4 the shared data's anatomy/ and "
+        "templates/, versions 2-3 its templates/ ($RUNET_SHARED_DATA, else ../shared/data)",
+    )
+    p.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="all",
+        help="version 4: the templates of this split of phantom/template_split.py (the scored cases' maps are in none)",
     )
     p.add_argument("--templates-only", nargs="+", default=(), metavar="NAME", help="use only these templates")
     p.add_argument("--templates-exclude", nargs="+", default=(), metavar="NAME", help="never use these templates")
@@ -101,7 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         phase=args.phase,
         mode=args.mode,
         orientations=args.orientations,
-        templates_dir=args.templates,
+        templates_dir=None
+        if args.templates is None
+        else (args.templates[0] if len(args.templates) == 1 else args.templates),
+        templates_split=args.split,
         templates_only=tuple(args.templates_only),
         templates_exclude=tuple(args.templates_exclude),
         generator_version=args.generator_version,
