@@ -396,9 +396,9 @@ def _run(
         segmenter = Segmenter(
             checkpoint, device, options, args.batch_size, precision, args.postprocess, backend=backend
         )
-    except (ValueError, CheckpointError) as exc:  # ValueError: a device, option or window the run cannot take
+    except (ValueError, CheckpointError) as exc:  # a device, option, window or checkpoint the run cannot take
         log(f"error: {exc}")
-        return 2 if isinstance(exc, ValueError) else 1
+        return 2
     log(
         f"RUnet: {len(cases)} case(s){' (' + share.describe() + ')' if share.describe() else ''}, device {device}, "
         f"backend {backend}, precision {precision_name(precision)}, phases {args.phases}, weights {args.weights}"
