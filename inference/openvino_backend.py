@@ -36,6 +36,7 @@ from torch import nn
 from inference.cache_seal import SealError, read_sealed, seal
 from inference.cli import log
 from inference.model import RUNet
+from inference.out_of_memory import out_of_memory
 from inference.user_cache import user_cache_dir
 
 THREADS_ENV = "RUNET_THREADS"
@@ -267,8 +268,14 @@ class OpenVINONetwork:
             if x.device.type != "cpu":
                 raise ValueError(f"the openvino backend runs on the CPU; got a tensor on {x.device}")
             arr = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
-            request = self._request(precision, tuple(arr.shape))
-            out = request.infer({0: arr}, share_inputs=True, share_outputs=False)
+            try:
+                request = self._request(precision, tuple(arr.shape))
+                out = request.infer({0: arr}, share_inputs=True, share_outputs=False)
+            except RuntimeError as exc:  # OpenVINO's first line names a source file; the cause is further down
+                oom = out_of_memory(exc, f"in OpenVINO on a {'x'.join(map(str, arr.shape))} window")
+                if oom is None:
+                    raise
+                raise oom from exc
             return torch.from_numpy(out[0])
 
         return run

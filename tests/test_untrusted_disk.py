@@ -1,10 +1,12 @@
 """What is read from disk is checked before it is used: a checkpoint's values, the OpenVINO cache and the
-precision choices kept in the user cache, and where that cache may lie."""
+precision choices kept in the user cache, and where that cache may lie; an allocation that fails says "out of
+memory" in one line."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,11 +17,12 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from inference import openvino_backend, precision_choice
+from inference import openvino_backend, precision_choice, predict
 from inference.cache_seal import SEAL_FILE, open_document, read_sealed, seal, sealed_document
 from inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_sha256sums
 from inference.model import RUNet, UNetConfig, fuse_batchnorm
 from inference.openvino_backend import OpenVINONetwork
+from inference.out_of_memory import out_of_memory
 from inference.precision_choice import choose
 from inference.preprocess import Normalization
 from inference.user_cache import check_cache_location
@@ -332,3 +335,66 @@ def test_a_cache_folder_in_the_input_or_output_folder_is_refused(tmp_path):
     for cache in (None, tmp_path / "cache", tmp_path / "in-cache", tmp_path):  # beside, or holding them: fine
         check_cache_location(cache, folders)
     check_cache_location(outputs / "cache", {"input": inputs})
+
+
+# --- out of memory ----------------------------------------------------------------------------------------------
+
+OPENVINO_ALLOCATION = (
+    "Exception from src/inference/src/cpp/core.cpp:117:\\nException from src/inference/src/dev/plugin.cpp:54:\\n"
+    "Check 'ptr' failed at src/plugins/intel_cpu/src/cpu_memory.cpp:257:\\nFailed to allocate 5368709120 bytes of "
+    "memory\\n\\n\\n"
+).replace("\\n", "\n")
+TORCH_CPU = (
+    "DefaultCPUAllocator: can't allocate memory: you tried to allocate 123456789012 bytes. Error code 12 (Cannot "
+    "allocate memory)"
+)
+
+
+def test_allocation_errors_read_out_of_memory_and_the_size():
+    assert str(out_of_memory(RuntimeError(OPENVINO_ALLOCATION), "in OpenVINO")) == (
+        "out of memory in OpenVINO (5,120.0 MB asked for; RuntimeError: Failed to allocate 5368709120 bytes of memory)"
+    )
+    bad_alloc = RuntimeError("Exception from src/inference/src/cpp/core.cpp:117:\nstd::bad_alloc\n")
+    assert str(out_of_memory(bad_alloc, "in OpenVINO")) == "out of memory in OpenVINO (RuntimeError: std::bad_alloc)"
+    assert (
+        str(out_of_memory(RuntimeError(TORCH_CPU)))
+        == f"out of memory (117,737.6 MB asked for; RuntimeError: {TORCH_CPU})"
+    )
+    cuda = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total capacity)")
+    assert str(out_of_memory(cuda)).startswith("out of memory (2,048.0 MB asked for; OutOfMemoryError: CUDA out of")
+    assert str(out_of_memory(MemoryError())) == "out of memory (MemoryError)"
+    assert out_of_memory(RuntimeError("Exception from src/core.cpp:1:\nshape mismatch")) is None
+    assert out_of_memory(ValueError("allocate")) is None
+
+
+def _one_case(tmp_path: Path) -> list[str]:
+    (tmp_path / "in").mkdir()
+    write_ct(tmp_path / "in" / "a_0000.nii.gz")
+    return ["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--device", "cpu", "--phases", "1"]
+
+
+def test_openvino_out_of_memory_fails_the_case_in_one_line(tiny_weights, tmp_path, monkeypatch, capsys):
+    _ov()
+
+    def no_memory(self, precision, shape):
+        raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:117:\nstd::bad_alloc\n")
+
+    monkeypatch.setattr(OpenVINONetwork, "_request", no_memory)
+    argv = _one_case(tmp_path) + ["--weights", str(tiny_weights), "--backend", "openvino", "--precision", "float32"]
+    assert predict.main(argv) == 1
+    failed = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("failed:")]
+    assert len(failed) == 1 and failed[0].startswith(f"failed: {tmp_path / 'in' / 'a_0000.nii.gz'}: out of memory in ")
+    assert re.fullmatch(
+        r".*: out of memory in OpenVINO on a 1x1x\d+x\d+x\d+ window \(RuntimeError: std::bad_alloc\)", failed[0]
+    )
+
+
+def test_torch_cpu_out_of_memory_fails_the_case_in_one_line(tiny_weights, tmp_path, monkeypatch, capsys):
+    def no_memory(self, *args, **kwargs):
+        raise RuntimeError(TORCH_CPU)
+
+    monkeypatch.setattr(predict.Segmenter, "segment", no_memory)
+    assert predict.main(_one_case(tmp_path) + ["--weights", str(tiny_weights), "--backend", "torch"]) == 1
+    failed = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("failed:")]
+    case = tmp_path / "in" / "a_0000.nii.gz"
+    assert failed == [f"failed: {case}: out of memory (117,737.6 MB asked for; RuntimeError: {TORCH_CPU})"]
