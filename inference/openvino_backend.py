@@ -185,7 +185,7 @@ def _read_entry(folder: Path, ov: ModuleType) -> object:
     if set(files) != {"model.xml", "model.bin"}:
         raise SealError(f"holds {sorted(files)}, not model.xml and model.bin")
     try:
-        weights = ov.Tensor(np.frombuffer(files["model.bin"], dtype=np.uint8))
+        weights = ov.Tensor(np.frombuffer(files["model.bin"], dtype=np.uint8), shared_memory=False)  # a copy
         return ov.Core().read_model(model=files["model.xml"].decode(), weights=weights)
     except (RuntimeError, ValueError) as exc:  # OpenVINO raises RuntimeError; not UTF-8 is a ValueError
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]

@@ -84,9 +84,9 @@ def _read(path: Path, warn: Callable[[str], None] | None = None) -> dict:
         return {}
 
 
-def _valid_entry(entry: object, candidates: Mapping[str, object]) -> bool:
-    """A stored choice that can be used: one of ``candidates``, with finite positive seconds for each it timed."""
-    if not isinstance(entry, dict) or entry.get("choice") not in candidates:
+def _valid_entry(entry: object) -> bool:
+    """A stored choice as :func:`choose` writes it: float32 or bfloat16, with finite positive seconds."""
+    if not isinstance(entry, dict) or entry.get("choice") not in ("float32", "bfloat16"):
         return False
     seconds = entry.get("seconds")
     return isinstance(seconds, dict) and all(
@@ -118,11 +118,11 @@ def choose(
     name = _MEMO.get(key)
     if name is None and path is not None:
         entry = _read(path, warn=log).get(key)
-        if _valid_entry(entry, candidates):
+        if entry is not None and not _valid_entry(entry):
+            log(f"warning: {path}: the precision choice stored for this network is not valid; measuring again")
+        elif entry is not None and entry["choice"] in candidates:
             name = entry["choice"]
             log(f"precision auto: {name} (measured earlier on this machine, {path})")
-        elif entry is not None:
-            log(f"warning: {path}: the precision choice stored for this network is not valid; measuring again")
     if name is None:
         if len(candidates) == 1:
             name = next(iter(candidates))
