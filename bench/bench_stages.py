@@ -59,13 +59,13 @@ from _common import (  # noqa: E402
 
 from inference import regularized_softmax as rs  # noqa: E402
 from inference.checkpoint import Checkpoint  # noqa: E402
+from inference.ct_io import read_ct, write_labels  # noqa: E402
 from inference.device import PRECISIONS, precision_name, select_device  # noqa: E402
 from inference.engine import Segmenter  # noqa: E402
-from inference.io import read_ct, write_labels  # noqa: E402
 from inference.patching import predict_labels  # noqa: E402
+from inference.plan import PlanOptions  # noqa: E402
 from inference.postprocess import keep_largest_components  # noqa: E402
 from inference.preprocess import Normalization  # noqa: E402
-from inference.stride import PlanOptions  # noqa: E402
 from inference.task import INPUT_SUFFIX  # noqa: E402
 
 

@@ -36,10 +36,10 @@ from _common import REPO, TimedFn, machine_line, markdown_table, phantom_case, p
 
 from evaluation.efficiency import run_command  # noqa: E402
 from inference.checkpoint import load_checkpoint  # noqa: E402
+from inference.ct_io import read_ct, write_labels  # noqa: E402
 from inference.device import PRECISIONS, select_device  # noqa: E402
 from inference.engine import Segmenter  # noqa: E402
-from inference.io import read_ct, write_labels  # noqa: E402
-from inference.stride import PlanOptions  # noqa: E402
+from inference.plan import PlanOptions  # noqa: E402
 
 GOAL_IN_PROCESS_S, GOAL_WHOLE_S, GOAL_STABLE_MIB = 1.0, 4.0, 1229.0
 

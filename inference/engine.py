@@ -24,9 +24,9 @@ from inference.cli import log
 from inference.device import cpu_supports_bf16, precision_name
 from inference.model import fuse_batchnorm
 from inference.openvino_backend import OpenVINONetwork, import_openvino
-from inference.patching import PatchPlan, ProgressFn, predict_labels
+from inference.patching import ProgressFn, predict_labels
+from inference.plan import PatchPlan, PlanOptions, plan_patches
 from inference.postprocess import DEFAULT_RULE, RULES, postprocess
-from inference.stride import PlanOptions, plan_patches
 from inference.user_cache import user_cache_dir
 
 BACKENDS = ("auto", "torch", "openvino")
@@ -108,7 +108,7 @@ class Segmenter:
 
     def plan_for(self, spacing_zyx: Sequence[float]) -> PatchPlan:
         """The PatchPlan a volume of voxel spacing ``spacing_zyx`` (mm, z y x) runs with: the options and the
-        checkpoint's Sampling, put together by inference.stride.plan_patches. The one planner: the CLI's log line,
+        checkpoint's Sampling, put together by inference.plan.plan_patches. The one planner: the CLI's log line,
         its --log-csv row and the engine use the plan it returns. When the stride leaves fewer phases than
         ``options.phases`` asks for, one line says so, once per stride."""
         plan = plan_patches(

@@ -25,27 +25,19 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from inference.checkpoint import CheckpointError, default_weights, load_checkpoint
-from inference.cli import UsageParser, bar, bars_off, log
-from inference.cohort import (
-    STALE_MARGIN_S,
+from inference.case_log import (
     CaseRecord,
     append_row,
     case_record,
-    gather,
-    join_group,
-    leave_group,
     log_csv_problem,
     peak_memory_mb,
-    process_device,
     reset_peak_memory,
-    share_from_options,
-    split_existing,
     summary_lines,
 )
-from inference.device import precision_name, resolve_precision, select_device
-from inference.engine import BACKENDS, Segmenter, resolve_backend
-from inference.io import (
+from inference.checkpoint import CheckpointError, default_weights, load_checkpoint
+from inference.cli import UsageParser, bar, bars_off, log
+from inference.cohort import STALE_MARGIN_S, share_from_options, split_existing
+from inference.ct_io import (
     INPUT_SUFFIX,
     OUTPUT_SUFFIX,
     OUTPUTS,
@@ -56,8 +48,11 @@ from inference.io import (
     remove_stale_temp_files,
     write_labels,
 )
+from inference.device import precision_name, resolve_precision, select_device
+from inference.distributed import gather, join_group, leave_group, process_device
+from inference.engine import BACKENDS, Segmenter, resolve_backend
+from inference.plan import PlanOptions
 from inference.postprocess import DEFAULT_RULE, RULES
-from inference.stride import PlanOptions
 
 
 def find_cases(input_dir: Path) -> tuple[list[Path], list[Path]]:

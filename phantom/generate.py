@@ -30,13 +30,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from inference.task import INPUT_SUFFIX
+from niftiio.image_write import write_image_atomic
 from phantom.abdomen_scan import generate_phantom_canonical
 from phantom.from_labels import synthesize_canonical
 from phantom.grid import draw_spacing, make_image, orientation_set
 from phantom.hu_table import PHASES_V3
 from phantom.tissues import PHASES
 from phantom.trunk_scan import generate_phantom_canonical_v3
-from training.data import write_image_atomic
 
 MODES = ("phantom", "labels", "mix")
 VERSIONS = (2, 3)

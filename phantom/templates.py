@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from inference.task import ORGANS
-from training.shared_data import shared_data_dir
+from inference.task import ORGANS, shared_data_dir
 
 # extra class ids, above every template id
 FAT, WALL, VISCERAL, GAS = 250, 251, 252, 253

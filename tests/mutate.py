@@ -200,7 +200,7 @@ MUTATIONS = [
     ),
     Mutation(
         "failed write leaves its temporary file",
-        "inference/io.py",
+        "inference/ct_io.py",
         "tmp.unlink(missing_ok=True)",
         "pass",
         (f"{EDGE}::test_a_failed_write_leaves_no_temporary_file",),
@@ -214,7 +214,7 @@ MUTATIONS = [
     ),
     Mutation(
         "oblique direction needs exact axes",
-        "inference/io.py",
+        "inference/ct_io.py",
         "np.argmax(np.abs(d), axis=0)",
         "np.argmax(np.abs(d) == 1, axis=0)",
         (f"{EDGE}::test_near_axis_aligned_oblique_directions_take_the_nearest_axes",),
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         for m in chosen:
             print(f"{m.name}: {m.path} -> {', '.join(m.tests)}")
         return 0
-    from training.shared_data import shared_data_dir
+    from inference.task import shared_data_dir
 
     env = dict(os.environ, RUNET_SHARED_DATA=str(shared_data_dir()), PYTHONDONTWRITEBYTECODE="1")
     bad = 0

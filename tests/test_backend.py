@@ -12,12 +12,12 @@ import torch
 from evaluation.metrics import dice
 from inference import engine, openvino_backend, predict
 from inference.checkpoint import load_checkpoint
+from inference.ct_io import read_ct
 from inference.engine import Segmenter, resolve_backend
-from inference.io import read_ct
 from inference.model import RUNet, UNetConfig, fuse_batchnorm
 from inference.openvino_backend import OpenVINONetwork, cpu_threads, network_digest, traceable_regularized_softmax
+from inference.plan import PlanOptions
 from inference.regularized_softmax import regularized_softmax
-from inference.stride import PlanOptions
 
 ov = pytest.importorskip("openvino")
 TINY = UNetConfig(widths=(2, 4, 8))

@@ -15,10 +15,10 @@ from inference import predict
 from inference.checkpoint import Checkpoint
 from inference.engine import Segmenter
 from inference.model import RUNet, UNetConfig, fuse_batchnorm
-from inference.patching import PatchPlan, iter_phase_sums, predict_labels, window_coverage
+from inference.patching import iter_phase_sums, predict_labels, window_coverage
+from inference.plan import PatchPlan, PlanOptions
 from inference.preprocess import Normalization
 from inference.regularized_softmax import regularized_softmax
-from inference.stride import PlanOptions
 
 
 def _tiny_model(norm: str = "batch", seed: int = 0) -> RUNet:

@@ -21,7 +21,7 @@ import torch
 
 import inference.predict as predict
 from inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_sha256sums
-from inference.io import InputError, OutputError, read_ct, remove_stale_temp_files, temp_path, write_labels
+from inference.ct_io import InputError, OutputError, read_ct, remove_stale_temp_files, temp_path, write_labels
 from inference.model import RUNet, UNetConfig
 from inference.preprocess import Normalization
 from niftiio.nifti_file import decode_fully, read_header
@@ -266,7 +266,7 @@ def test_sigterm_during_the_writes_removes_the_partial_file(tiny_weights, tmp_pa
 
 
 def test_signal_handler_removes_the_file_being_written(tmp_path, monkeypatch, capsys):
-    from inference.io import OUTPUTS
+    from inference.ct_io import OUTPUTS
 
     partial = temp_path(tmp_path)
     partial.write_bytes(b"\x1f\x8b partial")
@@ -410,7 +410,7 @@ def test_permission_problems_are_named(tmp_path):
         assert result.returncode == 2, result.stderr
         assert result.stderr == f"{locked}: cannot list the input folder (Permission denied)\n"
         result = _without_permission_override(
-            "from inference.io import read_ct, InputError\n"
+            "from inference.ct_io import read_ct, InputError\n"
             f"try:\n    read_ct({str(tmp_path / 'm_0000.nii.gz')!r})\nexcept InputError as e:\n    print(e)"
         )
         assert result.stdout == f"{tmp_path / 'm_0000.nii.gz'}: permission denied (the file is not readable)\n"

@@ -56,6 +56,6 @@ def parse(root: Path, rel: str) -> ast.Module:
 
 
 def module_name(rel: str) -> str:
-    """``inference/io.py`` -> ``inference.io``; ``inference/__init__.py`` -> ``inference``."""
+    """``inference/ct_io.py`` -> ``inference.ct_io``; ``inference/__init__.py`` -> ``inference``."""
     parts = rel.removesuffix(".py").split("/")
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)

@@ -2,7 +2,7 @@
 
     python -m training.score --data FOLDER [--weights W.pt] [--stride auto|4|2|1] [--out scores.json]
 
-Each image is read with inference.io.read_ct and segmented by inference.engine.Segmenter with the plan that
+Each image is read with inference.ct_io.read_ct and segmented by inference.engine.Segmenter with the plan that
 `python -m inference.predict` uses by default (the stride chosen from the spacing, all of its phases, z-windows
 of 128 slices overlapping by half, short volumes run at their own depth, largest-component post-processing, the
 same device, backend and precision choice), then scored per organ with evaluation.metrics.score_labels (DSC, NSD
@@ -26,9 +26,9 @@ from inference.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 from inference.cli import UsageParser, bar, log
 from inference.device import resolve_precision, select_device
 from inference.engine import Segmenter
+from inference.plan import PlanOptions
 from inference.postprocess import DEFAULT_RULE
 from inference.predict import add_engine_options
-from inference.stride import PlanOptions
 from inference.task import ORGANS
 from training.data import DataError, find_pairs, read_pair
 

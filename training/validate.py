@@ -6,11 +6,11 @@ import numpy as np
 import torch
 
 from evaluation.metrics import score_labels
-from inference.checkpoint import DEFAULT_LABELS, Checkpoint, Sampling
+from inference.checkpoint import DEFAULT_LABELS, Checkpoint
 from inference.engine import Segmenter
 from inference.model import RUNet
+from inference.plan import PlanOptions, Sampling
 from inference.preprocess import Normalization
-from inference.stride import PlanOptions
 from inference.task import ORGANS
 from training.data import CachedCase
 
