@@ -138,11 +138,17 @@ def _stamp(path: Path) -> list[int]:
 def read_pair(pair: CasePair) -> tuple[CTVolume, np.ndarray]:
     """(image read by inference.ct_io.read_ct, label map (D, H, W) uint8 in the same canonical zyx orientation)."""
     volume = read_ct(pair.image)
+    return volume, read_label(pair, volume)
+
+
+def read_label(pair: CasePair, volume: CTVolume) -> np.ndarray:
+    """The pair's label map as a (D, H, W) uint8 array in the canonical zyx orientation of its image ``volume``;
+    DataError when the shapes differ."""
     label = sitk.GetArrayFromImage(sitk.ReadImage(str(pair.label)))
     label = np.ascontiguousarray(volume.orientation.to_canonical(label)).astype(np.uint8)
     if volume.image.shape != label.shape:
         raise DataError(f"{pair.name}: canonical image {volume.image.shape} != label {label.shape}")
-    return volume, label
+    return label
 
 
 def cache_case(pair: CasePair, cache_dir: Path) -> CachedCase:
