@@ -1,20 +1,13 @@
-"""A cohort in several processes: which cases this process segments, and which it can skip.
+"""A cohort in several processes: which cases this process segments, and which it can skip. README.md
+("Cohorts") describes the behaviour for users; in short:
 
 - **Parts** (``--part K --num-parts N``, or ``RUNET_PART`` / ``RUNET_NUM_PARTS``): the sorted case list is dealt
-  round-robin, case k (0-based, in sorted order) to part k mod N. Every case lies in exactly one part whatever order
-  or timing the parts run in, part sizes differ by at most one, and neighbours in the sorted list (often one site or
-  scanner, of like size) are spread over the parts.
-- **torchrun** (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set; read by inference/distributed.py): each process takes
-  part RANK of WORLD_SIZE, of its ``--part`` when one is given too (so a batch-system task may itself run torchrun),
-  on ``cuda:LOCAL_RANK`` (or the CPU without a GPU), with the network loaded once per process. At the end the
-  per-case records of every rank are gathered (``torch.distributed``, gloo: a few hundred bytes per case, on the CPU
-  whatever the device) so that rank 0 prints the summary of all, and every rank exits non-zero when any rank failed
-  a case. The group is joined only when WORLD_SIZE > 1, with a timeout of
-  :data:`inference.distributed.GATHER_TIMEOUT`: a rank that finishes first waits at the gather for the slowest
-  (NCCL's watchdog would abort it after its own timeout; torchrun stops every rank when one dies).
+  round-robin, case k (0-based, in sorted order) to part k mod N, so every case lies in exactly one part whatever
+  order or timing the parts run in.
+- **torchrun** (inference/distributed.py reads its variables): each process takes part RANK of WORLD_SIZE of its
+  ``--part``; the records of every rank are gathered at the end (inference.runner).
 - **Resuming** (``--skip-existing``): a case whose label map exists and passes the full-read check of
-  :func:`inference.ct_io.written_file_problem` (a NIfTI header of the input's size and uint8, the gzip stream decoded
-  to its end) is not recomputed; a missing, truncated or corrupt one is.
+  :func:`inference.ct_io.written_file_problem` is not recomputed; a missing, truncated or corrupt one is.
 
 The per-case records, the --log-csv file and the closing summary are inference/case_log.py's.
 """

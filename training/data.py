@@ -10,7 +10,7 @@ holds, per case, ``<case>.image.npy`` (int16 HU, canonical zyx), ``<case>.label.
 np.load(mmap_mode="r"), so epochs never decompress gzip again. Intensity normalization is applied when patches
 are cut (training/sampler.py), with the inference.preprocess.Normalization recorded in the checkpoint.
 
-:func:`write_image_atomic` is how the cases a training folder gets are written (phantom/, training.phase_split).
+niftiio.atomic_file.write_atomic is how the cases a training folder gets are written (phantom/, training.phase_split).
 """
 
 from __future__ import annotations

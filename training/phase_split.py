@@ -23,6 +23,7 @@ import argparse
 import os
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -31,7 +32,7 @@ from inference.cli import UsageParser
 from inference.ct_io import Orientation
 from inference.plan import SEEN_INPLANE_MM, STRIDES, choose_stride
 from inference.task import INPUT_SUFFIX
-from niftiio.image_write import write_image_atomic
+from niftiio.atomic_file import write_atomic
 from training.data import DataError, check_pairs, find_pairs
 
 LABEL_SUFFIX = ".nii.gz"
@@ -79,7 +80,7 @@ def split_case(name: str, image_path: Path, label_path: Path, out: Path, entries
         phase = f"{name}_p{i}{j}"
         for folder, suffix, sub in (("imagesTr", INPUT_SUFFIX, sub_image), ("labelsTr", LABEL_SUFFIX, sub_label)):
             target = out / folder / f"{phase}{suffix}"
-            write_image_atomic(sub, target)
+            write_atomic(target, partial(sitk.WriteImage, sub, useCompression=True))
             for r in range(1, repeats):
                 link = out / folder / f"{phase}_r{r}{suffix}"
                 link.unlink(missing_ok=True)
