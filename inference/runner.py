@@ -11,7 +11,6 @@ process with 128 + the signal number.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sys
 import threading
@@ -55,6 +54,7 @@ from inference.device import precision_name
 from inference.distributed import gather, join_group, leave_group
 from inference.engine import Segmenter
 from inference.engine_options import EngineOptions
+from inference.out_of_memory import out_of_memory
 from inference.plan import PlanOptions
 
 LabelsFn = Callable[[str, CTVolume, np.ndarray], None]
@@ -220,9 +220,10 @@ def case_failure(path: Path, exc: BaseException) -> str:
     """One line for a case that failed: our own errors as they are, anything else with its kind."""
     if isinstance(exc, (InputError, OutputError)):
         return str(exc)
+    memory = out_of_memory(exc)
+    if memory is not None:
+        return f"{path}: {memory}"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, MemoryError) or re.search(r"out of memory|can't allocate memory", text, re.IGNORECASE):
-        return f"{path}: out of memory ({type(exc).__name__}{': ' + text[:200] if text else ''})"
     return f"{path}: {type(exc).__name__}: {text[:300]}"
 
 
@@ -425,12 +426,12 @@ def _cases_to_run(
 
 
 def _segmenter(weights: Path, engine: EngineOptions, plan: PlanOptions, share: Share, count: int) -> Segmenter:
-    """The Segmenter of the run, and the line that says what runs; RunError (2: a device, option or window the run
-    cannot take; 1: the checkpoint) when it cannot be built."""
+    """The Segmenter of the run, and the line that says what runs; RunError (exit code 2: a device, option, window
+    or checkpoint the run cannot take) when it cannot be built."""
     try:
         segmenter = Segmenter.from_options(weights, engine, plan, share.launch)
     except (ValueError, CheckpointError) as exc:
-        raise RunError(f"error: {exc}", 2 if isinstance(exc, ValueError) else 1) from None
+        raise RunError(f"error: {exc}", 2) from None
     where = share.describe()
     log(
         f"RUnet: {count} case(s){' (' + where + ')' if where else ''}, device {segmenter.device}, "

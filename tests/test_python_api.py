@@ -65,7 +65,7 @@ def test_runs_that_cannot_start_raise_with_the_command_line_exit_code(folder, ti
     assert error.value.code == 1 and "no input images" in str(error.value)
     with pytest.raises(RunError) as error:
         segment_folder(folder, tmp_path / "out", weights=tmp_path / "missing.pt", engine=ENGINE)
-    assert error.value.code == 1 and "checkpoint file not found" in str(error.value)
+    assert error.value.code == 2 and "checkpoint file not found" in str(error.value)
 
 
 def test_options_are_checked_when_they_are_made():
