@@ -4,7 +4,8 @@
 #   make bench     run the CPU benchmarks of bench/ (tables in bench/results/)
 #   make realcheck segment every real case of ../shared/data and print the scorecard (DSC, NSD, false-positive mL)
 #   make mutate    break the code in targeted ways, one at a time, and print which test catches each (slow)
-#   make lint      ruff, and tools/: the task's constants once per package, no import cycle, no function over 100 lines
+#   make lint      ruff, and tools/: the task's constants once per package, each option's choices once, no import
+#                  cycle, no import across layers (inference/ without torch.optim), no function over 100 lines
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -48,7 +49,9 @@ mutate: venv
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(PY) tools/check_task_constants.py
+	$(PY) tools/check_option_choices.py
 	$(PY) tools/check_import_cycles.py
+	$(PY) tools/check_layers.py
 	$(PY) tools/check_function_length.py --max 100
 
 clean:

@@ -40,7 +40,8 @@ from inference.openvino_backend import (  # noqa: E402
     cpu_threads,
     import_openvino,
 )
-from inference.patching import PatchPlan, round_up, z_windows  # noqa: E402
+from inference.patching import round_up, z_windows  # noqa: E402
+from inference.plan import PatchPlan  # noqa: E402
 from inference.precision_choice import measure  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine_line, markdown_table, phantom_case, publish  # noqa: E402
 from bench_stages import make_segmenter  # noqa: E402
 
-from inference.io import read_ct  # noqa: E402
+from inference.ct_io import read_ct  # noqa: E402
 from inference.patching import iter_phase_sums, phase_input, round_up, window_coverage, z_windows  # noqa: E402
 
 

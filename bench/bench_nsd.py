@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation.metrics import nsd, score_labels  # noqa: E402
 from evaluation.task import ORGANS  # noqa: E402
-from training.shared_data import shared_data_dir  # noqa: E402
+from inference.task import shared_data_dir  # noqa: E402
 
 
 def _best_time(fn: Callable[[], float], repeats: int) -> tuple[float, float]:

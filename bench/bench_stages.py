@@ -59,13 +59,14 @@ from _common import (  # noqa: E402
 
 from inference import regularized_softmax as rs  # noqa: E402
 from inference.checkpoint import Checkpoint  # noqa: E402
-from inference.device import PRECISIONS, precision_name, select_device  # noqa: E402
+from inference.ct_io import read_ct, write_labels  # noqa: E402
+from inference.device import precision_name, select_device  # noqa: E402
 from inference.engine import Segmenter  # noqa: E402
-from inference.io import read_ct, write_labels  # noqa: E402
+from inference.engine_options import EngineOptions  # noqa: E402
 from inference.patching import predict_labels  # noqa: E402
+from inference.plan import PlanOptions  # noqa: E402
 from inference.postprocess import keep_largest_components  # noqa: E402
 from inference.preprocess import Normalization  # noqa: E402
-from inference.stride import PlanOptions  # noqa: E402
 from inference.task import INPUT_SUFFIX  # noqa: E402
 
 
@@ -81,15 +82,14 @@ def make_segmenter(
     else:
         model = network(net)
         ckpt = Checkpoint(model=model, config=model.config, normalization=Normalization(), label_names={})
-    dev = select_device(device)
     m = ckpt.config.size_multiple
     options = PlanOptions(phases=phases, stride=4, window=max(m, window - window % m))
     if variant == "before":
         rs.regularized_softmax_inplace = rs.regularized_softmax_graph  # the pre-speed-up layer (same values)
-        return Segmenter(ckpt, dev, options, 2, torch.float32, fuse=False, channels_last=False)
+        return Segmenter(ckpt, select_device(device), options, 2, torch.float32, fuse=False, channels_last=False)
     rs.regularized_softmax_inplace = _INPLACE
-    dtype = None if precision == "auto" else PRECISIONS[precision]
-    return Segmenter(ckpt, dev, options, 2, dtype, backend="torch" if variant == "after" else variant)
+    engine = EngineOptions(device, precision, backend="torch" if variant == "after" else variant)
+    return Segmenter.from_options(ckpt, engine, options)
 
 
 def run_case(

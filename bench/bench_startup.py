@@ -48,12 +48,12 @@ stamps = {}
 import inference.predict as cli
 import inference.engine as engine
 stamps["imports done"] = time.time()
-load = cli.load_checkpoint
+load = engine.load_checkpoint
 def timed_load(*a, **k):
     out = load(*a, **k)
     stamps["checkpoint loaded"] = time.time()
     return out
-cli.load_checkpoint = timed_load
+engine.load_checkpoint = timed_load
 predict_fn = engine.Segmenter.predict_fn
 def first_window(self, x):
     stamps.setdefault("first window on the device", time.time())

@@ -36,10 +36,11 @@ from _common import REPO, TimedFn, machine_line, markdown_table, phantom_case, p
 
 from evaluation.efficiency import run_command  # noqa: E402
 from inference.checkpoint import load_checkpoint  # noqa: E402
-from inference.device import PRECISIONS, select_device  # noqa: E402
+from inference.ct_io import read_ct, write_labels  # noqa: E402
+from inference.device import PRECISIONS  # noqa: E402
 from inference.engine import Segmenter  # noqa: E402
-from inference.io import read_ct, write_labels  # noqa: E402
-from inference.stride import PlanOptions  # noqa: E402
+from inference.engine_options import EngineOptions  # noqa: E402
+from inference.plan import PlanOptions  # noqa: E402
 
 GOAL_IN_PROCESS_S, GOAL_WHOLE_S, GOAL_STABLE_MIB = 1.0, 4.0, 1229.0
 
@@ -49,8 +50,9 @@ def in_process(
 ) -> dict:
     """{image name: (in-process s, network s, max allocated MiB)} for one precision, network warmed up first."""
     ckpt = load_checkpoint(weights)
-    dev = select_device(device)
-    seg = Segmenter(ckpt, dev, PlanOptions(phases=phases, stride=4), batch, PRECISIONS[precision])
+    engine = EngineOptions(device, precision, backend="torch", batch_size=batch)
+    seg = Segmenter.from_options(ckpt, engine, PlanOptions(phases=phases, stride=4))
+    dev = seg.device
     timed = TimedFn(seg.predict_fn, device)
     seg.predict_fn = timed  # the engine calls it through the instance attribute
     m = ckpt.config.size_multiple

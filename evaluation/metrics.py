@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from evaluation.surfels import _area_table, neighbour_codes
+from evaluation.surfels import cached_area_table, neighbour_codes
 from evaluation.task import ORGANS
 
 FLARE21_TOLERANCE_MM = 1.0
@@ -171,7 +171,7 @@ def _nsd_in_box(gt_box: np.ndarray, pred_box: np.ndarray, spacing: tuple[float, 
     border_pred = (code_pred != 0) & (code_pred != 255)
     pts_gt = np.flatnonzero(border_gt)
     pts_pred = np.flatnonzero(border_pred)
-    areas = _area_table(*spacing)
+    areas = cached_area_table(*spacing)
     area_gt = areas[code_gt.ravel()[pts_gt]]
     area_pred = areas[code_pred.ravel()[pts_pred]]
 
@@ -257,7 +257,7 @@ def surface_distances(gt: np.ndarray, pred: np.ndarray, spacing_zyx_mm: Sequence
         empty = np.zeros(0)
         return SurfaceDistances(empty, empty, empty, empty)
     box = _union_bbox(*boxes) if len(boxes) == 2 else boxes[0]
-    areas = _area_table(*spacing)
+    areas = cached_area_table(*spacing)
     border, area = {}, {}
     for name, mask in (("gt", gt), ("pred", pred)):
         code = neighbour_codes(mask[box])

@@ -116,17 +116,20 @@ def surfel_area_table(spacing_zyx_mm: Sequence[float]) -> np.ndarray:
     Returns:
         float64 array of shape (256,); codes 0 and 255 (no surface) have area 0.
     """
-    return _area_table(*(float(s) for s in spacing_zyx_mm)).copy()
+    return cached_area_table(*(float(s) for s in spacing_zyx_mm)).copy()
 
 
 @lru_cache(maxsize=64)
-def _area_table(s0: float, s1: float, s2: float) -> np.ndarray:
+def cached_area_table(s0: float, s1: float, s2: float) -> np.ndarray:
+    """:func:`surfel_area_table` of the spacing (s0, s1, s2) (mm, z y x, floats), computed once per spacing and
+    shared by every caller: a read-only (256,) float64 array."""
     areas = np.zeros(256, dtype=np.float64)
     for code, vec in enumerate(_VECTORS):
         if vec.size == 0:
             continue
         scaled = np.stack([vec[:, 0] * s1 * s2, vec[:, 1] * s0 * s2, vec[:, 2] * s0 * s1], axis=1)
         areas[code] = float(np.sum(np.sqrt(np.sum(scaled * scaled, axis=1))))
+    areas.flags.writeable = False
     return areas
 
 

@@ -5,6 +5,8 @@ Load once, segment many: a Segmenter holds the network on its device and plans e
 then the CPU, for that case only: the next case starts again from the settings the Segmenter was built with.
 The network runs on torch, or on OpenVINO's CPU runtime (``backend="openvino"``, inference/openvino_backend.py):
 the backend is only a different predict_fn for the patching engine.
+
+Segmenter.from_options is the one place where the user's EngineOptions become a device, a precision and a backend.
 """
 
 from __future__ import annotations
@@ -12,43 +14,25 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
-from dataclasses import KW_ONLY, dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from inference import precision_choice
-from inference.checkpoint import Checkpoint
+from inference.checkpoint import Checkpoint, load_checkpoint
 from inference.cli import log
 from inference.device import cpu_supports_bf16, precision_name
+from inference.distributed import Launch
+from inference.engine_options import ENGINES, EngineOptions
 from inference.model import fuse_batchnorm
 from inference.openvino_backend import OpenVINONetwork, import_openvino
-from inference.patching import PatchPlan, ProgressFn, predict_labels
+from inference.options import check_choice, check_whole
+from inference.patching import ProgressFn, predict_labels
+from inference.plan import PatchPlan, PlanOptions, check_plan_options, plan_patches
 from inference.postprocess import DEFAULT_RULE, RULES, postprocess
-from inference.stride import PlanOptions, plan_patches
 from inference.user_cache import user_cache_dir
-
-BACKENDS = ("auto", "torch", "openvino")
-
-
-def resolve_backend(name: str, device: torch.device, precision: torch.dtype | None = torch.float32) -> str:
-    """ "auto" -> "openvino" on the CPU when the package is installed, else "torch"; "openvino" on a CUDA device
-    or with float16 is a ValueError; a missing openvino package falls back to "torch" with one warning."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r} ({', '.join(BACKENDS)})")
-    if name == "torch" or (name == "auto" and device.type != "cpu"):
-        return "torch"
-    if device.type != "cpu":
-        raise ValueError(f"--backend openvino runs on the CPU only, not on --device {device}")
-    if precision == torch.float16:
-        if name == "auto":
-            return "torch"
-        raise ValueError("--precision float16 runs on the torch backend only (openvino: float32 or bfloat16)")
-    if import_openvino() is None:
-        log("warning: the openvino package is not installed; the network runs on torch")
-        return "torch"
-    return "openvino"
 
 
 @dataclass
@@ -56,7 +40,9 @@ class Segmenter:
     """A loaded checkpoint on a device, ready to segment volumes: built once, then :meth:`segment` per volume.
 
     ``options`` say how volumes are cut (:meth:`plan_for` turns them and the checkpoint's Sampling into each
-    volume's PatchPlan); ``batch_size``, ``device`` and ``precision`` are the settings every case starts with.
+    volume's PatchPlan); ``batch_size``, ``device`` and ``precision`` are the settings every case starts with;
+    ``backend`` is one that runs here ("torch" or "openvino"). :meth:`from_options` builds one from the names a
+    user gives (EngineOptions).
     """
 
     checkpoint: Checkpoint
@@ -68,7 +54,7 @@ class Segmenter:
     _: KW_ONLY
     fuse: bool = True
     channels_last: bool = True
-    backend: str = "torch"  # "torch", "openvino" or "auto" (see resolve_backend)
+    backend: str = "torch"  # one of inference.engine_options.ENGINES
 
     def __post_init__(self) -> None:
         """Check the options against the checkpoint, then build the network that runs: batch norms folded into the
@@ -76,13 +62,13 @@ class Segmenter:
         faster kernels for it), on the device; with the openvino backend, its conversion of the folded network."""
         if not isinstance(self.options, PlanOptions):
             raise TypeError(f"options must be a PlanOptions, got {type(self.options).__name__}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        if self.postprocess not in RULES:
-            raise ValueError(f"postprocess must be one of {', '.join(RULES)}, got {self.postprocess!r}")
-        sampling = self.checkpoint.sampling
-        probe = replace(self.options, stride=sampling.stride) if self.options.stride == "auto" else self.options
-        plan_patches(probe, sampling, (1.0, 1.0), self.checkpoint.config.size_multiple)  # a window it cannot take
+        check_whole("batch_size", self.batch_size)
+        check_choice("postprocess", self.postprocess, RULES)
+        check_choice("backend", self.backend, ENGINES)
+        openvino = import_openvino() if self.backend == "openvino" else None
+        if self.backend == "openvino" and openvino is None:
+            raise ValueError("backend openvino: the openvino package is not installed")
+        check_plan_options(self.options, self.checkpoint.sampling, self.checkpoint.config.size_multiple)
         self._caps_logged: set[int] = set()
         self._settings = (self.batch_size, self.device, self.precision)  # what every case starts with
         self._backed_off = False
@@ -91,9 +77,33 @@ class Segmenter:
             self.network = fuse_batchnorm(self.checkpoint.model)
         else:
             self.network = self.checkpoint.model
-        self.backend = resolve_backend(self.backend, self.device, self.precision)
-        self._openvino = OpenVINONetwork(self.network, import_openvino()) if self.backend == "openvino" else None
+        self._openvino = OpenVINONetwork(self.network, openvino) if openvino is not None else None
         self._place_network()
+
+    @classmethod
+    def from_options(
+        cls,
+        checkpoint: Checkpoint | str | Path,
+        engine: EngineOptions = EngineOptions(),
+        plan: PlanOptions = PlanOptions(),
+        launch: Launch = Launch(),
+    ) -> Segmenter:
+        """The Segmenter of a checkpoint (loaded, or a file to verify and load) with the user's options: ``engine``
+        resolved for this process (:meth:`EngineOptions.resolve`: the device, under torchrun this process's GPU;
+        the precision; the backend), then the checkpoint loaded, and ``plan``. ValueError for a device, backend or
+        window the run cannot take; CheckpointError for a file that is not a verified RUnet checkpoint."""
+        resolved = engine.resolve(launch)
+        if not isinstance(checkpoint, Checkpoint):
+            checkpoint = load_checkpoint(checkpoint)
+        return cls(
+            checkpoint,
+            resolved.device,
+            plan,
+            engine.batch_size,
+            resolved.precision,
+            engine.postprocess,
+            backend=resolved.backend,
+        )
 
     @property
     def openvino_cache_folder(self) -> Path | None:
@@ -108,7 +118,7 @@ class Segmenter:
 
     def plan_for(self, spacing_zyx: Sequence[float]) -> PatchPlan:
         """The PatchPlan a volume of voxel spacing ``spacing_zyx`` (mm, z y x) runs with: the options and the
-        checkpoint's Sampling, put together by inference.stride.plan_patches. The one planner: the CLI's log line,
+        checkpoint's Sampling, put together by inference.plan.plan_patches. The one planner: the CLI's log line,
         its --log-csv row and the engine use the plan it returns. When the stride leaves fewer phases than
         ``options.phases`` asks for, one line says so, once per stride."""
         plan = plan_patches(

@@ -6,66 +6,24 @@ by ``overlap`` (a fraction), whose probabilities are summed where they overlap. 
 phase, so with all phases computed the argmax of each phase is scattered straight into the full-resolution label map:
 no full-resolution probability volume is ever held. With fewer phases (4 or 1) the computed phases form a coarser
 regular grid whose probabilities are linearly interpolated in-plane, a few slices at a time, before the argmax.
+
+This module runs a plan; inference/plan.py makes it (:class:`inference.plan.PatchPlan`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from inference.plan import PatchPlan
 
 PredictFn = Callable[[torch.Tensor], torch.Tensor]
 """(B, 1, d, h, w) float32 tensor on the device -> (B, C, d, h, w) class probabilities (any float dtype)."""
 ProgressFn = Callable[[int, int], None]
 """Called after every network call with (windows done, windows in the volume), for a progress display."""
-
-
-@dataclass(frozen=True)
-class PatchPlan:
-    """How a volume is cut.
-
-    stride: in-plane stride of the polyphase split (4 in the paper); phases: how many of the stride**2 phases run
-    (stride**2, (stride/2)**2 or 1); window: z-window depth in slices; overlap: fraction of a window shared with the
-    next one, in [0, 1); size_multiple: the network's required size multiple (2 ** poolings); short_volume: for
-    D < window, "pad" replicates edge slices up to one full window (as in training), "fit" runs one window of depth
-    D rounded up to size_multiple.
-    """
-
-    stride: int = 4
-    phases: int = 16
-    window: int = 128
-    overlap: float = 0.5
-    size_multiple: int = 16
-    short_volume: str = "fit"
-
-    def __post_init__(self) -> None:
-        if self.stride < 1:
-            raise ValueError(f"stride must be >= 1, got {self.stride}")
-        grid = self.grid_step  # validates phases
-        if self.stride % grid:
-            raise ValueError(f"phases={self.phases} does not divide stride {self.stride} evenly")
-        if not 0.0 <= self.overlap < 1.0:
-            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
-        if self.window < 1 or self.window % self.size_multiple:
-            raise ValueError(f"window {self.window} must be a positive multiple of {self.size_multiple}")
-        if self.short_volume not in ("pad", "fit"):
-            raise ValueError(f"short_volume must be 'pad' or 'fit', got {self.short_volume!r}")
-
-    @property
-    def grid_step(self) -> int:
-        """In-plane spacing, in voxels, of the grid that the computed phases cover (1 when all phases run)."""
-        per_axis = math.isqrt(self.phases)
-        if per_axis * per_axis != self.phases or per_axis < 1 or self.stride % per_axis:
-            raise ValueError(f"phases must be a square dividing {self.stride**2} (e.g. 16, 4, 1), got {self.phases}")
-        return self.stride // per_axis
-
-    def offsets(self) -> list[tuple[int, int]]:
-        """The (y, x) phase offsets that run: multiples of grid_step below stride."""
-        g = self.grid_step
-        return [(i, j) for i in range(0, self.stride, g) for j in range(0, self.stride, g)]
 
 
 def z_window_starts(depth: int, window: int, overlap: float) -> list[int]:

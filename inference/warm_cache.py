@@ -15,11 +15,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
-
 from inference.checkpoint import CheckpointError, default_weights, load_checkpoint
 from inference.cli import UsageParser, log
 from inference.engine import Segmenter
+from inference.engine_options import EngineOptions
 from inference.openvino_backend import import_openvino
 
 
@@ -41,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as exc:
         log(f"error: {exc}")
         return 1
-    seg = Segmenter(checkpoint, torch.device("cpu"), backend="openvino")
+    seg = Segmenter.from_options(checkpoint, EngineOptions(device="cpu", precision="float32", backend="openvino"))
     folder = seg.openvino_cache_folder
     if folder is None:
         log("the converted network could not be stored: no writable cache folder ($RUNET_CACHE_DIR)")

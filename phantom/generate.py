@@ -24,12 +24,14 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from inference.task import INPUT_SUFFIX
+from niftiio.atomic_file import write_atomic
 from phantom.abdomen_scan import generate_phantom_canonical
 from phantom.from_labels import synthesize_canonical
 from phantom.grid import draw_spacing, make_image, orientation_set
@@ -37,7 +39,6 @@ from phantom.hu_table import PHASES_V3
 from phantom.template_split import SPLITS
 from phantom.tissues import PHASES
 from phantom.trunk_scan import generate_phantom_canonical_v3
-from training.data import write_image_atomic
 
 MODES = ("phantom", "labels", "mix")
 VERSIONS = (2, 3, 4)
@@ -226,9 +227,9 @@ def write_dataset(
         case_seed = int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
         img, lab, info = generate_case_info(case_seed, **case_options)
         img_path, lab_path = _case_paths(out, name, layout, flat)
-        write_image_atomic(img, img_path)
+        write_atomic(img_path, partial(sitk.WriteImage, img, useCompression=True))
         if not images_only:
-            write_image_atomic(lab, lab_path)
+            write_atomic(lab_path, partial(sitk.WriteImage, lab, useCompression=True))
         manifest[name] = {"seed": case_seed, **info}
         write_manifest(out / "manifest.json", manifest)
         if verbose:

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from inference.task import INPUT_SUFFIX
+from inference.task import INPUT_SUFFIX, shared_data_dir
 from phantom.generate import generate_case_info
-from training.shared_data import shared_data_dir
 
 COLORS = {1: "red", 2: "yellow", 3: "deepskyblue", 4: "lime"}
 REAL_CASES = ("TSEX_0002", "TSDCM_0001")

@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.shared_data import shared_data_dir
+from inference.task import shared_data_dir
 
 SPLITS = ("train", "val", "all")
 

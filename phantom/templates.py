@@ -18,9 +18,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter1d
 
-from inference.task import ORGANS
+from inference.task import ORGANS, shared_data_dir
 from phantom.template_extras import kidney_body_centres, kidney_depth, paint_lung_bases, paint_psoas, paint_vessels
-from training.shared_data import shared_data_dir
 
 # extra class ids, above every template id
 FAT, WALL, VISCERAL, GAS = 250, 251, 252, 253

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.shared_data import shared_data_dir
+from inference.task import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -67,58 +67,58 @@ MUTATIONS = [
     ),
     Mutation(
         "CLI ignores --stride (auto included)",
-        "inference/predict.py",
-        '            stride=args.stride if args.stride == "auto" else int(args.stride),\n',
+        "inference/plan.py",
+        '            stride=stride if stride == "auto" else int(stride),\n',
         "",
         (f"{CLI}::test_stride_auto_follows_the_spacing_and_a_fixed_stride_overrides_it",),
     ),
     Mutation(
         "stride auto always 4",
-        "inference/stride.py",
+        "inference/plan.py",
         "choose_stride(tuple(spacing_yx_mm), sampling.inplane_voxel_mm, divisors(sampling.stride))",
         "4",
         ("tests/test_stride.py", f"{CLI}::test_stride_auto_follows_the_spacing_and_a_fixed_stride_overrides_it"),
     ),
     Mutation(
         "CLI ignores --short-volume",
-        "inference/predict.py",
-        "short_volume=args.short_volume,",
+        "inference/plan.py",
+        'short_volume=getattr(args, "short_volume", cls.short_volume),',
         "",
         (f"{CLI}::test_short_volume_pad_and_fit",),
     ),
     Mutation(
         "CLI ignores --precision",
-        "inference/predict.py",
-        "resolve_precision(args.precision, device)",
+        "inference/engine_options.py",
+        "resolve_precision(self.precision, device)",
         'resolve_precision("auto", device)',
         (f"{CLI}::test_precision_is_the_one_asked_for",),
     ),
     Mutation(
         "CLI ignores --postprocess",
-        "inference/predict.py",
-        "precision, args.postprocess, backend=backend",
-        "precision, DEFAULT_RULE, backend=backend",
+        "inference/engine_options.py",
+        "args.batch_size, args.postprocess)",
+        "args.batch_size, DEFAULT_RULE)",
         (f"{CLI}::test_no_postprocess_writes_the_network_labels",),
     ),
     Mutation(
         "CLI ignores --phases",
-        "inference/predict.py",
-        "phases=args.phases,",
+        "inference/plan.py",
+        'phases=getattr(args, "phases", cls.phases),',
         "phases=16,",
         (f"{CLI}::test_phases",),
     ),
     Mutation(
         "CLI ignores --overlap",
-        "inference/predict.py",
-        "overlap=args.overlap,",
+        "inference/plan.py",
+        'overlap=getattr(args, "overlap", cls.overlap),',
         "overlap=0.5,",
         (f"{CLI}::test_overlap",),
     ),
     Mutation(
         "--batch-size 0 accepted",
-        "inference/predict.py",
-        "if args.batch_size < 1:",
-        "if args.batch_size < 0:",
+        "inference/engine_options.py",
+        'check_whole("batch_size", self.batch_size)',
+        "pass",
         (f"{CLI}::test_batch_size_below_one_is_a_usage_error",),
     ),
     Mutation(
@@ -200,7 +200,7 @@ MUTATIONS = [
     ),
     Mutation(
         "failed write leaves its temporary file",
-        "inference/io.py",
+        "inference/ct_io.py",
         "tmp.unlink(missing_ok=True)",
         "pass",
         (f"{EDGE}::test_a_failed_write_leaves_no_temporary_file",),
@@ -214,7 +214,7 @@ MUTATIONS = [
     ),
     Mutation(
         "oblique direction needs exact axes",
-        "inference/io.py",
+        "inference/ct_io.py",
         "np.argmax(np.abs(d), axis=0)",
         "np.argmax(np.abs(d) == 1, axis=0)",
         (f"{EDGE}::test_near_axis_aligned_oblique_directions_take_the_nearest_axes",),
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         for m in chosen:
             print(f"{m.name}: {m.path} -> {', '.join(m.tests)}")
         return 0
-    from training.shared_data import shared_data_dir
+    from inference.task import shared_data_dir
 
     env = dict(os.environ, RUNET_SHARED_DATA=str(shared_data_dir()), PYTHONDONTWRITEBYTECODE="1")
     bad = 0

@@ -10,14 +10,15 @@ import pytest
 import torch
 
 from evaluation.metrics import dice
-from inference import engine, openvino_backend, predict
+from inference import engine, engine_options, openvino_backend, predict
 from inference.checkpoint import load_checkpoint
-from inference.engine import Segmenter, resolve_backend
-from inference.io import read_ct
+from inference.ct_io import read_ct
+from inference.engine import Segmenter
+from inference.engine_options import resolve_backend
 from inference.model import RUNet, UNetConfig, fuse_batchnorm
 from inference.openvino_backend import OpenVINONetwork, cpu_threads, network_digest, traceable_regularized_softmax
+from inference.plan import PlanOptions
 from inference.regularized_softmax import regularized_softmax
-from inference.stride import PlanOptions
 
 ov = pytest.importorskip("openvino")
 TINY = UNetConfig(widths=(2, 4, 8))
@@ -127,7 +128,7 @@ def test_backend_resolution():
         resolve_backend("openvino", cuda)
     with pytest.raises(ValueError, match="float16"):
         resolve_backend("openvino", cpu, torch.float16)
-    with pytest.raises(ValueError, match="unknown backend"):
+    with pytest.raises(ValueError, match="backend must be one of auto, torch, openvino, got 'onnx'"):
         resolve_backend("onnx", cpu)
 
 
@@ -148,7 +149,7 @@ def test_a_missing_openvino_package_falls_back_to_torch_with_one_warning(monkeyp
 
 
 def test_openvino_on_cuda_is_a_usage_error(monkeypatch, capsys, tiny_weights, tmp_path):
-    monkeypatch.setattr(predict, "select_device", lambda name: torch.device("cuda"))  # as if a GPU were here
+    monkeypatch.setattr(engine_options, "select_device", lambda name: torch.device("cuda"))  # as if a GPU were here
     inputs = tmp_path / "in"
     inputs.mkdir()
     _write_case(inputs / "a_0000.nii.gz")
@@ -156,8 +157,10 @@ def test_openvino_on_cuda_is_a_usage_error(monkeypatch, capsys, tiny_weights, tm
     assert predict.main([*argv, "--backend", "openvino", "--device", "cuda"]) == 2
     assert "--backend openvino runs on the CPU only" in capsys.readouterr().err
     monkeypatch.setenv("RUNET_BACKEND", "onnx")
-    assert predict.main(argv) == 2
-    assert "unknown backend 'onnx'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_code:
+        predict.main(argv)
+    assert exit_code.value.code == 2
+    assert "--backend must be one of auto, torch, openvino, got 'onnx'" in capsys.readouterr().err
 
 
 def test_the_backend_option_reads_its_environment_variable(monkeypatch, tmp_path):

@@ -12,11 +12,11 @@ import SimpleITK as sitk
 import torch
 
 from inference.checkpoint import load_checkpoint
+from inference.ct_io import read_ct
 from inference.engine import Segmenter
-from inference.io import read_ct
+from inference.plan import PlanOptions
 from inference.postprocess import KEEP_COMPONENTS, keep_largest_components, postprocess
 from inference.predict import main as predict
-from inference.stride import PlanOptions
 from phantom.generate import write_dataset
 
 

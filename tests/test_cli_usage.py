@@ -154,7 +154,8 @@ def test_window_progress_counts_every_network_call():
     """predict_labels reports (windows done, windows in all) after each call: 4 phases x 4 z-windows, batches of 3."""
     import torch
 
-    from inference.patching import PatchPlan, predict_labels
+    from inference.patching import predict_labels
+    from inference.plan import PatchPlan
 
     calls = []
     volume = np.zeros((40, 8, 8), np.float32)

@@ -16,17 +16,9 @@ import pytest
 import SimpleITK as sitk
 
 from inference import predict
-from inference.cohort import (
-    CSV_COLUMNS,
-    CaseRecord,
-    Launch,
-    Share,
-    append_row,
-    launch_from_env,
-    process_device,
-    select_part,
-    share_from_options,
-)
+from inference.case_log import CSV_COLUMNS, CaseRecord, append_row
+from inference.cohort import Share, select_part, share_from_options
+from inference.distributed import Launch, launch_from_env, process_device
 from phantom.generate import write_dataset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from inference.device import autocast_dtype, precision_name, resolve_precision, select_device
-from training import distributed
+from training.train import join
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -54,9 +54,13 @@ def test_unknown_precision_and_names():
 def test_training_processes_take_their_device_from_select_device(monkeypatch):
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
-    d, device = distributed.setup("cpu")
-    assert device == CPU and (d.rank, d.world, d.main, d.enabled) == (0, 1, True, False)
+    d, device = join("cpu")
+    assert device == CPU and (d.rank, d.world, d.main, d.distributed) == (0, 1, True, False)
     with pytest.raises(ValueError, match="unknown device 'gpu'"):
-        distributed.setup("gpu")
+        join("gpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert distributed.setup("auto")[1] == CPU
+    assert join("auto")[1] == CPU
+    monkeypatch.setenv("WORLD_SIZE", "2")  # the launch's values are checked as inference checks them
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(ValueError, match="RANK='2' must be set to an integer in"):
+        join("cpu")

@@ -18,7 +18,7 @@ from evaluation import figure
 from evaluation.evaluate import find_cases, main, parse_tolerance
 from evaluation.labels_io import LabelReadError, read_labels
 from evaluation.metrics import ORGANS
-from training.shared_data import shared_data_dir
+from inference.task import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = ["DCMQI_0001", "FLARE22C_0044", "TSDCM_0001", "TSEX_0002"]

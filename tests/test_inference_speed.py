@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from inference import predict
+from inference import runner
 from inference.checkpoint import Checkpoint
 from inference.engine import Segmenter
 from inference.model import RUNet, UNetConfig, fuse_batchnorm
-from inference.patching import PatchPlan, iter_phase_sums, predict_labels, window_coverage
+from inference.patching import iter_phase_sums, predict_labels, window_coverage
+from inference.plan import PatchPlan, PlanOptions
 from inference.preprocess import Normalization
 from inference.regularized_softmax import regularized_softmax
-from inference.stride import PlanOptions
 
 
 def _tiny_model(norm: str = "batch", seed: int = 0) -> RUNet:
@@ -93,17 +93,17 @@ def test_prefetch_reads_in_order_and_one_ahead(monkeypatch):
     def fake_read(path: Path) -> str:
         started.append(path.name)
         if path.name == "bad":
-            raise predict.InputError("bad input")
+            raise runner.InputError("bad input")
         return path.name
 
-    monkeypatch.setattr(predict, "read_ct", fake_read)
+    monkeypatch.setattr(runner, "read_ct", fake_read)
     paths = [Path(n) for n in ("a", "bad", "c")]
     with ThreadPoolExecutor(max_workers=1) as pool:
         results = []
-        for k, fut in enumerate(predict.prefetch_reads(paths, pool)):
+        for k, fut in enumerate(runner.prefetch_reads(paths, pool)):
             try:
                 results.append(fut.result())
-            except predict.InputError:
+            except runner.InputError:
                 results.append("error")
             assert len(started) >= min(k + 1, len(paths))
     assert results == ["a", "error", "c"]

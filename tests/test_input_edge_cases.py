@@ -13,9 +13,9 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-import inference.io
+import inference.ct_io
 from inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_sha256sums
-from inference.io import InputError, Orientation, OutputError, read_ct, write_labels
+from inference.ct_io import InputError, Orientation, OutputError, read_ct, write_labels
 from inference.model import RUNet, UNetConfig
 from inference.preprocess import Normalization
 from niftiio.nifti_file import header_problem, read_header
@@ -37,7 +37,7 @@ def _ct(shape_zyx=(5, 6, 7), spacing=(0.8, 0.9, 2.5), direction=(1, 0, 0, 0, 1, 
 
 def nifti1_to_nifti2(nii1: bytes) -> bytes:
     """The same image with a NIfTI-2 header (540 bytes, 64-bit dims, double pixdim), from a little-endian
-    uncompressed NIfTI-1 file: written field by field from the NIfTI-2 layout, independently of inference.io."""
+    uncompressed NIfTI-1 file: written field by field from the NIfTI-2 layout, independently of inference.ct_io."""
     h = nii1[:348]
     assert struct.unpack("<i", h[:4])[0] == 348
     dims = struct.unpack("<8h", h[40:56])
@@ -125,7 +125,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
         Path(path).write_bytes(b"partial")
         raise RuntimeError("disk full (test)")
 
-    monkeypatch.setattr(inference.io.sitk, "WriteImage", half_write)
+    monkeypatch.setattr(inference.ct_io.sitk, "WriteImage", half_write)
     with pytest.raises(OutputError, match=r"case\.nii\.gz: cannot write the label map \(disk full \(test\)\)"):
         write_labels(out / "case.nii.gz", np.zeros(vol.image.shape, np.uint8), vol)
     assert list(out.iterdir()) == []

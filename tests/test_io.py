@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from inference.io import InputError, Orientation, case_name, read_ct, write_labels
+from inference.ct_io import InputError, Orientation, case_name, read_ct, write_labels
 
 
 def _directions():

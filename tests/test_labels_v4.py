@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from inference.task import shared_data_dir
 from phantom.from_labels import draw_case_v4, render_case_v4
 from phantom.generate import generate_case_info, write_dataset
 from phantom.hu_table import TISSUE_ID_V3, TISSUES_V3
 from phantom.template_extras import AORTA_X, LUNG_X, MEDULLA_X, PSOAS_X
 from phantom.template_split import SCORED, VALIDATION, anatomy_dirs, split_templates
 from phantom.templates import CORTEX, class_tissue, flare_label, list_templates, load_template
-from training.shared_data import shared_data_dir
 
 SHARED = shared_data_dir()
 TINY_NAMES = {

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from inference.patching import PatchPlan, predict_labels, z_window_starts
+from inference.patching import predict_labels, z_window_starts
+from inference.plan import PatchPlan
 
 C = 5
 

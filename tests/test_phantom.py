@@ -12,10 +12,10 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
+from inference.task import shared_data_dir
 from phantom import cli
 from phantom.generate import generate_case, write_dataset
 from phantom.grid import orientation_set
-from training.shared_data import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = shared_data_dir()

@@ -11,13 +11,13 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
+from inference.task import shared_data_dir
 from phantom import cli, trunk
 from phantom.abdomen_paint import Fields
 from phantom.generate import generate_case, generate_case_info
 from phantom.hu_table import PHASES_V3, TISSUE_ID_V3, TISSUES_V3, VARIANTS, tissue_label_lut_v3
 from phantom.shapes import Slab
 from phantom.trunk import draw_antrum, draw_trunk, rasterize, with_antrum
-from training.shared_data import shared_data_dir
 
 
 def digest(img: sitk.Image, lab: sitk.Image) -> str:

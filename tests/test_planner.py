@@ -16,7 +16,6 @@ from inference.checkpoint import (
     DEFAULT_WEIGHTS,
     Checkpoint,
     CheckpointError,
-    Sampling,
     load_checkpoint,
     save_checkpoint,
     sha256_of,
@@ -24,11 +23,11 @@ from inference.checkpoint import (
 )
 from inference.engine import Segmenter
 from inference.model import RUNet, UNetConfig
-from inference.patching import PatchPlan, predict_labels
+from inference.patching import predict_labels
+from inference.plan import PatchPlan, PlanOptions, Sampling
 from inference.postprocess import keep_largest_components
 from inference.predict import main as predict
 from inference.preprocess import Normalization
-from inference.stride import PlanOptions
 from training import validate as validate_module
 from training.data import CachedCase
 

@@ -70,7 +70,7 @@ def floor_cases(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     folder = tmp_path_factory.mktemp("floor_phantom")
     write_dataset(folder, 1, flat=True, **PHANTOM_OPTIONS)
     cases = {PHANTOM: (folder / f"{PHANTOM}_0000.nii.gz", folder / f"{PHANTOM}.nii.gz")}
-    from training.shared_data import shared_data_dir
+    from inference.task import shared_data_dir
 
     data = shared_data_dir()
     for case in REAL_CASES:

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from evaluation.report import Row, summarize
-from inference.patching import PatchPlan, iter_phase_sums, predict_labels, window_coverage, z_window_starts
+from inference.patching import iter_phase_sums, predict_labels, window_coverage, z_window_starts
+from inference.plan import PatchPlan
 from inference.preprocess import Normalization
 
 

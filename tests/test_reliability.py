@@ -20,8 +20,9 @@ import SimpleITK as sitk
 import torch
 
 import inference.predict as predict
+from inference import runner
 from inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_sha256sums
-from inference.io import InputError, OutputError, read_ct, remove_stale_temp_files, temp_path, write_labels
+from inference.ct_io import InputError, OutputError, read_ct, remove_stale_temp_files, temp_path, write_labels
 from inference.model import RUNet, UNetConfig
 from inference.preprocess import Normalization
 from niftiio.nifti_file import decode_fully, read_header
@@ -164,12 +165,12 @@ def test_output_folder_rules(tmp_path):
     (inputs / "a_0000.nii.gz").symlink_to(other / "a_0000.nii.gz")
     cases = [inputs / "a_0000.nii.gz"]
     weights = tmp_path / "w" / "runet.pt"
-    assert predict.overlap_problem(inputs, inputs / "out", cases + [weights]) is None  # inside the input: allowed
-    assert predict.overlap_problem(inputs, tmp_path / "new", cases + [weights]) is None  # not there yet
-    problem = predict.overlap_problem(inputs, other, cases + [weights])
+    assert runner.overlap_problem(inputs, inputs / "out", cases + [weights]) is None  # inside the input: allowed
+    assert runner.overlap_problem(inputs, tmp_path / "new", cases + [weights]) is None  # not there yet
+    problem = runner.overlap_problem(inputs, other, cases + [weights])
     assert problem == f"-o {other} holds {inputs / 'a_0000.nii.gz'}, which this run reads; choose another output folder"
     weights.parent.mkdir()
-    assert "holds" in predict.overlap_problem(inputs, weights.parent, [weights])
+    assert "holds" in runner.overlap_problem(inputs, weights.parent, [weights])
 
 
 # --- 3. one case out of memory ----------------------------------------------------------------------------------
@@ -207,7 +208,7 @@ def test_any_exception_fails_only_its_case(tiny_weights, tmp_path, monkeypatch, 
     inputs.mkdir()
     for name in "abc":
         write_ct(inputs / f"{name}_0000.nii.gz")
-    real_segment = predict.Segmenter.segment
+    real_segment = runner.Segmenter.segment
     handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     calls = []
 
@@ -219,7 +220,7 @@ def test_any_exception_fails_only_its_case(tiny_weights, tmp_path, monkeypatch, 
             raise KeyError("a bug")
         return real_segment(self, *args, **kwargs)
 
-    monkeypatch.setattr(predict.Segmenter, "segment", segment)
+    monkeypatch.setattr(runner.Segmenter, "segment", segment)
     code = predict.main(["-i", str(inputs), "-o", str(outputs), "--weights", str(tiny_weights), "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 1
@@ -266,15 +267,15 @@ def test_sigterm_during_the_writes_removes_the_partial_file(tiny_weights, tmp_pa
 
 
 def test_signal_handler_removes_the_file_being_written(tmp_path, monkeypatch, capsys):
-    from inference.io import OUTPUTS
+    from inference.ct_io import OUTPUTS
 
     partial = temp_path(tmp_path)
     partial.write_bytes(b"\x1f\x8b partial")
     monkeypatch.setattr(OUTPUTS, "writing", {partial})
     monkeypatch.setattr(OUTPUTS, "written", [tmp_path / "a.nii.gz"])
     codes = []
-    monkeypatch.setattr(predict, "exit_now", codes.append)
-    previous = predict.install_signal_handlers(tmp_path, 3)
+    monkeypatch.setattr(runner, "exit_now", codes.append)
+    previous = runner.install_signal_handlers(tmp_path, 3)
     try:
         signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
     finally:
@@ -410,7 +411,7 @@ def test_permission_problems_are_named(tmp_path):
         assert result.returncode == 2, result.stderr
         assert result.stderr == f"{locked}: cannot list the input folder (Permission denied)\n"
         result = _without_permission_override(
-            "from inference.io import read_ct, InputError\n"
+            "from inference.ct_io import read_ct, InputError\n"
             f"try:\n    read_ct({str(tmp_path / 'm_0000.nii.gz')!r})\nexcept InputError as e:\n    print(e)"
         )
         assert result.stdout == f"{tmp_path / 'm_0000.nii.gz'}: permission denied (the file is not readable)\n"

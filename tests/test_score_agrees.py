@@ -12,6 +12,7 @@ import pytest
 from evaluation import evaluate
 from inference import predict
 from inference.checkpoint import DEFAULT_WEIGHTS
+from inference.plan import PlanOptions
 from training import score
 
 CASE = "TSEX_0002"
@@ -37,6 +38,6 @@ def test_score_equals_predict_then_evaluate(shared_data, tmp_path: Path, capsys)
         assert scores[organ]["dsc"] == pytest.approx(dsc, abs=1e-9), organ
         assert scores[organ]["nsd"] == pytest.approx(nsd, abs=1e-9), organ
     assert cli["liver"][0] > 0.8  # the shipped weights find the liver at stride 1 ...
-    fixed = score.score_folder(DEFAULT_WEIGHTS, pair, stride=4)[CASE]
+    fixed = score.score_folder(DEFAULT_WEIGHTS, pair, PlanOptions(stride=4))[CASE]
     assert fixed["stride"] == 4 and fixed["liver"]["dsc"] < 0.5  # ... and not at the paper's stride 4 (12 mm voxels)
     capsys.readouterr()

@@ -1,7 +1,6 @@
 import pytest
 
-from inference.checkpoint import Sampling
-from inference.stride import PlanOptions, choose_stride, plan_patches
+from inference.plan import PlanOptions, Sampling, choose_stride, plan_patches
 
 
 @pytest.mark.parametrize(

@@ -130,11 +130,65 @@ def test_function_length_limit(tmp_path, capsys):
     assert "longest: m.py:103 long, 101 lines" in capsys.readouterr().out
 
 
+def test_option_choices_are_written_once_and_named_in_choices(tmp_path, capsys):
+    from check_option_choices import main
+
+    files = {
+        "inference/__init__.py": "",
+        "inference/plan.py": 'SHAPES = ("pad", "fit")\nBASE = (4, 2)\nSTRIDES = ("auto", *map(str, BASE))\n',
+        "inference/cli.py": "from inference.plan import SHAPES, STRIDES\n"
+        "def add(p):\n    p.add_argument('--s', choices=SHAPES)\n    p.add_argument('--t', choices=STRIDES)\n",
+        "phantom/__init__.py": "",
+        "phantom/x.py": 'def f(p):\n    p.add_argument("--m", choices=("a", "b"))\n',  # not a product package
+    }
+    _tree(tmp_path, files)
+    assert main(["--root", str(tmp_path)]) == 0
+    capsys.readouterr()
+    files["inference/engine.py"] = (
+        'OTHER = ("fit", "pad")\ndef check(v):\n    return v in ("pad", "fit") and v not in (2, 4)\n'
+        "def add(p):\n    p.add_argument('--r', choices=['x', 'y'])\n"
+    )
+    _tree(tmp_path, files)
+    assert main(["--root", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert "inference/engine.py:5: choices= written as a literal; name it once at module level and use the name" in err
+    assert any(line.startswith("the choices ('fit', 'pad') are defined 2 times") for line in err)
+    assert any(line.startswith("inference/engine.py:3: ('fit', 'pad') written out again; use ") for line in err)
+    assert "inference/engine.py:3: (2, 4) written out again; use BASE (inference/plan.py)" in err  # via STRIDES
+    assert len(err) == 4
+
+
+def test_layers_forbid_training_tools_in_inference_and_training_in_phantom(tmp_path, capsys):
+    from check_layers import main
+
+    files = {
+        "inference/__init__.py": "",
+        "inference/a.py": "import torch\ndef f(training):\n    return torch.nn.Linear, training.get('x')\n",
+        "phantom/__init__.py": "",
+        "phantom/b.py": "from inference.a import f\n",
+    }
+    _tree(tmp_path, files)
+    assert main(["--root", str(tmp_path)]) == 0
+    capsys.readouterr()
+    files["inference/c.py"] = "import torch\ndef opt(m):\n    return torch.optim.Adam(m.parameters())\n"
+    files["phantom/d.py"] = "def f():\n    from training.data import find_pairs\n"
+    _tree(tmp_path, files)
+    assert main(["--root", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "inference/c.py:3: inference/ may not import torch.optim (torch.optim.Adam)",
+        "phantom/d.py:2: phantom/ may not import training (training.data.find_pairs)",
+    ]
+
+
 def test_this_repository_passes_the_checks_as_make_lint_runs_them():
     from check_function_length import function_lengths
     from check_import_cycles import cycles, import_graph
+    from check_layers import problems as layer_problems
+    from check_option_choices import problems as choice_problems
     from check_task_constants import problems
 
     assert problems(REPO, []) == []
+    assert choice_problems(REPO, []) == []
+    assert layer_problems(REPO, []) == []
     assert cycles(import_graph(REPO, [])) == []
     assert function_lengths(REPO, [])[0][0] <= 100

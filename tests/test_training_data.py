@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from inference.io import read_ct
+from inference.ct_io import read_ct
 from training.data import DataError, cache_case, check_pairs, find_pairs, load_dataset, split_cases
 
 

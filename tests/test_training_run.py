@@ -14,6 +14,7 @@ import torch
 import torch.multiprocessing as mp
 
 from inference.checkpoint import load_checkpoint
+from inference.plan import PlanOptions
 from training.config import TrainConfig, parse_args
 from training.score import score_folder
 from training.train import train
@@ -49,7 +50,7 @@ def test_steps_reduce_loss_and_checkpoint_runs_in_inference_cli(phantoms, tmp_pa
     assert validated == [5, 11]  # every 6th epoch
     assert all(0.0 <= float(rows[k][f"dsc_{o}"]) <= 1.0 for k in validated for o in ("liver", "pancreas"))
     # the last validation, recomputed from last.pt through the model-card scorer (read from the files, not the cache)
-    rescored = score_folder(run / "last.pt", phantoms, stride=1, window=16)
+    rescored = score_folder(run / "last.pt", phantoms, PlanOptions(stride=1, window=16))
     for organ in ("liver", "kidney", "spleen", "pancreas"):
         expected = np.mean(
             [rescored[c][organ]["dsc"] if organ in rescored[c] else 1.0 for c in ("PHANTOM_0001", "PHANTOM_0002")]

@@ -9,6 +9,8 @@ import pytest
 import SimpleITK as sitk
 
 import inference.engine
+from inference.engine_options import EngineOptions
+from inference.plan import PlanOptions
 from phantom.generate import write_dataset
 from training import score
 
@@ -59,8 +61,10 @@ def test_no_postprocess_scores_the_network_output(phantoms, tiny_weights, monkey
         "postprocess",
         lambda labels, spacing, rule: labels.copy() if rule == "none" else np.zeros_like(labels),
     )
-    post = score.score_folder(tiny_weights, phantoms, stride=1, window=16)
-    raw = score.score_folder(tiny_weights, phantoms, stride=1, window=16, postprocess="none")
+    post = score.score_folder(tiny_weights, phantoms, PlanOptions(stride=1, window=16))
+    raw = score.score_folder(
+        tiny_weights, phantoms, PlanOptions(stride=1, window=16), EngineOptions(postprocess="none")
+    )
     organs = ("liver", "kidney", "spleen", "pancreas")
     assert all(row[o]["pred_voxels"] == 0 for row in post.values() for o in organs if o in row)
     assert sum(row[o]["pred_voxels"] for row in raw.values() for o in organs if o in row) > 0

@@ -11,18 +11,11 @@ import math
 import pytest
 import torch
 
-from inference.checkpoint import (
-    DEFAULT_WEIGHTS,
-    CheckpointError,
-    TrainingProgress,
-    load_checkpoint,
-    load_training_state,
-    save_checkpoint,
-    save_training_state,
-)
+from inference.checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_checkpoint, save_checkpoint
 from inference.model import RUNet, UNetConfig
 from inference.preprocess import Normalization
 from training.config import TrainConfig, option_fields, parse_args
+from training.state import TrainingProgress, load_training_state, save_training_state
 
 TINY = UNetConfig(widths=(2, 4), norm="instance")
 PROGRESS = {"epoch": 3, "step": 17, "best_dsc": 0.625, "wall_s": 12.5}

@@ -14,12 +14,11 @@ options are prose, not code, and are not checked. Prints one line per problem an
 from __future__ import annotations
 
 import ast
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from source_tree import check_parser, packages, parse, python_files
+from source_tree import check_parser, packages, parse, python_files, report
 
 ORGAN_NAMES = frozenset({"liver", "kidney", "spleen", "pancreas"})
 SUFFIXES = ("_0000.nii.gz", r"_0000\.nii\.gz")
@@ -114,12 +113,8 @@ def problems(root: Path, exclude: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = check_parser(__doc__)
     args = p.parse_args(argv)
-    lines = problems(args.root, args.exclude)
-    for line in lines:
-        print(line, file=sys.stderr)
-    if not lines:
-        print(f"task constants: each defined at most once per package ({', '.join(packages(args.root))})")
-    return 1 if lines else 0
+    passed = f"task constants: each defined at most once per package ({', '.join(packages(args.root))})"
+    return report(problems(args.root, args.exclude), passed)
 
 
 if __name__ == "__main__":

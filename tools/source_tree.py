@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ast
 import fnmatch
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -22,6 +23,15 @@ def check_parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1], help="repository root")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip these files (fnmatch)")
     return p
+
+
+def report(lines: list[str], passed: str) -> int:
+    """Print each problem line on stderr, or ``passed`` on stdout when there is none; the exit code (1 or 0)."""
+    for line in lines:
+        print(line, file=sys.stderr)
+    if not lines:
+        print(passed)
+    return 1 if lines else 0
 
 
 def _excluded(rel: str, exclude: Sequence[str]) -> bool:
@@ -56,6 +66,6 @@ def parse(root: Path, rel: str) -> ast.Module:
 
 
 def module_name(rel: str) -> str:
-    """``inference/io.py`` -> ``inference.io``; ``inference/__init__.py`` -> ``inference``."""
+    """``inference/ct_io.py`` -> ``inference.ct_io``; ``inference/__init__.py`` -> ``inference``."""
     parts = rel.removesuffix(".py").split("/")
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)

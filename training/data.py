@@ -3,28 +3,27 @@
 Layouts: nnU-Net (``imagesTr/<case>_0000.nii.gz`` + ``labelsTr/<case>.nii.gz``), FLARE21
 (``TrainingImg/`` + ``TrainingMask/``), or flat (both files side by side, as ../shared/data keeps them).
 
-Images are read with inference.io.read_ct, so orientation and canonicalization are exactly those of inference;
+Images are read with inference.ct_io.read_ct, so orientation and canonicalization are exactly those of inference;
 labels are read with SimpleITK and brought to the canonical orientation with the image's Orientation. The cache
 holds, per case, ``<case>.image.npy`` (int16 HU, canonical zyx), ``<case>.label.npy`` (uint8, canonical zyx) and
 ``<case>.json`` (spacing_zyx in mm, shape, the source files' sizes and mtimes); the arrays open with
 np.load(mmap_mode="r"), so epochs never decompress gzip again. Intensity normalization is applied when patches
 are cut (training/sampler.py), with the inference.preprocess.Normalization recorded in the checkpoint.
 
-:func:`write_image_atomic` is how the cases a training folder gets are written (phantom/, training.phase_split).
+niftiio.atomic_file.write_atomic is how the cases a training folder gets are written (phantom/, training.phase_split).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from inference.io import CTVolume, read_ct
+from inference.ct_io import CTVolume, read_ct
 from inference.task import INPUT_SUFFIX
 
 LAYOUTS = (("imagesTr", "labelsTr"), ("TrainingImg", "TrainingMask"))
@@ -137,13 +136,19 @@ def _stamp(path: Path) -> list[int]:
 
 
 def read_pair(pair: CasePair) -> tuple[CTVolume, np.ndarray]:
-    """(image read by inference.io.read_ct, label map (D, H, W) uint8 in the same canonical zyx orientation)."""
+    """(image read by inference.ct_io.read_ct, label map (D, H, W) uint8 in the same canonical zyx orientation)."""
     volume = read_ct(pair.image)
+    return volume, read_label(pair, volume)
+
+
+def read_label(pair: CasePair, volume: CTVolume) -> np.ndarray:
+    """The pair's label map as a (D, H, W) uint8 array in the canonical zyx orientation of its image ``volume``;
+    DataError when the shapes differ."""
     label = sitk.GetArrayFromImage(sitk.ReadImage(str(pair.label)))
     label = np.ascontiguousarray(volume.orientation.to_canonical(label)).astype(np.uint8)
     if volume.image.shape != label.shape:
         raise DataError(f"{pair.name}: canonical image {volume.image.shape} != label {label.shape}")
-    return volume, label
+    return label
 
 
 def cache_case(pair: CasePair, cache_dir: Path) -> CachedCase:
@@ -171,19 +176,6 @@ def cache_case(pair: CasePair, cache_dir: Path) -> CachedCase:
         label=np.load(lab_path, mmap_mode="r"),
         spacing_zyx=tuple(float(s) for s in meta["spacing_zyx"]),
     )
-
-
-def write_image_atomic(image: sitk.Image, path: Path) -> None:
-    """Write `image` to `path` through a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image, tmp, True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_dataset(folder: Path, cache_dir: Path, check: bool = True) -> list[CachedCase]:

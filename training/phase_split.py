@@ -3,7 +3,7 @@
     python -m training.phase_split --data IN --out OUT [--entries N]
 
 Inference splits a scan of in-plane spacing s mm at the stride (4, 2 or 1) that brings stride x s into the trained
-range (inference.stride.choose_stride; 2.4-4.0 mm by default): a 0.8 mm scan is seen as 16 sub-volumes of 3.2 mm
+range (inference.plan.choose_stride; 2.4-4.0 mm by default): a 0.8 mm scan is seen as 16 sub-volumes of 3.2 mm
 voxels, a 3 mm scan as itself. A run that trains at ``--stride 1`` (as the shipped weights did, on 3 mm phantoms)
 sees a real scan at that voxel size only when the scan arrives already split. This command writes, for every case
 of the FLARE-layout folder IN, each phase I[:, i::stride, j::stride] (image and label cut alike, spacing and origin
@@ -23,23 +23,24 @@ import argparse
 import os
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import SimpleITK as sitk
 
-from inference.checkpoint import SEEN_INPLANE_MM
 from inference.cli import UsageParser
-from inference.io import Orientation
-from inference.stride import STRIDES, choose_stride
+from inference.ct_io import Orientation
+from inference.plan import SEEN_INPLANE_MM, STRIDES, choose_stride
 from inference.task import INPUT_SUFFIX
-from training.data import DataError, check_pairs, find_pairs, write_image_atomic
+from niftiio.atomic_file import write_atomic
+from training.data import DataError, check_pairs, find_pairs
 
 LABEL_SUFFIX = ".nii.gz"
 
 
 def inplane_axes(image: sitk.Image) -> tuple[int, int]:
     """The two SimpleITK index axes (0 x, 1 y, 2 z) that lie in the axial plane of ``image``: every axis but the one
-    that its direction maps closest to the patient's z (as inference.io.Orientation canonicalizes)."""
+    that its direction maps closest to the patient's z (as inference.ct_io.Orientation canonicalizes)."""
     z_index_axis = 2 - Orientation.from_direction(image.GetDirection()).perm[0]
     a, b = (axis for axis in range(3) if axis != z_index_axis)
     return a, b
@@ -79,7 +80,7 @@ def split_case(name: str, image_path: Path, label_path: Path, out: Path, entries
         phase = f"{name}_p{i}{j}"
         for folder, suffix, sub in (("imagesTr", INPUT_SUFFIX, sub_image), ("labelsTr", LABEL_SUFFIX, sub_label)):
             target = out / folder / f"{phase}{suffix}"
-            write_image_atomic(sub, target)
+            write_atomic(target, partial(sitk.WriteImage, sub, useCompression=True))
             for r in range(1, repeats):
                 link = out / folder / f"{phase}_r{r}{suffix}"
                 link.unlink(missing_ok=True)

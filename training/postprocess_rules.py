@@ -20,7 +20,7 @@ import numpy as np
 from evaluation.evaluate import SUFFIX, find_cases
 from evaluation.labels_io import Grid, read_labels
 from evaluation.scorecard import DEFAULT_MARGIN_MM, OrganScore, score_case
-from inference.io import Orientation
+from inference.ct_io import Orientation
 from inference.postprocess import RULES, postprocess
 from inference.task import ORGANS
 

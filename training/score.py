@@ -2,20 +2,18 @@
 
     python -m training.score --data FOLDER [--weights W.pt] [--stride auto|4|2|1] [--out scores.json]
 
-Each image is read with inference.io.read_ct and segmented by inference.engine.Segmenter with the plan that
-`python -m inference.predict` uses by default (the stride chosen from the spacing, all of its phases, z-windows
-of 128 slices overlapping by half, short volumes run at their own depth, largest-component post-processing, the
-same device, backend and precision choice), then scored per organ with evaluation.metrics.score_labels (DSC, NSD
-at 1 mm) against its label in canonical orientation: the numbers that predict followed by evaluate give. Organs
-absent from both the label and the prediction are left out of the table. The table goes to stdout, progress to
-stderr.
+Each image is segmented by inference.runner.segment_cases (the reading, planning and per-case isolation of
+`python -m inference.predict`) with the plan and engine that predict uses by default (README.md, "Options"), then
+scored per organ with evaluation.metrics.score_labels (DSC, NSD at 1 mm) against its label in canonical
+orientation: the numbers that predict followed by evaluate give. Organs absent from both the label and the
+prediction are left out of the table. The table goes to stdout, progress to stderr; exit code 1 when a case
+failed (it is left out of the table), 2 for usage errors and folders that are not FLARE-layout.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,55 +21,49 @@ import torch
 
 from evaluation.metrics import score_labels
 from inference.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
-from inference.cli import UsageParser, bar, log
-from inference.device import resolve_precision, select_device
+from inference.cli import UsageParser, log
+from inference.ct_io import CTVolume
 from inference.engine import Segmenter
-from inference.postprocess import DEFAULT_RULE
-from inference.predict import add_engine_options
-from inference.stride import PlanOptions
+from inference.engine_options import EngineOptions, add_engine_options
+from inference.options import OptionError
+from inference.plan import STRIDE_CHOICES, PlanOptions
+from inference.runner import segment_cases
 from inference.task import ORGANS
-from training.data import DataError, find_pairs, read_pair
+from training.data import DataError, find_pairs, read_label
 
 
 def score_folder(
     weights: Path,
     data: Path,
-    stride: int | str = "auto",
-    window: int | None = None,
+    plan: PlanOptions = PlanOptions(),
+    engine: EngineOptions = EngineOptions(),
     verify: bool = True,
-    postprocess: str = DEFAULT_RULE,
-    device: str = "auto",
-    precision: str = "auto",
-    backend: str = "auto",
 ) -> dict:
-    """{case: {organ name: {"dsc", "nsd", "gt_voxels", "pred_voxels"}, "seconds": s}}.
+    """{case: {"seconds": s, "stride": k, organ name: {"dsc", "nsd", "gt_voxels", "pred_voxels"}}}. A case that
+    fails (unreadable, a label that does not fit) is logged and left out.
 
-    stride: "auto" (predict's default: chosen per case from its spacing) or a fixed 4, 2 or 1; every phase of
-    the stride runs. window: z-window depth in slices; None: the checkpoint's (predict's default).
-    postprocess: predict's rule (inference.postprocess.RULES); "none" scores the network's label map.
-    device, precision and backend are predict's options, with its defaults.
+    plan, engine: predict's options (its defaults by default: the stride chosen per case from its spacing, every
+    phase, the checkpoint's window; engine.postprocess "none" scores the network's label map). verify: check the
+    checkpoint's sha256 against the SHA256SUMS beside it.
     """
-    ckpt = load_checkpoint(weights, verify=verify)
-    on = select_device(device)
-    options = PlanOptions(stride=stride if stride == "auto" else int(stride), window=window)
-    dtype = resolve_precision(precision, on)
-    seg = Segmenter(ckpt, on, options, batch_size=2, precision=dtype, postprocess=postprocess, backend=backend)
+    pairs = {pair.name: pair for pair in find_pairs(data)}
+    segmenter = Segmenter.from_options(load_checkpoint(weights, verify=verify), engine, plan)
     out: dict = {}
-    pairs = find_pairs(data)
-    for pair in bar(iterable=pairs, desc="cases", unit="case"):
-        t0 = time.perf_counter()
-        volume, gt = read_pair(pair)
-        plan = seg.plan_for(volume.spacing_zyx)
-        pred = seg.segment(volume.image, volume.spacing_zyx, plan=plan)
+
+    def score(name: str, volume: CTVolume, pred: np.ndarray) -> None:
+        gt = read_label(pairs[name], volume)
         scores = score_labels(gt, pred, volume.spacing_zyx, labels=tuple(ORGANS))
-        row: dict = {"seconds": round(time.perf_counter() - t0, 1), "stride": plan.stride}
-        for label, name in ORGANS.items():
+        row: dict = {}
+        for label, organ in ORGANS.items():
             n_gt, n_pred = int((gt == label).sum()), int((pred == label).sum())
             if n_gt or n_pred:
-                row[name] = {"dsc": scores[label][0], "nsd": scores[label][1], "gt_voxels": n_gt, "pred_voxels": n_pred}
-        out[pair.name] = row
-        log(f"{pair.name}: stride {row['stride']}, {row['seconds']:.1f} s")
-    return out
+                dsc, nsd = scores[label]
+                row[organ] = {"dsc": dsc, "nsd": nsd, "gt_voxels": n_gt, "pred_voxels": n_pred}
+        out[name] = row
+
+    records = segment_cases([pair.image for pair in pairs.values()], segmenter, on_labels=score)
+    done = (r for r in records if r.name in out)
+    return {r.name: {"seconds": round(r.seconds, 1), "stride": r.stride} | out[r.name] for r in done}
 
 
 def table(scores: dict) -> str:
@@ -97,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--stride",
         default="auto",
-        choices=("auto", "4", "2", "1"),
+        choices=STRIDE_CHOICES,
         help="in-plane stride of the phase split; auto: chosen per case from its spacing, as predict does",
     )
     p.add_argument(
@@ -109,28 +101,21 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.weights.is_file():
         p.error(f"--weights {args.weights}: checkpoint file not found")
-    if args.window is not None and args.window < 1:
-        p.error(f"--window must be >= 1, got {args.window}")
+    try:
+        plan, engine = PlanOptions.from_args(args), EngineOptions.from_args(args)
+    except OptionError as exc:
+        p.error(exc.as_option())
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        scores = score_folder(
-            args.weights,
-            args.data,
-            args.stride,
-            args.window,
-            postprocess=args.postprocess,
-            device=args.device,
-            precision=args.precision,
-            backend=args.backend,
-        )
+        scores = score_folder(args.weights, args.data, plan, engine)
     except (DataError, ValueError) as exc:  # a folder that is not FLARE-layout, a window the network cannot take
         log(f"error: {exc}")
         return 2
     print(table(scores))
     if args.out:
         args.out.write_text(json.dumps(scores, indent=1))
-    return 0
+    return 0 if len(scores) == len(find_pairs(args.data)) else 1
 
 
 if __name__ == "__main__":

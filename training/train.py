@@ -22,26 +22,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from inference.checkpoint import (
-    Sampling,
-    TrainingProgress,
-    load_checkpoint,
-    load_training_state,
-    save_checkpoint,
-    save_training_state,
-    write_sha256sums,
-)
+from inference.checkpoint import load_checkpoint, save_checkpoint, write_sha256sums
 from inference.cli import log
-from inference.device import autocast_dtype
+from inference.device import autocast_dtype, select_device
+from inference.distributed import Launch, barrier, join_group, launch_from_env, leave_group, mean_across, process_device
 from inference.model import RUNet, count_parameters
+from inference.plan import Sampling
 from inference.preprocess import Normalization
 from inference.regularized_softmax import RegularizedSoftmax, lam_to_raw
-from training import distributed
 from training.config import TrainConfig, options_for, parse_args
 from training.data import CachedCase, load_dataset, split_cases
 from training.logs import append_row, plot_curves, truncate_rows
 from training.losses import eq5_terms
 from training.sampler import PatchDataset, PatchSpec, epoch_order, rank_positions, worker_init
+from training.state import TrainingProgress, load_training_state, save_training_state
 from training.validate import summarize, summary_keys, validate
 
 
@@ -87,7 +81,7 @@ def init_weights(model: RUNet, norm: Normalization, path: Path) -> None:
         missing, unexpected = model.load_state_dict(body, strict=False)
         if unexpected or any(not k.startswith("activation.") for k in missing):
             raise ValueError(f"{path}: --init weights do not fit this network ({missing + unexpected})")
-        print(f"{path}: network body loaded; the head starts as configured here", file=sys.stderr)
+        log(f"{path}: network body loaded; the head starts as configured here")
         return
     model.load_state_dict(ckpt.model.state_dict())
     act = model.activation
@@ -95,7 +89,7 @@ def init_weights(model: RUNet, norm: Normalization, path: Path) -> None:
         with torch.no_grad():
             act.lam_raw.fill_(lam_to_raw(model.config.lam_init))
         dead = ckpt.model.activation.lam_value
-        print(f"{path}: lambda {dead:.1e} restarts at {model.config.lam_init}", file=sys.stderr)
+        log(f"{path}: lambda {dead:.1e} restarts at {model.config.lam_init}")
 
 
 @dataclass
@@ -105,7 +99,7 @@ class Run:
     and the record and the Sampling that every checkpoint of the run holds (``run_record``, ``run_sampling``)."""
 
     cfg: TrainConfig
-    d: distributed.Dist
+    d: Launch
     device: torch.device
     train_cases: list[CachedCase]
     val_cases: list[CachedCase]
@@ -126,14 +120,14 @@ class Run:
         return self.cfg.window
 
 
-def load_cases(cfg: TrainConfig, d: distributed.Dist) -> tuple[list[CachedCase], list[CachedCase]]:
+def load_cases(cfg: TrainConfig, d: Launch) -> tuple[list[CachedCase], list[CachedCase]]:
     """(training cases, validation cases). The main process checks every pair and fills the cache; the others then
     map it."""
     cache = Path(cfg.cache) if cfg.cache else Path(cfg.out) / "cache"
     if d.main:
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         cases = load_dataset(Path(cfg.data), cache, check=True)
-    distributed.barrier(d)
+    barrier(d)
     if not d.main:
         cases = load_dataset(Path(cfg.data), cache, check=False)
     train_names, val_names = split_cases([c.name for c in cases], cfg.val_fraction, cfg.seed, cfg.val_cases)
@@ -144,9 +138,21 @@ def load_cases(cfg: TrainConfig, d: distributed.Dist) -> tuple[list[CachedCase],
     return train_cases, val_cases
 
 
+def join(device_name: str) -> tuple[Launch, torch.device]:
+    """This process's place in a torchrun launch (rank 0 of 1 without one) and its device (inference.device's
+    names; under torchrun a CUDA process takes cuda:LOCAL_RANK); joins the process group (NCCL on CUDA, gloo on
+    the CPU) when there are several processes."""
+    launch = launch_from_env()
+    device = select_device(process_device(device_name, launch))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    join_group(launch, "nccl" if device.type == "cuda" else "gloo", timeout=None)
+    return launch, device
+
+
 def set_up(cfg: TrainConfig) -> Run:
     """Join the process group, load the cases, build the network (seeded), its optimizer and gradient scaler."""
-    d, device = distributed.setup(cfg.device)
+    d, device = join(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     train_cases, val_cases = load_cases(cfg, d)
@@ -240,7 +246,7 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> list[float]:
     run.scaler.scale(loss).backward()
     run.scaler.step(run.opt)
     run.scaler.update()
-    return [distributed.mean_across(v.item(), run.d, run.device) for v in (loss, ce, dice)]
+    return [mean_across(v.item(), run.d, run.device) for v in (loss, ce, dice)]
 
 
 def train_epoch(run: Run, epoch: int, step: int) -> tuple[dict, int]:
@@ -307,10 +313,10 @@ def train(cfg: TrainConfig) -> dict:
     run = set_up(cfg)
     progress = start(run)
     if progress is None:
-        distributed.cleanup(run.d)
+        leave_group(run.d)
         return {}
     run.net = run.model
-    if run.d.enabled:
+    if run.d.distributed:
         ids = [run.device.index] if run.device.type == "cuda" else None
         run.net = torch.nn.parallel.DistributedDataParallel(run.model, device_ids=ids)
     run.record, run.sampling = run_record(run), run_sampling(run)
@@ -333,7 +339,7 @@ def train(cfg: TrainConfig) -> dict:
             last_epoch = epoch == cfg.epochs - 1 or bool(cfg.max_steps and step >= cfg.max_steps)
             row, progress = end_epoch(run, row, progress, last_epoch)
         epochs_run += 1
-        distributed.barrier(run.d)
+        barrier(run.d)
     finish(run, time.perf_counter() - started, epochs_run)
     return row if run.d.main else {}
 
@@ -347,7 +353,7 @@ def finish(run: Run, seconds: float, epochs_run: int) -> None:
             f"done: {epochs_run} epoch(s) in {seconds:.0f} s (mean {seconds / epochs_run:.1f} s per epoch, "
             f"validation included); checkpoints and logs in {run.out}"
         )
-    distributed.cleanup(run.d)
+    leave_group(run.d)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from evaluation.metrics import score_labels
-from inference.checkpoint import DEFAULT_LABELS, Checkpoint, Sampling
+from inference.checkpoint import DEFAULT_LABELS, Checkpoint
 from inference.engine import Segmenter
+from inference.engine_options import EngineOptions
 from inference.model import RUNet
+from inference.plan import PlanOptions, Sampling
 from inference.preprocess import Normalization
-from inference.stride import PlanOptions
 from inference.task import ORGANS
 from training.data import CachedCase
 
@@ -31,7 +31,8 @@ def validate(
     (post-processing included) built for this pass with :func:`validation_options`; leaves the model in eval mode
     (the caller sets train())."""
     checkpoint = Checkpoint(model, model.config, normalization, DEFAULT_LABELS, sampling=sampling)
-    segmenter = Segmenter(checkpoint, torch.device(device), validation_options(sampling))
+    engine = EngineOptions(device=str(device), precision="float32", backend="torch")
+    segmenter = Segmenter.from_options(checkpoint, engine, validation_options(sampling))
     out = {}
     for case in cases:
         pred = segmenter.segment(np.asarray(case.image), case.spacing_zyx)

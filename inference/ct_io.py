@@ -222,17 +222,8 @@ def read_ct(path: Path) -> CTVolume:
             reader.ReadImageInformation()
     except RuntimeError as exc:
         raise InputError(f"{path}: cannot read image ({_itk_reason(exc, noise.summary())})") from None
-    size, dimension = reader.GetSize(), reader.GetDimension()
-    if dimension != 3:
-        raise InputError(f"{path}: expected a 3D image, got {dimension}D of size {size}")
-    if reader.GetNumberOfComponents() != 1:
-        raise InputError(f"{path}: expected a scalar image, got {reader.GetNumberOfComponents()} components")
-    pixel = reader.GetPixelID()
-    if pixel not in _PIXEL_DTYPES:
-        raise InputError(
-            f"{path}: {sitk.GetPixelIDValueAsString(pixel)} voxels are not supported (a real-valued scalar image is "
-            f"needed)"
-        )
+    size, pixel = reader.GetSize(), reader.GetPixelID()
+    _check_layout(path, reader.GetDimension(), size, reader.GetNumberOfComponents(), pixel)
     problem = memory_problem(size, np.dtype(_PIXEL_DTYPES[pixel]))
     if problem:
         raise InputError(f"{path}: {problem}")
@@ -251,22 +242,51 @@ def read_ct(path: Path) -> CTVolume:
     except RuntimeError as exc:
         raise InputError(f"{path}: cannot read image ({_itk_reason(exc, noise.summary())})") from None
     warnings = [f"{path}: {noise.summary()}"] if noise.summary() else []
+    return _canonical_volume(image, str(path), mask, warnings)
+
+
+def ct_volume(image: sitk.Image, name: str = "image") -> CTVolume:
+    """A 3D scalar CT image already in memory (SimpleITK, HU) in canonical orientation, as :func:`read_ct` gives a
+    file's; ``name`` stands for the file in messages. InputError for what read_ct refuses in an image (not 3D, not
+    scalar, complex voxels, a bad spacing or direction, every voxel NaN or Inf); NaN and Inf voxels become air."""
+    _check_layout(
+        name, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel(), image.GetPixelID()
+    )
+    return _canonical_volume(image, name, None, [])
+
+
+def _check_layout(name: str | Path, dimension: int, size: tuple[int, ...], components: int, pixel: int) -> None:
+    """InputError unless an image is 3D, scalar and of a real-valued pixel type."""
+    if dimension != 3:
+        raise InputError(f"{name}: expected a 3D image, got {dimension}D of size {size}")
+    if components != 1:
+        raise InputError(f"{name}: expected a scalar image, got {components} components")
+    if pixel not in _PIXEL_DTYPES:
+        raise InputError(
+            f"{name}: {sitk.GetPixelIDValueAsString(pixel)} voxels are not supported (a real-valued scalar image is "
+            f"needed)"
+        )
+
+
+def _canonical_volume(image: sitk.Image, name: str, mask: np.ndarray | None, warnings: list[str]) -> CTVolume:
+    """The CTVolume of a decoded image: spacing and direction checked, NaN and Inf voxels (and those ``mask``
+    marks) made air, the array in canonical orientation. InputError naming ``name``."""
     spacing = image.GetSpacing()
     if not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise InputError(f"{path}: invalid voxel spacing {spacing} (must be finite and > 0)")
+        raise InputError(f"{name}: invalid voxel spacing {spacing} (must be finite and > 0)")
     try:
         orientation = Orientation.from_direction(image.GetDirection())
     except ValueError as exc:
-        raise InputError(f"{path}: {exc}") from None
+        raise InputError(f"{name}: {exc}") from None
     try:
         array = sitk.GetArrayFromImage(image)
     except RuntimeError as exc:
-        raise InputError(f"{path}: cannot decode pixels ({str(exc).strip()[:200]})") from None
+        raise InputError(f"{name}: cannot decode pixels ({str(exc).strip()[:200]})") from None
     replaced = replace_non_finite(array, mask) if array.dtype.kind == "f" else 0
     if replaced == array.size:
-        raise InputError(f"{path}: every voxel is NaN or Inf")
+        raise InputError(f"{name}: every voxel is NaN or Inf")
     if replaced:
-        warnings.append(f"{path}: {replaced} of {array.size} voxels are NaN or Inf; read as air ({AIR_HU:g} HU)")
+        warnings.append(f"{name}: {replaced} of {array.size} voxels are NaN or Inf; read as air ({AIR_HU:g} HU)")
     return CTVolume(
         image=np.ascontiguousarray(orientation.to_canonical(array)),
         spacing_zyx=orientation.spacing_zyx(spacing),
@@ -386,6 +406,19 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def label_image(labels_canonical: np.ndarray, volume: CTVolume) -> sitk.Image:
+    """A canonical (z, y, x) label map as a uint8 SimpleITK image in the input's original orientation and exact
+    geometry (origin, spacing, direction). ValueError when its shape is not the volume's."""
+    if labels_canonical.shape != volume.image.shape:
+        raise ValueError(
+            f"label map of shape {labels_canonical.shape} does not match the image's shape {volume.image.shape}"
+        )
+    labels = np.ascontiguousarray(volume.orientation.from_canonical(labels_canonical), dtype=np.uint8)
+    out = sitk.GetImageFromArray(labels)
+    volume.geometry.apply(out)
+    return out
+
+
 def write_labels(path: Path, labels_canonical: np.ndarray, volume: CTVolume) -> None:
     """Write a canonical (z, y, x) label map in the input's original orientation and exact geometry, as uint8.
 
@@ -396,13 +429,7 @@ def write_labels(path: Path, labels_canonical: np.ndarray, volume: CTVolume) -> 
     system is full); the temporary file is removed then.
     """
     path = Path(path)
-    if labels_canonical.shape != volume.image.shape:
-        raise ValueError(
-            f"label map of shape {labels_canonical.shape} does not match the image's shape {volume.image.shape}"
-        )
-    labels = np.ascontiguousarray(volume.orientation.from_canonical(labels_canonical), dtype=np.uint8)
-    out = sitk.GetImageFromArray(labels)
-    volume.geometry.apply(out)
+    out = label_image(labels_canonical, volume)
     tmp = temp_path(path.parent)
     OUTPUTS.writing.add(tmp)
     try:
@@ -411,7 +438,7 @@ def write_labels(path: Path, labels_canonical: np.ndarray, volume: CTVolume) -> 
                 sitk.WriteImage(out, str(tmp), useCompression=True)
         except RuntimeError as exc:
             raise OutputError(f"{path}: cannot write the label map ({_itk_reason(exc, noise.summary())})") from None
-        problem = written_file_problem(tmp, labels.shape[::-1], NIFTI_UINT8)
+        problem = written_file_problem(tmp, out.GetSize(), NIFTI_UINT8)
         if noise.summary():  # ITK's warnings are errors here
             problem = f"the image writer reported: {noise.summary()}" + (f"; {problem}" if problem else "")
         if problem:
