@@ -26,6 +26,7 @@ import SimpleITK as sitk
 
 from inference.io import CTVolume, read_ct
 from inference.task import INPUT_SUFFIX
+from niftiio.file_mode import apply_umask
 
 LAYOUTS = (("imagesTr", "labelsTr"), ("TrainingImg", "TrainingMask"))
 NUM_CLASSES = 5
@@ -180,6 +181,7 @@ def write_image_atomic(image: sitk.Image, path: Path) -> None:
     os.close(fd)
     try:
         sitk.WriteImage(image, tmp, True)
+        apply_umask(tmp)  # mkstemp's 0600 would stay: the file gets what open() gives (0644 under umask 0022)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
