@@ -60,4 +60,13 @@ class UsageParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Print ``<prog>: error: <message> (see <prog> --help)`` as one line and exit with code 2."""
-        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+        self.exit(2, self.error_line(message))
+
+    def error_line(self, message: str) -> str:
+        """``<prog>: error: <message> (see <prog> --help)`` and a newline, the message's whitespace collapsed."""
+        return f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n"
+
+    def fail(self, message: str) -> int:
+        """Print the one line of :meth:`error` and return 2, for a main() that returns its exit code."""
+        sys.stderr.write(self.error_line(message))
+        return 2

@@ -8,7 +8,6 @@ on the left. Window W400/L40; outlines: liver red, kidney yellow, spleen blue, p
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ import SimpleITK as sitk
 
 from inference.outputs.preview import draw_panel, to_lps_arrays
 from inference.task import INPUT_SUFFIX
+from niftiio.command_line import UsageParser
 from phantom.generate import generate_case_info
 from training.shared_data import shared_data_dir
 
@@ -86,7 +86,7 @@ def render_comparison(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m phantom.render", description=__doc__.split("\n\n")[0])
+    p = UsageParser(prog="python -m phantom.render", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--extra-seeds", type=int, nargs="*", default=())
