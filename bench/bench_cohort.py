@@ -19,7 +19,6 @@ fails otherwise). The table gives each variant's best wall time and its ratio to
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
@@ -35,6 +34,7 @@ from _common import REPO, RESULTS, TINY_CONFIG, machine_line, markdown_table, pu
 
 from inference.checkpoint import DEFAULT_WEIGHTS  # noqa: E402
 from inference.task import INPUT_SUFFIX  # noqa: E402
+from niftiio.command_line import UsageParser
 
 PREDICT = [sys.executable, "-m", "inference.predict"]
 TORCHRUN = [
@@ -112,7 +112,7 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = UsageParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="4 tiny phantoms and a tiny random network (smoke test)")
     p.add_argument("--cases", type=int, default=6)
     p.add_argument("--size", type=int, default=256, help="in-plane voxels")

@@ -43,6 +43,7 @@ from inference.openvino_backend import (  # noqa: E402
 from inference.patching import round_up, z_windows  # noqa: E402
 from inference.plan import PatchPlan  # noqa: E402
 from inference.precision_choice import measure  # noqa: E402
+from niftiio.command_line import UsageParser
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _INPLACE = rs.regularized_softmax_inplace
@@ -127,7 +128,7 @@ def network_call(model: RUNet, variant: str, dtype: torch.dtype, x: torch.Tensor
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The options, with the sizes of the case and of the reference operations (smaller with --quick)."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = UsageParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="tiny network and windows (smoke test)")
     p.add_argument("--depth", type=int, default=64, help="slices of the 512x512xD case")
     p.add_argument(

@@ -15,7 +15,6 @@ evenly; they agree for D = 64, 128, 192, 256, ...).
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from bench_stages import make_segmenter  # noqa: E402
 
 from inference.ct_io import read_ct  # noqa: E402
 from inference.patching import iter_phase_sums, phase_input, round_up, window_coverage, z_windows  # noqa: E402
+from niftiio.command_line import UsageParser
 
 
 def monai_starts(depth: int, window: int, overlap: float) -> list[int]:
@@ -73,7 +73,7 @@ def peer(volume: np.ndarray, seg, plan, pad_value: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = UsageParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="tiny volume and network (smoke test)")
     p.add_argument("--depth", type=int, default=256)
     p.add_argument("--phases", type=int, default=1, choices=(16, 4, 1))

@@ -11,7 +11,6 @@ and writes it to bench/results/nsd.md.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation.metrics import nsd, score_labels  # noqa: E402
 from evaluation.task import ORGANS  # noqa: E402
 from inference.task import shared_data_dir  # noqa: E402
+from niftiio.command_line import UsageParser  # noqa: E402
 
 
 def _best_time(fn: Callable[[], float], repeats: int) -> tuple[float, float]:
@@ -156,7 +156,7 @@ def format_table(rows: list[tuple[str, float, float, float, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = UsageParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one repeat (smoke test)")
     parser.add_argument("--case", nargs="+", default=["TSEX_0002", "TSDCM_0001"], help="real cases of the shared data")
     parser.add_argument("--repeats", type=int, default=None, help="best of N runs (default 3, quick 1)")

@@ -13,7 +13,6 @@ whose labels may legitimately differ from FLARE's rule.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from _common import RESULTS, best_time, machine_line, markdown_table, publish  #
 from bench_nsd import synthetic_case  # noqa: E402
 
 from inference.postprocess import KEEP_COMPONENTS, keep_largest_components, postprocess  # noqa: E402
+from niftiio.command_line import UsageParser
 
 
 def labels_with_debris(shape: tuple[int, int, int], blobs: int = 400, seed: int = 0) -> np.ndarray:
@@ -87,7 +87,7 @@ def full_box_version(labels: np.ndarray, keep: dict[int, int] = KEEP_COMPONENTS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = UsageParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="40x96x96 (smoke test)")
     p.add_argument("--repeats", type=int, default=None, help="best of N (default 3, quick 1)")
     p.add_argument("--out", type=Path, default=RESULTS / "postprocess.md")

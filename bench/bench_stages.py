@@ -68,6 +68,7 @@ from inference.plan import PlanOptions  # noqa: E402
 from inference.postprocess import keep_largest_components  # noqa: E402
 from inference.preprocess import Normalization  # noqa: E402
 from inference.task import INPUT_SUFFIX  # noqa: E402
+from niftiio.command_line import UsageParser
 
 
 def make_segmenter(
@@ -264,7 +265,7 @@ def cli_rows(folders: list[Path], repeats: int, phases: int, work: Path) -> list
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = UsageParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="tiny volume and network, seconds (smoke test)")
     p.add_argument("--depths", type=int, nargs="+", default=[64, 128, 300])
     p.add_argument("--phases", type=int, default=1, choices=(16, 4, 1), help="phases for the stage table")

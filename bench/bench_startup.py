@@ -13,7 +13,6 @@ CLI imports: the table gives the self time per top-level package and flags any p
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -27,6 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import REPO, RESULTS, TINY_CONFIG, machine_line, markdown_table, phantom_case, publish  # noqa: E402
+
+from niftiio.command_line import UsageParser  # noqa: E402
 
 NOT_NEEDED = (
     "scipy",
@@ -132,7 +133,7 @@ def tiny_weights(folder: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = UsageParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="tiny volume and network (smoke test)")
     p.add_argument("--depth", type=int, default=64)
     p.add_argument("--phases", type=int, default=1, choices=(16, 4, 1))

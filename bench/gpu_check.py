@@ -41,6 +41,7 @@ from inference.device import PRECISIONS  # noqa: E402
 from inference.engine import Segmenter  # noqa: E402
 from inference.engine_options import EngineOptions  # noqa: E402
 from inference.plan import PlanOptions  # noqa: E402
+from niftiio.command_line import UsageParser  # noqa: E402
 
 GOAL_IN_PROCESS_S, GOAL_WHOLE_S, GOAL_STABLE_MIB = 1.0, 4.0, 1229.0
 
@@ -95,7 +96,7 @@ def whole_process(image: Path, weights: Path, precision: str, device: str, phase
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = UsageParser(description=__doc__)
     p.add_argument(
         "--out", type=Path, default=REPO / "bench" / "results", help="folder for the table (default: bench/results)"
     )

@@ -30,7 +30,6 @@ OUT/memory/<case>.json (the samples), and moves the outputs to OUT/predictions/.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -46,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from evaluation.task import IMAGE_SUFFIX
+from niftiio.command_line import UsageParser
 
 MIB = 1 << 20
 INTERVAL_S = 0.1
@@ -400,10 +400,9 @@ def run_cases(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = UsageParser(
         prog="python -m evaluation.efficiency",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--input", type=Path, required=True, help=f"folder of <case>{IMAGE_SUFFIX} images")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
@@ -431,8 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             not args.no_progress,
         )
     except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return parser.fail(str(err))
     for r in records:
         gpu = (
             f"stable max {r.stable_max_mb:.0f} MiB, peak {r.peak_mb:.0f} MiB, area {r.auc_mb_s:.0f} MiB*s"

@@ -6,17 +6,19 @@ Pairs every ``<case>.nii.gz`` of GT_DIR (a ``<case>_0000.nii.gz`` beside a ``<ca
 with PRED_DIR/``<case>.nii.gz``. Spacing comes from the ground truth's header. A prediction must lie on its ground
 truth's grid (size equal; spacing, origin, direction within a tolerance): otherwise that case is an error,
 listed, and the exit code is 1; nothing is ever resampled. A missing, empty (0-byte), truncated or otherwise
-unreadable prediction scores 0 for every organ and is listed (every NIfTI file is decoded in full first). Labels
-outside 0-4 in a prediction or ground truth are scored as background, listed, and make the exit code 1. An organ in
-neither file scores 1 (FLARE's rule) with status `absent`. Writes OUT_DIR/metrics.csv (case, organ, DSC, NSD,
-status, in_gt), OUT_DIR/summary.csv (per organ and overall: n, mean, median, std as FLARE counts them, and n and
-mean over the cases whose ground truth holds the organ), OUT_DIR/problems.csv, violin plots OUT_DIR/violin_dsc.png
-and violin_nsd.png, and prints the summary table. A progress bar on stderr when it is a terminal.
+unreadable prediction scores 0 for every organ (as FLARE counts it), is listed, and makes the exit code 1 (every
+NIfTI file is decoded in full first; a `<case>.nii` or other file beside a missing `<case>.nii.gz` is named in the
+message). Labels outside 0-4 in a prediction or ground truth are scored as background, listed, and make the exit
+code 1. An organ in neither file scores 1 (FLARE's rule) with status `absent`. Writes OUT_DIR/metrics.csv (case,
+organ, DSC, NSD, status, in_gt), OUT_DIR/summary.csv (per organ and overall: n, mean, median, std as FLARE counts
+them, and n and mean over the cases whose ground truth holds the organ), OUT_DIR/problems.csv, violin plots
+OUT_DIR/violin_dsc.png and violin_nsd.png. Prints the problems first (stderr), then a table of every case and the
+summary table (stdout). A progress bar on stderr when it is a terminal. Exit code 0 when every case was scored
+without a problem, 1 when any was missing, unreadable or an error, 2 for usage errors.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import sys
@@ -32,6 +34,7 @@ from evaluation.labels_io import GridMismatchError, LabelReadError, check_same_g
 from evaluation.metrics import FLARE21_TOLERANCE_MM, labels_present, score_labels_present
 from evaluation.report import (
     Row,
+    format_cases,
     format_summary,
     summarize,
     violin_plots,
@@ -39,6 +42,7 @@ from evaluation.report import (
     write_summary_csv,
 )
 from evaluation.task import IMAGE_SUFFIX, ORGANS
+from niftiio.command_line import UsageParser
 
 SUFFIX = ".nii.gz"
 
@@ -96,7 +100,7 @@ def score_case(
     zeros = dict.fromkeys(labels, (0.0, 0.0))
     pred_path = pred_dir / f"{case}{SUFFIX}"
     if not pred_path.exists():
-        message = f"{pred_path}: missing prediction, scored 0"
+        message = f"{pred_path}: missing prediction, scored 0{_misnamed_hint(case, pred_dir)}"
         return CaseResult(case, MISSING, message, zeros, in_gt=labels_present(gt, labels))
     try:
         pred, pred_grid = read_labels(pred_path)
@@ -111,6 +115,27 @@ def score_case(
     notes = [n for n in notes if n]
     status = UNKNOWN_LABELS if notes else OK
     return CaseResult(case, status, "; ".join(notes), scores, in_gt, in_pred)
+
+
+def _misnamed_hint(case: str, pred_dir: Path) -> str:
+    """For a missing prediction: a clause naming the files beside it that look like it under another extension
+    (``<case>.nii``, ``<case>.mha``), or '' when there are none."""
+    try:
+        near = sorted(p.name for p in pred_dir.iterdir() if p.name.startswith(f"{case}.") and p.name != case + SUFFIX)
+    except OSError:
+        return ""
+    if not near:
+        return ""
+    return f" ({', '.join(near)} lies beside it: predictions are read only as <case>{SUFFIX})"
+
+
+def folder_problem(path: Path, option: str) -> str | None:
+    """Why ``path`` cannot be the folder that ``option`` names, in one clause; None when it is a folder."""
+    if path.is_dir():
+        return None
+    if path.exists():
+        return f"{option} {path} is a file, not a folder"
+    return f"{option} {path}: folder not found"
 
 
 def _unknown_note(who: str, path: Path, array, labels: Sequence[int]) -> str:
@@ -162,15 +187,15 @@ def evaluate(
     progress: bool = True,
 ) -> list[CaseResult]:
     """Score every case of gt_dir, write the CSVs and plots to out_dir, and return the per-case results."""
-    if not gt_dir.is_dir():
-        raise FileNotFoundError(f"{gt_dir}: ground-truth folder not found")
-    if not pred_dir.is_dir():
-        raise FileNotFoundError(f"{pred_dir}: prediction folder not found")
+    for folder, option in ((gt_dir, "--gt"), (pred_dir, "--pred")):
+        problem = folder_problem(folder, option)
+        if problem:
+            raise FileNotFoundError(problem)
     cases = find_cases(gt_dir)
     if not cases:
-        raise FileNotFoundError(f"{gt_dir}: no <case>.nii.gz label maps found")
+        raise FileNotFoundError(f"--gt {gt_dir}: no <case>.nii.gz label maps found")
     if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"{out_dir}: --out is a file, not a folder")
+        raise NotADirectoryError(f"--out {out_dir} is a file, not a folder")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -218,15 +243,11 @@ def evaluate(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m evaluation.evaluate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = UsageParser(prog="python -m evaluation.evaluate", description=__doc__)
     parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth <case>.nii.gz")
     parser.add_argument("--pred", type=Path, required=True, help="folder of predicted <case>.nii.gz")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--workers", type=int, default=1, help="cases scored in parallel processes (default: 1)")
+    parser.add_argument("--workers", type=int, default=1, help="cases scored in parallel processes")
     parser.add_argument(
         "--tolerance",
         default=str(FLARE21_TOLERANCE_MM),
@@ -236,22 +257,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
     try:
         tolerance = parse_tolerance(args.tolerance)
-        labels = tuple(ORGANS)
-        if isinstance(tolerance, dict) and set(tolerance) != set(labels):
-            raise ValueError("--tolerance per organ must name all of " + ", ".join(ORGANS.values()))
+    except ValueError as err:
+        parser.error(f"--tolerance {args.tolerance}: {err}")
+    labels = tuple(ORGANS)
+    if isinstance(tolerance, dict) and set(tolerance) != set(labels):
+        parser.error("--tolerance per organ must name all of " + ", ".join(ORGANS.values()))
+    try:
         results = evaluate(args.gt, args.pred, args.out, args.workers, tolerance, labels, not args.no_progress)
     except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-    organs = [ORGANS[v] for v in labels]
-    print(format_summary(summarize(rows_of(results, labels), organs)))
+        parser.error(str(err))
     problems = [r for r in results if r.status != OK]
-    for res in problems:
+    for res in problems:  # before the tables, so that they are read first
         kind = "error" if res.status in (*ERRORS, UNKNOWN_LABELS) else "warning"
         print(f"{kind}: {res.case}: {res.message}", file=sys.stderr)
+    sys.stderr.flush()
+    organs = [ORGANS[v] for v in labels]
+    rows = rows_of(results, labels)
+    print(format_cases(rows, organs))
+    print()
+    print(format_summary(summarize(rows, organs)))
     n_err = sum(r.status in ERRORS for r in problems)
     n_zero = sum(r.status in SCORED_ZERO for r in problems)
     n_unknown = sum(r.status == UNKNOWN_LABELS for r in problems)
@@ -261,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(missing or unreadable){unknown}, {n_err} not scored (errors), {time.perf_counter() - started:.1f} s. "
         f"Results in {args.out}"
     )
-    return 1 if n_err or n_unknown else 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

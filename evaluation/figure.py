@@ -12,7 +12,6 @@ right on the left, anterior up) for axis-aligned directions.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import SimpleITK as sitk
 
 from evaluation.labels_io import GridMismatchError, LabelReadError, check_same_grid, read_labels
 from evaluation.task import IMAGE_SUFFIX, ORGANS
+from niftiio.command_line import UsageParser
 
 COLORS = {1: (0.85, 0.2, 0.2), 2: (0.2, 0.75, 0.2), 3: (0.2, 0.4, 0.95), 4: (0.95, 0.8, 0.1)}
 SOFT_TISSUE_WINDOW = (-160.0, 240.0)
@@ -125,10 +125,9 @@ def qualitative_figure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = UsageParser(
         prog="python -m evaluation.figure",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--image", type=Path, required=True, help=f"CT image <case>{IMAGE_SUFFIX}")
     parser.add_argument("--gt", type=Path, required=True, help="ground-truth label map <case>.nii.gz")
@@ -159,8 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         case = args.gt.name.removesuffix(".nii.gz")
         rows = qualitative_figure(image, gt, pred, gt_grid.spacing_zyx, args.out, tuple(args.window), flip, case)
     except (LabelReadError, GridMismatchError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return parser.fail(str(err))
     drawn = ", ".join(f"{ORGANS.get(v, v)} z={z}" for v, z in rows.items()) or "none"
     print(f"wrote {args.out} (slices: {drawn})")
     return 0

@@ -106,7 +106,8 @@ def format_summary(summary: Sequence[dict[str, float | str | int]]) -> str:
         + "".join(f"{m + ' mean':>10}" for m in METRICS)
     )
     lines = [
-        f"{'':<15}{'all cases (FLARE: an organ in neither file scores 1)':<60} | cases whose ground truth holds it",
+        f"{'':<15}{'FLARE means: every case, an organ in neither file scores 1':<60} | "
+        "means over the cases whose ground truth holds it",
         header,
         "-" * len(header),
     ]
@@ -118,6 +119,41 @@ def format_summary(summary: Sequence[dict[str, float | str | int]]) -> str:
             + "".join(f"{float(entry[k]):>10.4f}" for k in held)
         )
     return "\n".join(lines)
+
+
+CASE_TABLE_NOTE = "n/a: the organ is in neither file (FLARE scores it 1); -: not scored"
+
+
+def format_cases(rows: Sequence[Row], organs: Sequence[str]) -> str:
+    """A fixed-width text table with one line per case: DSC and NSD of each organ (3 decimals) and the case's status.
+
+    An organ in neither file (status ``absent``, which FLARE scores 1) shows ``n/a``; a case that could not be
+    scored (NaN) shows ``-``. A last line says so.
+    """
+    cases = list(dict.fromkeys(r.case for r in rows))
+    by_key = {(r.case, r.organ): r for r in rows}
+    width = max([len("case"), *(len(c) for c in cases)])
+    header = f"{'case':<{width}}" + "".join(f" {o + ' DSC':>13} {'NSD':>5}" for o in organs) + "  status"
+    lines = [header, "-" * len(header)]
+    for case in cases:
+        cells, statuses = [], []
+        for organ in organs:
+            row = by_key.get((case, organ))
+            if row is None:
+                cells.append(f" {'-':>13} {'-':>5}")
+                continue
+            statuses.append(row.status)
+            cells.append(f" {_cell(row, row.dsc):>13} {_cell(row, row.nsd):>5}")
+        status = next((s for s in statuses if s not in ("ok", "absent")), "ok")
+        lines.append(f"{case:<{width}}" + "".join(cells) + f"  {status}")
+    lines.append(CASE_TABLE_NOTE)
+    return "\n".join(lines)
+
+
+def _cell(row: Row, value: float) -> str:
+    if row.status == "absent":
+        return "n/a"
+    return "-" if math.isnan(value) else f"{value:.3f}"
 
 
 def violin_plots(rows: Sequence[Row], organs: Sequence[str], out_dir: Path, nsd_note: str = "") -> list[Path]:

@@ -19,7 +19,6 @@ unreadable (scored as empty), 2 for usage errors.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -34,6 +33,7 @@ from evaluation.evaluate import SUFFIX, find_cases
 from evaluation.labels_io import GridMismatchError, LabelReadError, check_same_grid, read_labels
 from evaluation.metrics import score_labels
 from evaluation.task import ORGANS
+from niftiio.command_line import UsageParser
 
 DEFAULT_MARGIN_MM = 10.0
 
@@ -216,7 +216,7 @@ def write_csv(rows: Sequence[OrganScore], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m evaluation.scorecard", description=__doc__.splitlines()[0])
+    p = UsageParser(prog="python -m evaluation.scorecard", description=__doc__.splitlines()[0])
     p.add_argument("--gt", type=Path, required=True, help="folder of reference <case>.nii.gz label maps")
     p.add_argument("--pred", type=Path, required=True, help="folder of predicted <case>.nii.gz label maps")
     p.add_argument("--out", type=Path, default=None, help="also write the rows to this CSV file (default: none)")

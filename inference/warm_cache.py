@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         help="checkpoint to convert (default: $RUNET_WEIGHTS or %(default)s)",
     )
     args = p.parse_args(argv)
+    if not args.weights.is_file():
+        p.error(f"--weights {args.weights}: checkpoint file not found")
     if import_openvino() is None:
         log("openvino is not installed: nothing to convert")
         return 1

@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from niftiio.file_mode import apply_umask
+
 
 def write_atomic(path: Path, write: Callable[[str], None], suffix: str = ".nii.gz") -> None:
     """Create ``path`` whole or not at all: ``write(tmp)`` fills a temporary file (a name in ``path``'s folder that
@@ -18,6 +20,7 @@ def write_atomic(path: Path, write: Callable[[str], None], suffix: str = ".nii.g
     os.close(fd)
     try:
         write(tmp)
+        apply_umask(tmp)  # mkstemp's 0600 would stay: the file gets what open() gives (0644 under umask 0022)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from inference.cli import HelpFormatter
 from inference.preprocess import usable_memory
+from niftiio.command_line import UsageParser
 from phantom.generate import DEFAULT_VERSION, LAYOUTS, MODES, VERSIONS, write_dataset
 from phantom.hu_table import PHASES_V3
 from phantom.render import render_comparison
@@ -45,9 +45,7 @@ def memory_problem(size_xy: int, max_slices: int) -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The options of `python -m phantom`, each with its default."""
-    p = argparse.ArgumentParser(
-        prog="python -m phantom", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
-    )
+    p = UsageParser(prog="python -m phantom", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, help="output folder")
     p.add_argument("--cases", type=int, default=1, help="number of cases")
     p.add_argument("--seed", type=int, default=0, help="seed; case k is the same for a given seed whatever --cases")
@@ -161,8 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             **options,
         )
     except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return p.fail(str(exc))
     except MemoryError:
         size = f"{args.size} x {args.size}"
         print(f"error: out of memory generating a {size} case; try a smaller --size", file=sys.stderr)

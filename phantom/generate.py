@@ -32,6 +32,7 @@ import SimpleITK as sitk
 
 from inference.task import INPUT_SUFFIX
 from niftiio.atomic_file import write_atomic
+from niftiio.file_mode import apply_umask
 from phantom.abdomen_scan import generate_phantom_canonical
 from phantom.from_labels import synthesize_canonical
 from phantom.grid import draw_spacing, make_image, orientation_set
@@ -191,6 +192,7 @@ def write_manifest(path: Path, cases: dict) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=path.parent)
     with os.fdopen(fd, "w") as f:
         json.dump({"cases": merged}, f, indent=1, sort_keys=True)
+    apply_umask(tmp)  # mkstemp's 0600 would stay after the rename
     os.replace(tmp, path)
 
 

@@ -8,7 +8,6 @@ on the left. Window W400/L40; outlines: liver red, kidney yellow, spleen blue, p
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,18 +15,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from inference.outputs.preview import draw_panel, to_lps_arrays
 from inference.task import INPUT_SUFFIX, shared_data_dir
+from niftiio.command_line import UsageParser
 from phantom.generate import generate_case_info
 
-COLORS = {1: "red", 2: "yellow", 3: "deepskyblue", 4: "lime"}
 REAL_CASES = ("TSEX_0002", "TSDCM_0001")
-
-
-def to_lps_arrays(image: sitk.Image, label: sitk.Image) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    """(image zyx, label zyx, spacing xyz mm) reoriented so that the array axes run along +S, +P, +L."""
-    img = sitk.DICOMOrient(image, "LPS")
-    lab = sitk.DICOMOrient(label, "LPS")
-    return sitk.GetArrayFromImage(img), sitk.GetArrayFromImage(lab), img.GetSpacing()
 
 
 def pick_slices(label: np.ndarray) -> tuple[int, int]:
@@ -42,16 +35,6 @@ def pick_slices(label: np.ndarray) -> tuple[int, int]:
     return centre(z_mask, 0), centre(y_mask, 1)
 
 
-def _panel(ax, img2d, lab2d, aspect, title):
-    ax.imshow(img2d, cmap="gray", vmin=40 - 200, vmax=40 + 200, aspect=aspect, interpolation="nearest")
-    for lab, color in COLORS.items():
-        m = lab2d == lab
-        if m.any():
-            ax.contour(m.astype(float), levels=[0.5], colors=color, linewidths=0.7)
-    ax.set_title(title, fontsize=8)
-    ax.set_axis_off()
-
-
 def render_cases(png: str | os.PathLike, cases: Sequence[tuple[str, sitk.Image, sitk.Image]]) -> None:
     """Write a PNG with one column per (title, image, label): axial view on top, coronal view below."""
     import matplotlib
@@ -63,8 +46,8 @@ def render_cases(png: str | os.PathLike, cases: Sequence[tuple[str, sitk.Image, 
     for col, (title, image, label) in enumerate(cases):
         img, lab, (sx, sy, sz) = to_lps_arrays(image, label)
         z, y = pick_slices(lab)
-        _panel(axes[0, col], img[z], lab[z], sy / sx, f"{title}\naxial z={z}/{img.shape[0]}")
-        _panel(axes[1, col], img[::-1, y, :], lab[::-1, y, :], sz / sx, f"coronal y={y}/{img.shape[1]}")
+        draw_panel(axes[0, col], img[z], lab[z], sy / sx, f"{title}\naxial z={z}/{img.shape[0]}")
+        draw_panel(axes[1, col], img[::-1, y, :], lab[::-1, y, :], sz / sx, f"coronal y={y}/{img.shape[1]}")
     fig.tight_layout()
     fig.savefig(png, dpi=130)
     plt.close(fig)
@@ -102,7 +85,7 @@ def render_comparison(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m phantom.render", description=__doc__.split("\n\n")[0])
+    p = UsageParser(prog="python -m phantom.render", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--extra-seeds", type=int, nargs="*", default=())

@@ -114,8 +114,9 @@ def test_missing_and_corrupt_predictions_score_zero_and_are_listed(gt_dir, tmp_p
     shutil.copy(gt_dir / "TSEX_0002.nii.gz", pred)
     (pred / "DCMQI_0001.nii.gz").write_bytes(b"")  # zero bytes
     (pred / "FLARE22C_0044.nii.gz").write_bytes(b"\x1f\x8b this is not a gzip stream")  # corrupt
-    # TSDCM_0001 missing
-    assert run_cli(gt_dir, pred, tmp_path / "out") == 0
+    # TSDCM_0001 missing; a .nii beside its expected name is named in the message
+    sitk.WriteImage(sitk.ReadImage(str(gt_dir / "TSDCM_0001.nii.gz")), str(pred / "TSDCM_0001.nii"))
+    assert run_cli(gt_dir, pred, tmp_path / "out") == 1  # still scored, as 0
     rows = read_csv(tmp_path / "out" / "metrics.csv")
     status = {r["case"]: r["status"] for r in rows}
     assert status == {
@@ -131,8 +132,14 @@ def test_missing_and_corrupt_predictions_score_zero_and_are_listed(gt_dir, tmp_p
     assert set(problems) == {"DCMQI_0001", "FLARE22C_0044", "TSDCM_0001"}
     assert "0 bytes" in problems["DCMQI_0001"]["message"]
     assert "FLARE22C_0044.nii.gz" in problems["FLARE22C_0044"]["message"]
-    err = capsys.readouterr().err
-    assert "TSDCM_0001" in err and "missing" in err
+    assert "TSDCM_0001.nii lies beside it" in problems["TSDCM_0001"]["message"]
+    captured = capsys.readouterr()
+    assert (
+        "TSDCM_0001" in captured.err and "missing" in captured.err and "TSDCM_0001.nii lies beside it" in captured.err
+    )
+    cases = {ln.split()[0]: ln.split() for ln in captured.out.splitlines() if ln.split()}
+    assert cases["TSDCM_0001"][-1] == "missing" and cases["TSEX_0002"][-1] == "ok"
+    assert cases["TSDCM_0001"][1:3] == ["0.000", "0.000"]
 
 
 @pytest.mark.parametrize("change", ["spacing", "origin", "direction", "size"])
@@ -163,10 +170,30 @@ def test_prediction_on_the_wrong_grid_is_an_error(gt_dir, tmp_path, capsys, chan
     assert summary["liver"]["n"] == str(len(CASES) - 1)
 
 
+def usage_line(capsys, argv: list[str]) -> str:
+    """Run evaluate's CLI; assert exit code 2 and one line on stderr; return it."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("python -m evaluation.evaluate: error: ") and lines[0].endswith("--help)")
+    return lines[0]
+
+
 def test_bad_arguments_give_a_one_line_error(tmp_path, capsys):
-    assert run_cli(tmp_path / "nope", tmp_path, tmp_path / "out") == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "nope" in err
+    folder = ["--pred", str(tmp_path), "--out", str(tmp_path / "out")]
+    assert f"--gt {tmp_path / 'nope'}: folder not found" in usage_line(
+        capsys, ["--gt", str(tmp_path / "nope"), *folder]
+    )
+    (tmp_path / "a.nii.gz").write_bytes(b"x")
+    line = usage_line(capsys, ["--gt", str(tmp_path / "a.nii.gz"), *folder])
+    assert f"--gt {tmp_path / 'a.nii.gz'} is a file, not a folder" in line
+    assert "required: --gt, --pred, --out" in usage_line(capsys, [])
+    assert "unrecognized arguments: --work" in usage_line(capsys, ["--gt", str(tmp_path), *folder, "--work", "2"])
+    assert "--tolerance heart=2: unknown organ" in usage_line(
+        capsys, ["--gt", str(tmp_path), *folder, "--tolerance", "heart=2"]
+    )
     with pytest.raises(ValueError, match="unknown organ"):
         parse_tolerance("heart=2")
     assert parse_tolerance("liver=5,kidney=3,spleen=3,pancreas=5") == {1: 5.0, 2: 3.0, 3: 3.0, 4: 5.0}
@@ -199,8 +226,9 @@ def test_module_entry_point(gt_dir, tmp_path):
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # three predictions missing
     assert "overall" in proc.stdout and "3 scored 0" in proc.stdout
+    assert proc.stderr.count("missing prediction") == 3
 
 
 def imported_modules(path: Path) -> list[str]:

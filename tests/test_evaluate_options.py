@@ -58,7 +58,9 @@ def test_per_organ_tolerance(folders, tmp_path):
     assert per_organ["liver"] == five["liver"] and per_organ["kidney"] == one["kidney"]
     assert per_organ["spleen"] == per_organ["pancreas"] == 1.0  # absent from both
     # a per-organ tolerance must name every organ
-    assert main([*args, "--out", str(tmp_path / "bad"), "--tolerance", "liver=5"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--out", str(tmp_path / "bad"), "--tolerance", "liver=5"])
+    assert exit_info.value.code == 2
 
 
 def test_unreadable_ground_truth_is_an_error_and_not_scored(folders, tmp_path, capsys):

@@ -80,7 +80,7 @@ def test_truncated_prediction_is_unreadable_and_scores_zero(folders, tmp_path):
     (pred / "B.nii.gz").write_bytes(whole[: len(whole) * 2 // 3])  # what `head -c` leaves
     before = snapshot(gt, pred)
     result = evaluate_cli(gt, pred, tmp_path / "out")
-    assert result.returncode == 0, result.stderr  # scored (as zeros), as a missing prediction is
+    assert result.returncode == 1, result.stderr  # scored (as zeros), as a missing prediction is, and a problem
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"warning: B: {pred / 'B.nii.gz'}: truncated or corrupt file ("), (
         result.stderr
@@ -142,8 +142,11 @@ def test_out_on_a_file_is_one_line(folders, tmp_path):
     (tmp_path / "out").write_text("a file")
     result = evaluate_cli(gt, pred, tmp_path / "out")
     assert result.returncode == 2
-    assert result.stderr == f"error: {tmp_path / 'out'}: --out is a file, not a folder\n"
-    assert main(["--gt", str(gt), "--pred", str(pred), "--out", str(tmp_path / "out" / "sub"), "--no-progress"]) == 2
+    prog = "python -m evaluation.evaluate"
+    assert result.stderr == f"{prog}: error: --out {tmp_path / 'out'} is a file, not a folder (see {prog} --help)\n"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--gt", str(gt), "--pred", str(pred), "--out", str(tmp_path / "out" / "sub"), "--no-progress"])
+    assert exit_info.value.code == 2
 
 
 def test_full_read_check(tmp_path):

@@ -242,7 +242,8 @@ def test_a_case_larger_than_memory_is_a_one_line_usage_error(tmp_path):
     )
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(
-        "error: --size 40000 with up to 300 slices is 480,000,000,000 voxels a case, about 10,728.8 GB to generate, "
+        "python -m phantom: error: --size 40000 with up to 300 slices is 480,000,000,000 voxels a case, "
+        "about 10,728.8 GB to generate, "
         "more than the "
     ), result.stderr
     assert not (tmp_path / "out").exists()

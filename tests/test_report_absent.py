@@ -43,7 +43,7 @@ def scored(tmp_path: Path, capsys) -> tuple[Path, str, str]:
     write_labels(pred / "c2.nii.gz", {LIVER: LIVER_BOX, SPLEEN: SPLEEN_BOX})
     write_labels(gt / "c3.nii.gz", {LIVER: LIVER_BOX})
     out = tmp_path / "out"
-    assert main(["--gt", str(gt), "--pred", str(pred), "--out", str(out)]) == 0
+    assert main(["--gt", str(gt), "--pred", str(pred), "--out", str(out)]) == 1  # c3 missing
     captured = capsys.readouterr()
     return out, captured.out, captured.err
 

@@ -19,7 +19,7 @@ SKIPPED_DIRS = {".venv", "__pycache__", "node_modules"}
 
 def check_parser(doc: str) -> argparse.ArgumentParser:
     """The options every check takes: --root (the repository root) and --exclude GLOB (repeatable)."""
-    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p = argparse.ArgumentParser(description=doc.splitlines()[0], allow_abbrev=False)
     p.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1], help="repository root")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip these files (fnmatch)")
     return p

@@ -25,7 +25,6 @@ invocations scored into RUNS are kept) and prints the summary table of every row
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import subprocess
@@ -45,6 +44,7 @@ from inference.engine import Segmenter
 from inference.postprocess import keep_largest_components
 from inference.regularized_softmax import RegularizedSoftmax
 from inference.task import ORGANS
+from niftiio.command_line import UsageParser
 from training.config import parse_args as parse_train_args
 from training.data import find_pairs, read_pair
 from training.train import train
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     shared = argv[argv.index("--") + 1 :] if "--" in argv else []
     own = argv[: argv.index("--")] if "--" in argv else argv
-    p = argparse.ArgumentParser(prog="python -m training.ablation", description=__doc__.splitlines()[0])
+    p = UsageParser(prog="python -m training.ablation", description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True, help="FLARE-layout training folder shared by every arm")
     p.add_argument("--heldout", type=Path, nargs="+", required=True, help="FLARE-layout folders to score on")
     p.add_argument("--out", type=Path, required=True, help="folder of the runs (<arm>-s<seed>/) and ablation.csv")

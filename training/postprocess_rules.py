@@ -11,7 +11,6 @@ when the reference has none) summed over the cases, in mL. Prints one markdown t
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from evaluation.scorecard import DEFAULT_MARGIN_MM, OrganScore, score_case
 from inference.ct_io import Orientation
 from inference.postprocess import RULES, postprocess
 from inference.task import ORGANS
+from niftiio.command_line import UsageParser
 
 
 def apply_rule(raw: np.ndarray, grid: Grid, rule: str) -> np.ndarray:
@@ -62,7 +62,7 @@ def format_comparison(rows: dict[str, list[OrganScore]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.postprocess_rules", description=__doc__.splitlines()[0])
+    p = UsageParser(prog="python -m training.postprocess_rules", description=__doc__.splitlines()[0])
     p.add_argument(
         "--raw", type=Path, required=True, help="folder of <case>.nii.gz predictions made with --postprocess none"
     )
