@@ -20,7 +20,15 @@ from scipy.special import ndtri
 from phantom.grid import CanonicalGrid, SmoothField
 from phantom.hu_table import TISSUE_ID_V3, draw_case_hu
 from phantom.imaging import TextureFields, draw_imaging, draw_imaging_v3, render_into, slab_ranges
-from phantom.template_extras import BOWEL_WALL_X, BOWEL_X, EXTRA_LABEL_V4, EXTRA_TISSUE_V4, MEDULLA_X
+from phantom.template_extras import (
+    BOWEL_WALL_X,
+    BOWEL_X,
+    EXTRA_LABEL_V4,
+    EXTRA_TISSUE_V4,
+    GUT_WALL_X,
+    GUT_WORDS,
+    MEDULLA_X,
+)
 from phantom.template_split import anatomy_dirs, split_templates
 from phantom.templates import (
     CANAL,
@@ -110,11 +118,23 @@ def class_tables_v3(tpl: Template, rng: np.random.Generator, phase: str):
     return mean, fine, coarse, label, gassy, 0.4 if "fatty_pancreas" in variants else rng.uniform(0.0, 0.12)
 
 
+# version 4: what fills each part of the gut inside its wall, per case and organ (tissue, probability); the wall
+# tissue itself stands for a collapsed or thick-walled segment, which looks like soft tissue beside the pancreas
+_GUT_CONTENT = (
+    ("stomach", (("gastric_fluid", 0.35), ("gastric_food", 0.25), ("oral_contrast", 0.15), ("stomach_wall", 0.25))),
+    ("duodenum", (("bowel_content", 0.45), ("oral_contrast", 0.2), ("bowel_wall", 0.35))),
+    ("small_bowel", (("bowel_content", 0.45), ("oral_contrast", 0.25), ("bowel_wall", 0.3))),
+    ("colon", (("stool", 0.6), ("oral_contrast", 0.15), ("bowel_wall", 0.25))),
+    ("rectum", (("stool", 0.6), ("oral_contrast", 0.1), ("bowel_wall", 0.3))),
+)
+
+
 def class_tables_v4(tpl: Template, rng: np.random.Generator, phase: str):
     """Version 4's (mean, fine, coarse, FLARE label, gassy) arrays (N_CLASSES,) and the pancreas's fat fraction:
     version 3's table and variants, plus the classes phantom/template_extras.py paints (kidney medulla, psoas,
-    aorta, IVC, lung bases, synthetic bowel: positive oral contrast in 25 % of cases), and the urinary bladder
-    filled with excreted contrast (`urine_excreted`: dense in the delayed phase only) in 70 % of cases."""
+    aorta, IVC, lung bases, synthetic bowel: positive oral contrast in 25 % of cases; the gut's wall), the gut's
+    content drawn per organ (_GUT_CONTENT: fluid, food, stool, oral contrast, or collapsed as wall), and the urinary
+    bladder filled with excreted contrast (`urine_excreted`: dense in the delayed phase only) in 70 % of cases."""
     variants = tuple(v for v, p in (("fatty_liver", 0.15), ("fatty_pancreas", 0.25)) if rng.random() < p)
     hu, tex_f, tex_c = draw_case_hu(rng, phase, variants)
     bladder = "urine_excreted" if rng.random() < 0.7 else "urine"
@@ -130,6 +150,10 @@ def class_tables_v4(tpl: Template, rng: np.random.Generator, phase: str):
     def tissue_of(name: str) -> str:
         if "urinary_bladder" in name:
             return bladder
+        for word, choices in _GUT_CONTENT:
+            if word in name:
+                tissues, p = zip(*choices)
+                return str(rng.choice(tissues, p=p))
         v3 = [t for w, t in _NAME_TISSUE_V3 if w in name]
         return v3[0] if v3 else class_tissue(name)
 
@@ -252,7 +276,8 @@ class CaseV4:
     template, grid, warp (the deformation, Warp.v4 set), texture (fine, coarse fields), lut (FLARE label per class,
     (N_CLASSES,) uint8), gassy ((N_CLASSES,) bool), imaging (HU tables and scanner), fat_thr / gas_thr (fine-field
     thresholds of the pancreas's interlobular fat and of bowel gas), medulla_mm (kidney depth, mm, beyond which
-    the medulla lies), bowel (a SmoothField) and bowel_thr (its threshold; inf: the map labels its own bowel).
+    the medulla lies), wall_mm (the gut's wall thickness, mm), bowel (a SmoothField) and bowel_thr (its
+    threshold; inf: the map labels its own bowel).
     """
 
     template: Template
@@ -265,6 +290,7 @@ class CaseV4:
     fat_thr: float
     gas_thr: float
     medulla_mm: float
+    wall_mm: float
     bowel: SmoothField
     bowel_thr: float
 
@@ -277,35 +303,39 @@ def draw_case_v4(rng, size_xy, n, spacing_xyz, phase, templates=None, select=(()
     folders = templates if templates is not None else anatomy_dirs()
     paths = split_templates(select_templates(list_templates(folders), *select), split)
     tpl = load_template(str(paths[int(rng.integers(len(paths)))]))
-    z_range = tpl.body_range
-    grid = _draw_grid(rng, tpl, z_range, size_xy, n, spacing_xyz)
-    warp = replace(_draw_warp(rng, tpl, grid, z_range), power=float(rng.uniform(2.0, 3.2)), v4=True)
+    window = tpl.good_range if rng.random() < 0.75 else tpl.body_range  # mostly the organs, else anywhere
+    grid = _draw_grid(rng, tpl, window, size_xy, n, spacing_xyz)
+    warp = replace(_draw_warp(rng, tpl, grid, tpl.body_range), power=float(rng.uniform(2.0, 3.2)), v4=True)
     tex = TextureFields(rng, grid)
     lut, gassy, imaging, fat_thr = _tables_and_imaging(tpl, rng, phase, grid.spacing_xyz[2], 4)
     gas_thr = float(rng.uniform(0.5, 1.5))
     medulla_mm = float(rng.uniform(4.0, 8.0))
+    wall_mm = float(rng.uniform(2.0, 4.0))
     has_bowel = any(w in nm for nm in tpl.names.values() for w in ("bowel", "colon"))
     bowel = SmoothField(rng, grid, float(rng.uniform(18, 30)))
     bowel_thr = np.inf if has_bowel else float(rng.uniform(-0.5, 0.4))
-    return CaseV4(tpl, grid, warp, tex, lut, gassy, imaging, fat_thr, gas_thr, medulla_mm, bowel, bowel_thr)
+    return CaseV4(tpl, grid, warp, tex, lut, gassy, imaging, fat_thr, gas_thr, medulla_mm, wall_mm, bowel, bowel_thr)
 
 
 def render_case_v4(case: CaseV4) -> tuple[np.ndarray, np.ndarray]:
     """(image int16 zyx HU, label uint8 zyx) of a drawn case, slab by slab: the kidney medulla where the kidney is
     deeper than medulla_mm (irregular by the fine field), bowel wall and content in the visceral fat where the bowel
-    field passes bowel_thr, gas in gassy classes, the pancreas's fat; then the scanner."""
+    field passes bowel_thr, the gut's wall within wall_mm of its surface, gas in gassy classes, the pancreas's fat;
+    then the scanner."""
     tpl, grid = case.template, case.grid
     names = [tpl.names.get(i, "") for i in range(N_CLASSES)]
     pancreas_ids = np.array([flare_label(nm) == 4 for nm in names])
     kidney_ids = np.array([flare_label(nm) == 2 for nm in names])
+    gut_ids = np.array([any(w in nm for w in GUT_WORDS) for nm in names])
     image = np.empty(grid.shape_zyx, np.int16)
     label = np.empty(grid.shape_zyx, np.uint8)
     for ranges in slab_ranges(grid.shape_zyx[0]):
         a0, a1 = ranges[2:]
         cls, idx = case.warp.classes_and_index(tpl, grid, a0, a1)
         fine = case.texture.fine.slab(a0, a1)
-        deep = tpl.kidney_depth[idx] > case.medulla_mm + 2.5 * fine
-        cls[kidney_ids[cls] & deep] = MEDULLA_X
+        depth = tpl.depth[idx]
+        cls[kidney_ids[cls] & (depth > case.medulla_mm + 2.5 * fine)] = MEDULLA_X
+        cls[gut_ids[cls] & (depth <= case.wall_mm)] = GUT_WALL_X
         if case.bowel_thr < np.inf:
             f = case.bowel.slab(a0, a1)
             vis = cls == VISCERAL

@@ -13,8 +13,9 @@ and lung. These functions add them on the template's own grid, once per template
 - the lung bases: unlabelled voxels inside the rib cage above the level where the liver and spleen are widest,
   once their cross-section has fallen below 70 % of that width.
 
-`kidney_depth` gives each kidney voxel's distance (mm) to the kidney's surface, from which a case draws the
-medulla (corticomedullary differentiation in the arterial phase).
+`organ_depth` gives each voxel of the kidneys and of the gut (stomach, duodenum, bowel, colon, rectum, esophagus)
+its distance (mm) to its organ's surface, from which a case draws the kidney's medulla (corticomedullary
+differentiation in the arterial phase) and the gut's wall round its content.
 
 Arrays are numpy zyx on the template grid; world coordinates LPS mm.
 """
@@ -27,8 +28,10 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 
 # extra class ids of version 4, below phantom.templates' version 2-3 extras
-LUNG_X, BOWEL_X, BOWEL_WALL_X, IVC_X, AORTA_X, PSOAS_X, MEDULLA_X = 233, 234, 235, 236, 237, 238, 239
+GUT_WALL_X, LUNG_X, BOWEL_X, BOWEL_WALL_X, IVC_X, AORTA_X, PSOAS_X, MEDULLA_X = 232, 233, 234, 235, 236, 237, 238, 239
+GUT_WORDS = ("stomach", "duodenum", "bowel", "colon", "rectum", "esophagus")
 EXTRA_TISSUE_V4 = {
+    GUT_WALL_X: "bowel_wall",
     LUNG_X: "lung",
     BOWEL_X: "bowel_content",
     BOWEL_WALL_X: "bowel_wall",
@@ -150,11 +153,11 @@ def paint_lung_bases(
             classes[k][m] = LUNG_X
 
 
-def kidney_depth(classes: np.ndarray, names: dict[int, str], spacing_xyz: np.ndarray) -> np.ndarray:
-    """uint8 (zyx, template grid): each kidney voxel's distance to its kidney's surface in mm (clipped to 255),
-    0 elsewhere."""
+def organ_depth(classes: np.ndarray, names: dict[int, str], spacing_xyz: np.ndarray) -> np.ndarray:
+    """uint8 (zyx, template grid): each voxel of a kidney or gut class (GUT_WORDS) at its distance to that class's
+    surface in mm (clipped to 255), 0 elsewhere."""
     depth = np.zeros(classes.shape, np.uint8)
-    for cid in _ids(names, "kidney"):
+    for cid in _ids(names, "kidney", *GUT_WORDS):
         m = classes == cid
         if not m.any():
             continue

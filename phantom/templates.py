@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter1d
 
 from inference.task import ORGANS, shared_data_dir
-from phantom.template_extras import kidney_body_centres, kidney_depth, paint_lung_bases, paint_psoas, paint_vessels
+from phantom.template_extras import kidney_body_centres, organ_depth, paint_lung_bases, paint_psoas, paint_vessels
 
 # extra class ids, above every template id
 FAT, WALL, VISCERAL, GAS = 250, 251, 252, 253
@@ -27,7 +27,7 @@ FAT, WALL, VISCERAL, GAS = 250, 251, 252, 253
 # paraspinal muscles
 DISC, CORTEX, MARROW, CANAL, PARASPINAL = 245, 246, 247, 248, 249
 PANCREAS_FAT = 240  # version 3: the pancreas's interlobular fat (FLARE label 4)
-FIRST_EXTRA = 233  # version 4 adds ids 233-239 (phantom/template_extras.py)
+FIRST_EXTRA = 232  # version 4 adds ids 232-239 (phantom/template_extras.py)
 N_CLASSES = 256
 
 # (substring of a class name, phantom tissue), first match wins
@@ -219,9 +219,9 @@ class Template:
         return out
 
     @functools.cached_property
-    def kidney_depth(self) -> np.ndarray:
-        """uint8 zyx: distance of each kidney voxel to its kidney's surface, mm (template_extras.kidney_depth)."""
-        return kidney_depth(self.classes, self.names, self.spacing)
+    def depth(self) -> np.ndarray:
+        """uint8 zyx: distance of each kidney and gut voxel to its organ's surface, mm (template_extras.organ_depth)."""
+        return organ_depth(self.classes, self.names, self.spacing)
 
     def _inside_ribs(self, k: int) -> np.ndarray:
         """bool (ny, nx): inside slice k's covering ellipse (the labels' outline) shrunk by 10 %."""

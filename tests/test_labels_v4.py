@@ -109,9 +109,9 @@ def test_extras_only_fill_unlabelled_voxels(tiny_templates):
     painted = set(np.unique(v4[~organs])) - {0}
     # no aorta in the map: a spine between the kidneys, aorta, psoas; lung above the liver's widest level
     assert {CORTEX, AORTA_X, PSOAS_X, LUNG_X} <= painted
-    depth = tpl.kidney_depth
-    kidneys = np.isin(tpl.classes, [3, 4])
-    assert depth[kidneys].max() >= 8 and depth[~kidneys].max() == 0
+    depth = tpl.depth
+    kidneys, gut = np.isin(tpl.classes, [3, 4]), tpl.classes == 6
+    assert depth[kidneys].max() >= 8 and depth[gut].max() >= 8 and depth[~(kidneys | gut)].max() == 0
 
 
 def test_phases_move_hu_as_the_table_says(tiny_templates):
