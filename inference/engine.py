@@ -73,8 +73,9 @@ class Segmenter:
     def __post_init__(self) -> None:
         """Check the options against the checkpoint, then build the network that runs: batch norms folded into the
         convolutions and the regularized softmax a plain one where its lambda changes nothing in float32 (``fuse``;
-        inference.model.plain_softmax_where_exact), weights in the channels-last-3d layout (``channels_last``; oneDNN and cuDNN pick
-        faster kernels for it), on the device; with the openvino backend, its conversion of the folded network."""
+        inference.model.plain_softmax_where_exact), weights in the channels-last-3d layout (``channels_last``; oneDNN
+        and cuDNN pick faster kernels for it), on the device; with the openvino backend, its conversion of the
+        folded network."""
         if not isinstance(self.options, PlanOptions):
             raise TypeError(f"options must be a PlanOptions, got {type(self.options).__name__}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:

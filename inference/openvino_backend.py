@@ -33,7 +33,7 @@ from inference.regularized_softmax import RegularizedSoftmax
 from inference.user_cache import user_cache_dir
 
 THREADS_ENV = "RUNET_THREADS"
-CONVERSION_VERSION = 2  # part of the cache key: bump when the traced graph changes (2: plain softmax below lambda*, Pad shifts)
+CONVERSION_VERSION = 2  # part of the cache key: bump when the traced graph changes (2: lambda* bound, Pad shifts)
 OV_PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
 
 # F.pad widths (last axis first) of (B, C, D, H, W) that shift the data one plane along z, y, x: AHEAD drops the first
