@@ -4,7 +4,8 @@ SimpleITK gives sizes, spacings and origins in xyz order; the arrays returned he
 resampled: a prediction on another grid is an error, never silently moved onto the ground truth's.
 
 A NIfTI file is checked and decoded in full before ITK reads it, with the same check inference applies to the
-label maps it writes (niftiio.nifti_file): ITK reads a truncated .nii.gz without complaint.
+label maps it writes (niftiio.nifti_file): ITK reads a truncated .nii.gz without complaint, and NaN or Inf voxels
+as 0, so a float label map holding them is refused like any other non-integer one.
 """
 
 from __future__ import annotations
@@ -95,15 +96,22 @@ def read_labels(path: str | Path) -> tuple[np.ndarray, Grid]:
 
 
 def _file_problem(path: Path) -> str | None:
-    """The bytes' check: not empty, a sane NIfTI header, decoded in full; a problem in words or None. Files that are
-    not NIfTI are left to the image reader."""
+    """The bytes' check: not empty, a sane NIfTI header, decoded in full, no NaN or Inf voxel (ITK would read them as
+    0, background); a problem in words or None. Files that are not NIfTI are left to the image reader."""
     try:
         if path.stat().st_size == 0:
             return "empty file (0 bytes)"
         header = read_header(path)
         if header is None:
             return None
-        return header_problem(header) or decode_fully(path, header).problem
+        problem = header_problem(header)
+        if problem:
+            return problem
+        decoded = decode_fully(path, header, find_non_finite=True)
+        if decoded.problem or decoded.non_finite is None:
+            return decoded.problem
+        count = int(decoded.non_finite.sum())
+        return f"labels must be integers, got {count:,} NaN or Inf voxel(s) ({header.dtype.name})"
     except OSError as err:
         return f"cannot read the file ({err.strerror or err})"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -215,7 +216,9 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: Path = DEFAULT_WEIGHTS, verify: bool = True) -> Checkpoint:
-    """Verify (sha256) and load a checkpoint; the model comes back in eval mode on the CPU."""
+    """Verify (sha256) and load a checkpoint; the model comes back in eval mode on the CPU. CheckpointError naming
+    the file when it is missing, fails its checksum, is malformed, or holds a NaN or Inf weight or HU window value
+    (a checksum only proves the file is the one written, not that training had not diverged)."""
     path = Path(path)
     if verify:
         verify_sha256(path)
@@ -226,10 +229,25 @@ def load_checkpoint(path: Path = DEFAULT_WEIGHTS, verify: bool = True) -> Checkp
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: not a RUnet checkpoint of format version {FORMAT_VERSION}")
     try:
-        return _checkpoint_of(payload)
+        checkpoint = _checkpoint_of(payload)
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         what = f"no {exc} entry" if isinstance(exc, KeyError) else (str(exc).splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{path}: malformed RUnet checkpoint ({what[:200]})") from None
+    problem = non_finite_weight(checkpoint.model.state_dict())
+    if problem is not None:
+        raise CheckpointError(f"{path}: {problem}; refused (a diverged training run saves such weights)")
+    return checkpoint
+
+
+def non_finite_weight(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The first floating-point tensor of ``state`` (in its order) that holds NaN or Inf, in words; None when every
+    value is finite. (The normalization's HU window is checked by :class:`Normalization` itself.)"""
+    for name, tensor in state.items():
+        if tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                return f"weight {name} holds {bad:,} NaN or Inf value(s) of {tensor.numel():,}"
+    return None
 
 
 def _checkpoint_of(payload: dict) -> Checkpoint:

@@ -9,10 +9,14 @@ the process may use (``os.sched_getaffinity``; ``$RUNET_THREADS`` overrides).
 The converted model is kept in the user cache folder (:func:`inference.user_cache.user_cache_dir`) under the
 sha256 of the network's config and weights and the OpenVINO version, so a different checkpoint or OpenVINO release
 never reuses it; it is never written next to the input or output images. A cache that cannot be written is skipped.
+Each entry is sealed with the sha256 of its own files and its key (:mod:`inference.cache_seal`) and read back only
+when the seal holds: an entry whose files changed, came from another entry or that OpenVINO cannot read is removed
+and converted again, with one warning line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,6 +24,7 @@ import shutil
 import tempfile
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -28,7 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inference.cache_seal import SealError, read_sealed, seal
+from inference.cli import log
 from inference.model import RUNet
+from inference.out_of_memory import out_of_memory
 from inference.regularized_softmax import RegularizedSoftmax
 from inference.user_cache import user_cache_dir
 
@@ -157,34 +165,63 @@ def compile_config(precision: torch.dtype, threads: int) -> dict:
     }
 
 
-def cached_model(network: RUNet, ov: ModuleType, cache: Path | None) -> tuple[object, Path | None]:
-    """The converted model, read from ``cache`` when it holds this network's conversion, else converted (and
-    stored there when it can be). Returns (model, the folder it came from or went to; None without a cache)."""
+def cached_model(
+    network: RUNet, ov: ModuleType, cache: Path | None, warn: Callable[[str], None] = log
+) -> tuple[object, Path | None]:
+    """The converted model, read from ``cache`` when it holds this network's conversion under an intact seal, else
+    converted (and stored there, sealed, when it can be). An entry that fails its seal or that OpenVINO cannot read
+    is removed, with one line to ``warn``. Returns (model, the folder it came from or went to; None without a
+    cache or when it cannot be written)."""
     folder = None
     if cache is not None:
         version = ov.get_version().split("-")[0]
         folder = cache / "openvino" / f"{network_digest(network)}-ov{version}-c{CONVERSION_VERSION}"
-        xml = folder / "model.xml"
-        if xml.is_file() and (folder / "model.bin").is_file():
+        if folder.exists() or folder.is_symlink():
             try:
-                return ov.Core().read_model(str(xml)), folder
-            except RuntimeError:
-                pass  # unreadable (a partial copy, another OpenVINO build): convert again and replace it
+                return _read_entry(folder, ov), folder
+            except SealError as exc:
+                warn(f"warning: the cached OpenVINO network {folder} is not used ({exc}): removed, converted again")
+                _discard(folder)
     model = convert(network, ov)
     if folder is not None and not _store(model, ov, folder):
         folder = None
     return model, folder
 
 
+def _read_entry(folder: Path, ov: ModuleType) -> object:
+    """The model of a sealed cache entry, read from the very bytes its seal was checked on; SealError when the
+    seal does not hold or OpenVINO cannot read them."""
+    files = read_sealed(folder, folder.name)
+    if set(files) != {"model.xml", "model.bin"}:
+        raise SealError(f"holds {sorted(files)}, not model.xml and model.bin")
+    try:
+        weights = ov.Tensor(np.frombuffer(files["model.bin"], dtype=np.uint8), shared_memory=False)  # a copy
+        return ov.Core().read_model(model=files["model.xml"].decode(), weights=weights)
+    except (RuntimeError, ValueError) as exc:  # OpenVINO raises RuntimeError; not UTF-8 is a ValueError
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        raise SealError(f"OpenVINO cannot read it: {first[:200]}") from None
+
+
+def _discard(folder: Path) -> None:
+    """Remove a cache entry (a folder, or whatever else lies under its name), as far as it can be removed."""
+    if folder.is_symlink() or not folder.is_dir():
+        with contextlib.suppress(OSError):
+            folder.unlink()
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _store(model: object, ov: ModuleType, folder: Path) -> bool:
-    """Save ``model`` as folder/model.{xml,bin} (float32 weights), written aside and renamed; False on failure."""
+    """Save ``model`` as folder/model.{xml,bin} (float32 weights) with its seal, written aside and renamed; False
+    when it cannot be written (the cache is then skipped)."""
     tmp = None
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
-        if folder.exists():
-            shutil.rmtree(folder)
+        seal(tmp, folder.name)
+        if folder.exists() or folder.is_symlink():
+            _discard(folder)
         tmp.rename(folder)
         return True
     except OSError:
@@ -241,8 +278,14 @@ class OpenVINONetwork:
             if x.device.type != "cpu":
                 raise ValueError(f"the openvino backend runs on the CPU; got a tensor on {x.device}")
             arr = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
-            request = self._request(precision, tuple(arr.shape))
-            out = request.infer({0: arr}, share_inputs=True, share_outputs=False)
+            try:
+                request = self._request(precision, tuple(arr.shape))
+                out = request.infer({0: arr}, share_inputs=True, share_outputs=False)
+            except RuntimeError as exc:  # OpenVINO's first line names a source file; the cause is further down
+                oom = out_of_memory(exc, f"in OpenVINO on a {'x'.join(map(str, arr.shape))} window")
+                if oom is None:
+                    raise
+                raise oom from exc
             return torch.from_numpy(out[0])
 
         return run

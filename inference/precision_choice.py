@@ -6,12 +6,13 @@ runs, each candidate runs once to warm up, then twice more, interleaved; the fas
 bfloat16 taken only when it beats float32 by more than ``MARGIN`` (float32 is exact, so ties go to it). The result is
 remembered in ``precision.json`` of the user cache folder, per backend and library version, CPU model, thread count,
 network widths and window shape, so a machine measures once; without a writable cache it is measured once per
-process.
+process. The file is a sealed document (:mod:`inference.cache_seal`): one that is not (corrupt, edited by hand, a
+FIFO, another format) or an entry that is not a valid choice is ignored with one warning line, and measured again.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -19,8 +20,11 @@ from pathlib import Path
 
 import torch
 
+from inference.cache_seal import SealError, open_document, read_regular, sealed_document
+
 MARGIN = 0.05  # bfloat16 must be more than 5% faster than float32 to be chosen
 CACHE_FILE = "precision.json"
+MAX_FILE_BYTES = 1 << 20  # a file of choices is a few hundred bytes per machine and network
 _MEMO: dict[str, str] = {}  # this process's choices, for when the cache folder is not writable
 
 Timer = Callable[[Callable[[], object]], float]
@@ -67,25 +71,41 @@ def pick(seconds: Mapping[str, float], margin: float = MARGIN) -> str:
     return "float32"
 
 
-def _read(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+def _read(path: Path, warn: Callable[[str], None] | None = None) -> dict:
+    """The choices stored in ``path``: {} when there is no file, or (with one line to ``warn``) when it is not a
+    sealed document of at most MAX_FILE_BYTES."""
+    if not (path.exists() or path.is_symlink()):
         return {}
-    return data if isinstance(data, dict) else {}
+    try:
+        return open_document(read_regular(path, MAX_FILE_BYTES))
+    except SealError as exc:
+        if warn is not None:
+            warn(f"warning: {path}: the precision choices stored there are not used ({exc}); measuring again")
+        return {}
+
+
+def _valid_entry(entry: object) -> bool:
+    """A stored choice as :func:`choose` writes it: float32 or bfloat16, with finite positive seconds."""
+    if not isinstance(entry, dict) or entry.get("choice") not in ("float32", "bfloat16"):
+        return False
+    seconds = entry.get("seconds")
+    return isinstance(seconds, dict) and all(
+        isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in seconds.values()
+    )
 
 
 def _write(path: Path, key: str, entry: dict) -> bool:
-    """Add ``entry`` under ``key`` to the JSON file (written aside and renamed); False when it cannot be written."""
+    """Add ``entry`` under ``key`` to the sealed file (written aside and renamed; a file that is not a sealed
+    document is replaced); False when it cannot be written."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = _read(path)
         data[key] = entry
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        tmp.write_text(sealed_document(data))
         tmp.replace(path)
         return True
-    except OSError:
+    except (OSError, ValueError):  # ValueError: seconds that JSON cannot hold (NaN)
         return False
 
 
@@ -97,8 +117,10 @@ def choose(
     path = cache / CACHE_FILE if cache is not None else None
     name = _MEMO.get(key)
     if name is None and path is not None:
-        entry = _read(path).get(key)
-        if isinstance(entry, dict) and entry.get("choice") in candidates:
+        entry = _read(path, warn=log).get(key)
+        if entry is not None and not _valid_entry(entry):
+            log(f"warning: {path}: the precision choice stored for this network is not valid; measuring again")
+        elif entry is not None and entry["choice"] in candidates:
             name = entry["choice"]
             log(f"precision auto: {name} (measured earlier on this machine, {path})")
     if name is None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import sys
 import threading
@@ -56,6 +55,7 @@ from inference.io import (
     remove_stale_temp_files,
     write_labels,
 )
+from inference.out_of_memory import out_of_memory
 from inference.postprocess import DEFAULT_RULE, RULES
 from inference.stride import PlanOptions
 
@@ -339,9 +339,10 @@ def case_failure(path: Path, exc: BaseException) -> str:
     """One line for a case that failed: our own errors as they are, anything else with its kind."""
     if isinstance(exc, (InputError, OutputError)):
         return str(exc)
+    memory = out_of_memory(exc)
+    if memory is not None:
+        return f"{path}: {memory}"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, MemoryError) or re.search(r"out of memory|can't allocate memory", text, re.IGNORECASE):
-        return f"{path}: out of memory ({type(exc).__name__}{': ' + text[:200] if text else ''})"
     return f"{path}: {type(exc).__name__}: {text[:300]}"
 
 
@@ -396,9 +397,9 @@ def _run(
         segmenter = Segmenter(
             checkpoint, device, options, args.batch_size, precision, args.postprocess, backend=backend
         )
-    except (ValueError, CheckpointError) as exc:  # ValueError: a device, option or window the run cannot take
+    except (ValueError, CheckpointError) as exc:  # a device, option, window or checkpoint the run cannot take
         log(f"error: {exc}")
-        return 2 if isinstance(exc, ValueError) else 1
+        return 2
     log(
         f"RUnet: {len(cases)} case(s){' (' + share.describe() + ')' if share.describe() else ''}, device {device}, "
         f"backend {backend}, precision {precision_name(precision)}, phases {args.phases}, weights {args.weights}"

@@ -5,7 +5,8 @@ python -m phantom --out DIR --cases N --seed S [--mode phantom|labels|mix] [--la
 [--templates DIR] [--templates-only NAME ...] [--templates-exclude NAME ...] [--render PNG]
 
 Writes a data set with phantom/generate.py's `write_dataset`, or with --render a PNG of phantoms beside real cases
-(phantom/render.py). Exit code 0 on success, 2 for a bad option value (one line on stderr).
+(phantom/render.py). Exit code 0 on success, 2 for a bad option value (one line on stderr), including a case larger
+than the memory this process may use (checked before anything is generated), 1 when memory runs out all the same.
 """
 
 from __future__ import annotations
@@ -16,9 +17,30 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from inference.cli import HelpFormatter
+from inference.preprocess import usable_memory
 from phantom.generate import DEFAULT_VERSION, LAYOUTS, MODES, VERSIONS, write_dataset
 from phantom.hu_table import PHASES_V3
 from phantom.render import render_comparison
+from phantom.template_split import SPLITS
+
+# Peak bytes per voxel of the largest case that generating one case holds above the start-up: measured 23 (phantom
+# mode) and 26 (labels mode) at 512 x 512 x 120 voxels, more at small sizes where fixed costs weigh. About the lower
+# one, so that a case that fits is not refused; one that runs out all the same is a one-line error too.
+GENERATE_BYTES_PER_VOXEL = 24
+
+
+def memory_problem(size_xy: int, max_slices: int) -> str | None:
+    """A one-line refusal when a case of ``size_xy`` x ``size_xy`` x ``max_slices`` voxels needs more memory than this
+    process may use (:func:`inference.preprocess.usable_memory`); None when it fits or nothing can be read."""
+    voxels = size_xy * size_xy * max_slices
+    need = voxels * GENERATE_BYTES_PER_VOXEL
+    usable = usable_memory()
+    if usable is None or need <= usable[0]:
+        return None
+    return (
+        f"--size {size_xy} with up to {max_slices} slices is {voxels:,} voxels a case, about {need / 2**30:,.1f} GB "
+        f"to generate, more than the {max(usable[0], 0) / 2**30:,.1f} GB this process may use ({usable[1]})"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,9 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--templates",
         type=Path,
+        nargs="+",
         default=None,
-        help="templates folder for --mode labels and mix; default: $RUNET_SHARED_DATA/templates, else "
-        "../shared/data/templates",
+        help="templates folder(s) for --mode labels and mix; default: version 4 the shared data's anatomy/ and "
+        "templates/, versions 2-3 its templates/ ($RUNET_SHARED_DATA, else ../shared/data)",
+    )
+    p.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="all",
+        help="version 4: the templates of this split of phantom/template_split.py (the scored cases' maps are in none)",
     )
     p.add_argument("--templates-only", nargs="+", default=(), metavar="NAME", help="use only these templates")
     p.add_argument("--templates-exclude", nargs="+", default=(), metavar="NAME", help="never use these templates")
@@ -101,7 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         phase=args.phase,
         mode=args.mode,
         orientations=args.orientations,
-        templates_dir=args.templates,
+        templates_dir=None
+        if args.templates is None
+        else (args.templates[0] if len(args.templates) == 1 else args.templates),
+        templates_split=args.split,
         templates_only=tuple(args.templates_only),
         templates_exclude=tuple(args.templates_exclude),
         generator_version=args.generator_version,
@@ -114,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.out is None:
             p.error("--out is required unless --render is given")
+        problem = memory_problem(args.size, args.slices[1]) if args.size >= 1 and args.slices[1] >= 1 else None
+        if problem:
+            raise ValueError(problem)
         write_dataset(
             args.out,
             args.cases,
@@ -128,6 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        size = f"{args.size} x {args.size}"
+        print(f"error: out of memory generating a {size} case; try a smaller --size", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.special import ndtri
@@ -20,6 +20,8 @@ from scipy.special import ndtri
 from phantom.grid import CanonicalGrid, SmoothField
 from phantom.hu_table import TISSUE_ID_V3, draw_case_hu
 from phantom.imaging import TextureFields, draw_imaging, draw_imaging_v3, render_into, slab_ranges
+from phantom.template_extras import BOWEL_WALL_X, BOWEL_X, EXTRA_LABEL_V4, EXTRA_TISSUE_V4, MEDULLA_X
+from phantom.template_split import anatomy_dirs, split_templates
 from phantom.templates import (
     CANAL,
     CORTEX,
@@ -42,7 +44,7 @@ from phantom.templates import (
 )
 from phantom.tissues import PHASES, TISSUE_ID, TISSUES
 
-_GASSY_WORDS = ("bowel", "colon", "duodenum", "stomach")
+_GASSY_WORDS = ("bowel", "colon", "duodenum", "stomach", "rectum")
 
 # version 3: class names whose tissue differs from class_tissue's (tissues version 2 lacks), first match wins
 _NAME_TISSUE_V3 = (("prostate_or_uterus", "uterus"), ("prostate", "prostate"), ("uterus", "uterus"))
@@ -108,6 +110,39 @@ def class_tables_v3(tpl: Template, rng: np.random.Generator, phase: str):
     return mean, fine, coarse, label, gassy, 0.4 if "fatty_pancreas" in variants else rng.uniform(0.0, 0.12)
 
 
+def class_tables_v4(tpl: Template, rng: np.random.Generator, phase: str):
+    """Version 4's (mean, fine, coarse, FLARE label, gassy) arrays (N_CLASSES,) and the pancreas's fat fraction:
+    version 3's table and variants, plus the classes phantom/template_extras.py paints (kidney medulla, psoas,
+    aorta, IVC, lung bases, synthetic bowel: positive oral contrast in 25 % of cases), and the urinary bladder
+    filled with excreted contrast (`urine_excreted`: dense in the delayed phase only) in 70 % of cases."""
+    variants = tuple(v for v, p in (("fatty_liver", 0.15), ("fatty_pancreas", 0.25)) if rng.random() < p)
+    hu, tex_f, tex_c = draw_case_hu(rng, phase, variants)
+    bladder = "urine_excreted" if rng.random() < 0.7 else "urine"
+    bowel = "oral_contrast" if rng.random() < 0.25 else "bowel_content"
+
+    def draw(tissue: str) -> tuple[float, float, float]:
+        if tissue == "bone":
+            c, m = TISSUE_ID_V3["bone_cortex"], TISSUE_ID_V3["bone_marrow"]
+            return hu[m] + rng.uniform(0.1, 0.4) * (hu[c] - hu[m]), rng.uniform(40, 120), rng.uniform(10, 40)
+        t = TISSUE_ID_V3[tissue]
+        return hu[t] + rng.normal(0, 3), tex_f[t], tex_c[t]
+
+    def tissue_of(name: str) -> str:
+        if "urinary_bladder" in name:
+            return bladder
+        v3 = [t for w, t in _NAME_TISSUE_V3 if w in name]
+        return v3[0] if v3 else class_tissue(name)
+
+    extras = [*_EXTRA_TISSUE.items(), *EXTRA_TISSUE_V4.items()]
+    extras = [(cid, bowel if cid == BOWEL_X else t) for cid, t in extras]
+    mean, fine, coarse, label, gassy = _tables(tpl, draw, tissue_of, extras)
+    label[PANCREAS_FAT] = 4
+    for cid, lab in EXTRA_LABEL_V4.items():
+        label[cid] = lab
+    gassy[BOWEL_X] = bowel == "bowel_content"
+    return mean, fine, coarse, label, gassy, 0.4 if "fatty_pancreas" in variants else rng.uniform(0.0, 0.12)
+
+
 def class_tables(tpl: Template, rng: np.random.Generator, phase: str):
     """(mean, fine texture std, coarse texture std, FLARE label, gassy) arrays (N_CLASSES,) for a case."""
     if phase not in PHASES:
@@ -151,7 +186,8 @@ def _tables_and_imaging(tpl: Template, rng: np.random.Generator, phase: str, sz:
         imaging = draw_imaging(rng, mean, fine_sd, coarse_sd, sz)
         imaging.blur_z_vox = float(rng.uniform(0.3, 1.0))  # random slice thickness
         return lut, gassy, imaging, np.inf
-    mean, fine_sd, coarse_sd, lut, gassy, fat_frac = class_tables_v3(tpl, rng, phase)
+    tables = class_tables_v3 if version == 3 else class_tables_v4
+    mean, fine_sd, coarse_sd, lut, gassy, fat_frac = tables(tpl, rng, phase)
     imaging = draw_imaging_v3(rng, mean, fine_sd, coarse_sd, sz)
     return lut, gassy, imaging, float(ndtri(1 - fat_frac)) if fat_frac > 0 else np.inf
 
@@ -162,10 +198,11 @@ def synthesize_canonical(
     n: int,
     spacing_xyz,
     phase: str,
-    templates: str | os.PathLike | None = None,
+    templates: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     *,
     version: int = 2,
     select: tuple[Sequence[str], Sequence[str]] = ((), ()),
+    split: str = "all",
 ):
     """Labels mode on a canonical grid: (image int16 zyx, label uint8 zyx, CanonicalGrid, template file name).
 
@@ -174,7 +211,11 @@ def synthesize_canonical(
     where the template's z extent is shorter than n * spacing_z. Version 2 samples the slices holding FLARE organs
     and draws HU around phantom/tissues.py's means; version 3 samples every slice with a body and draws HU from
     phantom/hu_table.py's table, with its scanner model (draw_imaging_v3) and the pancreas's interlobular fat.
+    Version 4 (`_synthesize_v4`) reads the templates of `split` (phantom/template_split.py) from `templates` (a
+    folder or several; default the shared data's anatomy/ and templates/) and adds what the maps leave unlabelled.
     """
+    if version == 4:
+        return _synthesize_v4(rng, size_xy, n, spacing_xyz, phase, templates, select, split)
     paths = select_templates(list_templates(templates), *select)
     tpl = load_template(str(paths[int(rng.integers(len(paths)))]))
     z_range = tpl.good_range if version == 2 else tpl.body_range  # template slices with a well-filled body
@@ -195,6 +236,87 @@ def synthesize_canonical(
             cls[pancreas_ids[cls] & (fine > fat_thr)] = PANCREAS_FAT
         render_into(image, label, lut, cls, ranges, (fine, tex.coarse.slab(a0, a1)), imaging, grid.spacing_xyz)
     return image, label, grid, tpl.path.name
+
+
+def _synthesize_v4(rng, size_xy, n, spacing_xyz, phase, templates, select, split):
+    """Version 4's labels mode (see synthesize_canonical): draw_case_v4, then render_case_v4."""
+    case = draw_case_v4(rng, size_xy, n, spacing_xyz, phase, templates, select, split)
+    image, label = render_case_v4(case)
+    return image, label, case.grid, case.template.path.name
+
+
+@dataclass(frozen=True)
+class CaseV4:
+    """Everything drawn for one version-4 labels-mode case; render_case_v4 turns it into image and label.
+
+    template, grid, warp (the deformation, Warp.v4 set), texture (fine, coarse fields), lut (FLARE label per class,
+    (N_CLASSES,) uint8), gassy ((N_CLASSES,) bool), imaging (HU tables and scanner), fat_thr / gas_thr (fine-field
+    thresholds of the pancreas's interlobular fat and of bowel gas), medulla_mm (kidney depth, mm, beyond which
+    the medulla lies), bowel (a SmoothField) and bowel_thr (its threshold; inf: the map labels its own bowel).
+    """
+
+    template: Template
+    grid: CanonicalGrid
+    warp: Warp
+    texture: TextureFields
+    lut: np.ndarray
+    gassy: np.ndarray
+    imaging: object
+    fat_thr: float
+    gas_thr: float
+    medulla_mm: float
+    bowel: SmoothField
+    bowel_thr: float
+
+
+def draw_case_v4(rng, size_xy, n, spacing_xyz, phase, templates=None, select=((), ()), split="all") -> CaseV4:
+    """The random draws of a version-4 case: a template of `split` (from `templates`: a folder or several, default
+    the shared anatomy/ and templates/), its grid and deformation (a squarer body outline, 2.0-3.2), HU tables and
+    scanner, the medulla depth (4-8 mm) and, for maps without labelled bowel, a bowel field filling 35-70 % of the
+    visceral fat."""
+    folders = templates if templates is not None else anatomy_dirs()
+    paths = split_templates(select_templates(list_templates(folders), *select), split)
+    tpl = load_template(str(paths[int(rng.integers(len(paths)))]))
+    z_range = tpl.body_range
+    grid = _draw_grid(rng, tpl, z_range, size_xy, n, spacing_xyz)
+    warp = replace(_draw_warp(rng, tpl, grid, z_range), power=float(rng.uniform(2.0, 3.2)), v4=True)
+    tex = TextureFields(rng, grid)
+    lut, gassy, imaging, fat_thr = _tables_and_imaging(tpl, rng, phase, grid.spacing_xyz[2], 4)
+    gas_thr = float(rng.uniform(0.5, 1.5))
+    medulla_mm = float(rng.uniform(4.0, 8.0))
+    has_bowel = any(w in nm for nm in tpl.names.values() for w in ("bowel", "colon"))
+    bowel = SmoothField(rng, grid, float(rng.uniform(18, 30)))
+    bowel_thr = np.inf if has_bowel else float(rng.uniform(-0.5, 0.4))
+    return CaseV4(tpl, grid, warp, tex, lut, gassy, imaging, fat_thr, gas_thr, medulla_mm, bowel, bowel_thr)
+
+
+def render_case_v4(case: CaseV4) -> tuple[np.ndarray, np.ndarray]:
+    """(image int16 zyx HU, label uint8 zyx) of a drawn case, slab by slab: the kidney medulla where the kidney is
+    deeper than medulla_mm (irregular by the fine field), bowel wall and content in the visceral fat where the bowel
+    field passes bowel_thr, gas in gassy classes, the pancreas's fat; then the scanner."""
+    tpl, grid = case.template, case.grid
+    names = [tpl.names.get(i, "") for i in range(N_CLASSES)]
+    pancreas_ids = np.array([flare_label(nm) == 4 for nm in names])
+    kidney_ids = np.array([flare_label(nm) == 2 for nm in names])
+    image = np.empty(grid.shape_zyx, np.int16)
+    label = np.empty(grid.shape_zyx, np.uint8)
+    for ranges in slab_ranges(grid.shape_zyx[0]):
+        a0, a1 = ranges[2:]
+        cls, idx = case.warp.classes_and_index(tpl, grid, a0, a1)
+        fine = case.texture.fine.slab(a0, a1)
+        deep = tpl.kidney_depth[idx] > case.medulla_mm + 2.5 * fine
+        cls[kidney_ids[cls] & deep] = MEDULLA_X
+        if case.bowel_thr < np.inf:
+            f = case.bowel.slab(a0, a1)
+            vis = cls == VISCERAL
+            cls[vis & (f > case.bowel_thr) & (f <= case.bowel_thr + 0.35)] = BOWEL_WALL_X
+            cls[vis & (f > case.bowel_thr + 0.35)] = BOWEL_X
+        cls[case.gassy[cls] & (fine > case.gas_thr)] = GAS
+        if case.fat_thr < np.inf:
+            cls[pancreas_ids[cls] & (fine > case.fat_thr)] = PANCREAS_FAT
+        texture = (fine, case.texture.coarse.slab(a0, a1))
+        render_into(image, label, case.lut, cls, ranges, texture, case.imaging, grid.spacing_xyz)
+    return image, label
 
 
 def _draw_grid(
@@ -242,10 +364,18 @@ class Warp:
     displacement: tuple[SmoothField, SmoothField, SmoothField]
     thickness: tuple[float, float, float]
     z_range: tuple[int, int]
+    power: float = 2.0
+    v4: bool = False
 
     def classes(self, tpl: Template, grid: CanonicalGrid, a0: int, a1: int) -> np.ndarray:
         """uint8 classes (zyx) of canonical slices a0..a1-1: the template's (nearest neighbour), air outside it
         in-plane, body layers (FAT, WALL, VISCERAL) where the template holds air."""
+        return self.classes_and_index(tpl, grid, a0, a1)[0]
+
+    def classes_and_index(self, tpl: Template, grid: CanonicalGrid, a0: int, a1: int):
+        """(classes, (k, j, i)): `classes` and the template voxel each output voxel took its class from (int32
+        arrays of the slab's zyx shape). Version 4 (v4) samples Template.classes_v4, with a body outline of
+        exponent `power` smoothed along z."""
         centre, m, shift = (tpl.lo + tpl.hi) / 2, self.matrix, self.shift
         inv = np.linalg.inv(tpl.direction) / tpl.spacing[:, None]  # world offset -> continuous index (xyz)
         xs, ys, zs = grid.axis_coords("x"), grid.axis_coords("y"), grid.axis_coords("z")
@@ -268,11 +398,17 @@ class Warp:
                 valid &= (c >= 0) & (c < shape_t[i])
             lo_i, hi_i = self.z_range if i == 2 else (0, shape_t[i] - 1)
             idx.append(np.clip(c, lo_i, hi_i))
-        cls = tpl.classes[idx[2], idx[1], idx[0]]
+        source = tpl.classes_v4 if self.v4 else tpl.classes
+        cls = source[idx[2], idx[1], idx[0]]
         cls[~valid] = 0
         air = np.nonzero(valid & (cls == 0))
-        cls[air] = tpl.body_layers(idx[2][air], idx[1][air], idx[0][air], self.thickness)
-        return cls
+        if self.v4:
+            cls[air] = tpl.body_layers(
+                idx[2][air], idx[1][air], idx[0][air], self.thickness, power=self.power, smooth=True
+            )
+        else:
+            cls[air] = tpl.body_layers(idx[2][air], idx[1][air], idx[0][air], self.thickness)
+        return cls, (idx[2], idx[1], idx[0])
 
 
 def _draw_warp(rng: np.random.Generator, tpl: Template, grid: CanonicalGrid, z_range: tuple[int, int]) -> Warp:

@@ -1,6 +1,6 @@
 """Synthetic abdominal CT with FLARE labels (0 background, 1 liver, 2 kidney, 3 spleen, 4 pancreas).
 
-Two modes, both deterministic from a seed and the generator version (2 or 3, default 3; docs/phantom.md):
+Two modes, both deterministic from a seed and the generator version (2, 3 or 4, default 4; docs/phantom.md):
 
 - "phantom": an analytic anatomy built in LPS patient millimetres, deformed by a smooth random displacement, and
   sampled on a random voxel grid (spacing, slice count, orientation), then given Hounsfield units for a contrast
@@ -34,14 +34,15 @@ from phantom.abdomen_scan import generate_phantom_canonical
 from phantom.from_labels import synthesize_canonical
 from phantom.grid import draw_spacing, make_image, orientation_set
 from phantom.hu_table import PHASES_V3
+from phantom.template_split import SPLITS
 from phantom.tissues import PHASES
 from phantom.trunk_scan import generate_phantom_canonical_v3
 from training.data import write_image_atomic
 
 MODES = ("phantom", "labels", "mix")
-VERSIONS = (2, 3)
-DEFAULT_VERSION = 3
-SPACING_Z = {2: (0.8, 5.0), 3: (0.6, 5.0)}  # default slice spacing range (mm) per generator version
+VERSIONS = (2, 3, 4)
+DEFAULT_VERSION = 4
+SPACING_Z = {2: (0.8, 5.0), 3: (0.6, 5.0), 4: (0.6, 5.0)}  # default slice spacing range (mm) per generator version
 LAYOUTS = ("nnunet", "flare21")
 MAX_EXTENT_Z = 500.0  # mm; drawn slice spacings keep slices * spacing below this
 
@@ -92,9 +93,10 @@ def generate_case_info(
     spacing_xy_range: tuple[float, float] | None = None,
     spacing_z_range: tuple[float, float] | None = None,
     orientations: str = "axial",
-    templates_dir: str | os.PathLike | None = None,
+    templates_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     templates_only: Sequence[str] = (),
     templates_exclude: Sequence[str] = (),
+    templates_split: str = "all",
     generator_version: int = DEFAULT_VERSION,
 ) -> tuple[sitk.Image, sitk.Image, dict]:
     """One synthetic case: (image, label, info). info: a JSON-ready dict (mode, phase, template, version's extras).
@@ -110,6 +112,8 @@ def generate_case_info(
     templates_exclude: template names (or their prefixes, e.g. AMOS_0013) that labels mode may / may not use.
     """
     _check_common(seed, size_xy, phase, mode, generator_version)
+    if templates_split not in SPLITS or (templates_split != "all" and generator_version < 4):
+        raise ValueError(f"templates_split must be one of {SPLITS} ('all' before version 4), got {templates_split!r}")
     if spacing_z_range is None:
         spacing_z_range = SPACING_Z[generator_version]
     rng = np.random.default_rng(seed)
@@ -121,7 +125,7 @@ def generate_case_info(
     # the orientation has its own stream, so that the anatomy of a seed is the same whatever the orientation set
     direction = directions[int(np.random.default_rng([seed, 1]).integers(len(directions)))]
     info: dict = {"generator_version": generator_version, "mode": mode, "phase": phase, "template": None}
-    if mode == "phantom" and generator_version == 3:
+    if mode == "phantom" and generator_version >= 3:  # version 4 changed labels mode only
         geometry = dict(slice_range=tuple(slice_range), spacing_xy_range=spacing_xy_range)
         image, label, grid, extra = generate_phantom_canonical_v3(
             rng,
@@ -140,7 +144,15 @@ def generate_case_info(
         else:
             select = (tuple(templates_only), tuple(templates_exclude))
             image, label, grid, template = synthesize_canonical(
-                rng, size_xy, n, sp, phase, templates_dir, version=generator_version, select=select
+                rng,
+                size_xy,
+                n,
+                sp,
+                phase,
+                templates_dir,
+                version=generator_version,
+                select=select,
+                split=templates_split,
             )
             info["template"] = template
     img = make_image(image, grid, direction)

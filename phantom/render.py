@@ -77,11 +77,11 @@ def render_comparison(
     mode: str = "phantom",
     phase: str | None = None,
     extra_seeds: Sequence[int] = (),
-    generator_version: int = 3,
+    generator_version: int = 4,
 ) -> None:
     """Render synthetic case(s) (512 in-plane at 0.8 mm, 3 mm slices) beside the real cases.
 
-    Version 2: 110 slices covering the abdomen; version 3: the slices its drawn field of view needs (40-200).
+    Version 2: 110 slices covering the abdomen; versions 3-4: the slices its drawn field of view needs (40-200).
     """
     cases = []
     phases = ("venous", "arterial", "plain") if generator_version == 2 else ("venous", "arterial", "plain", "delayed")
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--extra-seeds", type=int, nargs="*", default=())
     p.add_argument("--mode", choices=("phantom", "labels", "mix"), default="phantom")
     p.add_argument("--phase", choices=("plain", "arterial", "venous", "delayed"), default=None)
-    p.add_argument("--generator-version", type=int, choices=(2, 3), default=3)
+    p.add_argument("--generator-version", type=int, choices=(2, 3, 4), default=4)
     args = p.parse_args(argv)
     render_comparison(args.out, args.seed, args.mode, args.phase, args.extra_seeds, args.generator_version)
     return 0

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from scipy.ndimage import gaussian_filter1d
 
 from inference.task import ORGANS
+from phantom.template_extras import kidney_body_centres, kidney_depth, paint_lung_bases, paint_psoas, paint_vessels
 from training.shared_data import shared_data_dir
 
 # extra class ids, above every template id
@@ -26,7 +28,7 @@ FAT, WALL, VISCERAL, GAS = 250, 251, 252, 253
 # paraspinal muscles
 DISC, CORTEX, MARROW, CANAL, PARASPINAL = 245, 246, 247, 248, 249
 PANCREAS_FAT = 240  # version 3: the pancreas's interlobular fat (FLARE label 4)
-FIRST_EXTRA = PANCREAS_FAT
+FIRST_EXTRA = 233  # version 4 adds ids 233-239 (phantom/template_extras.py)
 N_CLASSES = 256
 
 # (substring of a class name, phantom tissue), first match wins
@@ -53,12 +55,18 @@ _NAME_TISSUE = (
     ("bowel", "bowel_content"),
     ("duodenum", "bowel_content"),
     ("colon", "stool"),
+    ("rectum", "stool"),
     ("cartilage", "cartilage"),
     ("spinal_cord", "spinal_canal"),
     ("gluteus", "muscle"),
     ("autochthon", "muscle"),
     ("iliopsoas", "muscle"),
     ("brain", "muscle"),
+    # soft-tissue glands without a row of their own: unenhanced 20-50 HU, modest enhancement, as muscle (L, B)
+    ("adrenal_gland", "muscle"),
+    ("thyroid_gland", "muscle"),
+    ("prostate", "muscle"),
+    ("uterus", "muscle"),
 )
 _BONE_WORDS = (
     "vertebra",
@@ -90,13 +98,15 @@ def flare_label(name: str) -> int:
 
 
 def class_tissue(name: str) -> str:
-    """The phantom tissue whose HU range a template class borrows (default: generic soft tissue = muscle)."""
+    """The phantom tissue whose HU range a template class borrows ("bone" for bones; femur_left / femur_right are
+    the femoral heads). ValueError for a class name no rule knows: a new template's classes are mapped on purpose,
+    never silently painted as muscle."""
     if any(w in name for w in _BONE_WORDS):
         return "bone"
     for word, tissue in _NAME_TISSUE:
         if word in name:
             return tissue
-    return "muscle"
+    raise ValueError(f"template class {name!r} has no tissue: add it to phantom/templates.py's _NAME_TISSUE")
 
 
 class Template:
@@ -151,12 +161,21 @@ class Template:
         have = [k for k in range(nz) if centres[k] is not None]
         if not have:
             return False
+        body = []
         for k in range(nz):
             ax_, ay_, ar = centres[min(have, key=lambda h: abs(h - k))]
+            body.append((ax_ - 12.0, ay_ + ar + 21.0))  # vertebral body centre: right of and behind the aorta
+        self._paint_spine(self.classes, body)
+        return True
+
+    def _paint_spine(self, classes: np.ndarray, body: list) -> None:
+        """Paint (in place, into 0 voxels of `classes`) vertebrae, discs, canal and paraspinal muscles around the
+        vertebral body centres `body` ((x, y) world mm per slice)."""
+        for k in range(classes.shape[0]):
             wx, wy = self._world_xy(k)
-            cx, cy = ax_ - 12.0, ay_ + ar + 21.0  # vertebral body centre: right of and behind the aorta
+            cx, cy = body[k]
             yc = cy + 19.0 + 10.0  # spinal canal centre
-            sl = self.classes[k]
+            sl = classes[k]
             free = sl == 0
             layers = np.zeros_like(sl)
             for side in (-1.0, 1.0):
@@ -173,7 +192,48 @@ class Template:
                 layers[r2 < 0.75] = MARROW
             layers[((wx - cx) / 10) ** 2 + ((wy - yc) / 8) ** 2 < 1] = CANAL
             sl[free] = layers[free]
-        return True
+
+    @functools.cached_property
+    def classes_v4(self) -> np.ndarray:
+        """Version 4's classes (uint8 zyx): `classes` plus what the map leaves unlabelled
+        (phantom/template_extras.py): a spine from the kidneys where the map has no aorta, aorta and IVC where
+        it has none, psoas muscles where it has no iliopsoas, lung bases where it has no lung."""
+        out = self.classes.copy()
+        present = {self.names.get(int(i), "") for i in np.unique(self.classes)}
+        has = lambda word: any(word in n for n in present)  # noqa: E731
+        dz = float(self.direction[2, 2])
+        sz = float(self.spacing[2])
+        centres = None
+        if not self.synthetic_spine and not has("vertebra"):
+            centres = kidney_body_centres(out, self.names, self._world_xy)
+            if centres is not None:
+                self._paint_spine(out, centres)
+        elif not has("vertebra"):
+            centres = kidney_body_centres(out, self.names, self._world_xy)
+        if centres is not None:
+            if not has("aorta"):
+                paint_vessels(out, self.names, self._world_xy, centres, dz, sz)
+            if not has("iliopsoas"):
+                paint_psoas(out, self.names, self._world_xy, centres, dz, sz)
+        if not has("lung"):
+            paint_lung_bases(out, self.names, self._inside_ribs, dz)
+        return out
+
+    @functools.cached_property
+    def kidney_depth(self) -> np.ndarray:
+        """uint8 zyx: distance of each kidney voxel to its kidney's surface, mm (template_extras.kidney_depth)."""
+        return kidney_depth(self.classes, self.names, self.spacing)
+
+    def _inside_ribs(self, k: int) -> np.ndarray:
+        """bool (ny, nx): inside slice k's covering ellipse (the labels' outline) shrunk by 10 %."""
+        ok, mu, v, half = self._ellipse_arrays
+        if not ok[k]:
+            return np.zeros(self.classes.shape[1:], bool)
+        jj, ii = np.mgrid[: self.classes.shape[1], : self.classes.shape[2]].astype(np.float32)
+        py, px = jj * np.float32(self.spacing[1]) - mu[k, 0], ii * np.float32(self.spacing[0]) - mu[k, 1]
+        p0 = py * v[k, 0, 0] + px * v[k, 1, 0]
+        p1 = py * v[k, 0, 1] + px * v[k, 1, 1]
+        return (p0 / (0.9 * half[k, 0])) ** 2 + (p1 / (0.9 * half[k, 1])) ** 2 < 1
 
     def _slice_ellipses(self) -> list:
         """Per slice: None or (mean (2,), eigenvectors (2, 2), half-axes (2,)), mm, covering the labels."""
@@ -208,14 +268,18 @@ class Template:
             out.append((mu, v, s * np.sqrt(w)))
         return out
 
-    def body_layers(self, k, j, i, thickness: tuple[float, float, float]) -> np.ndarray:
+    def body_layers(
+        self, k, j, i, thickness: tuple[float, float, float], *, power: float = 2.0, smooth: bool = False
+    ) -> np.ndarray:
         """Body layer class (FAT, WALL, VISCERAL or 0 air) at template voxels (k, j, i) (int arrays, same shape).
 
         thickness: (subcutaneous fat, wall muscle, extra margin) in mm; the outline of slice k is its covering
         ellipse (`ellipses`) grown by fat + extra; the wall lies inside it, the visceral fat inside the wall.
+        power: the outline's exponent (2: an ellipse; 2.5-3.5: a squarer, more body-like outline); smooth: the
+        ellipses smoothed along z (`_ellipse_arrays_smooth`), so that the outline does not jump from slice to slice.
         """
         t_fat, t_wall, extra = thickness
-        ok, mu, v, half = self._ellipse_arrays
+        ok, mu, v, half = self._ellipse_arrays_smooth if smooth else self._ellipse_arrays
         py = j * np.float32(self.spacing[1]) - mu[k, 0]
         px = i * np.float32(self.spacing[0]) - mu[k, 1]
         p0 = py * v[k, 0, 0] + px * v[k, 1, 0]
@@ -224,7 +288,11 @@ class Template:
         for offset, cid in ((t_fat + extra, FAT), (extra, WALL), (extra - t_wall, VISCERAL)):
             a0 = np.maximum(half[k, 0] + np.float32(offset), 1.0)
             a1 = np.maximum(half[k, 1] + np.float32(offset), 1.0)
-            out[((p0 / a0) ** 2 + (p1 / a1) ** 2 < 1) & ok[k]] = cid
+            if power == 2.0:
+                inside = (p0 / a0) ** 2 + (p1 / a1) ** 2 < 1
+            else:
+                inside = np.abs(p0 / a0) ** power + np.abs(p1 / a1) ** power < 1
+            out[inside & ok[k]] = cid
         return out
 
     @functools.cached_property
@@ -240,6 +308,24 @@ class Template:
                 mu[k], v[k], half[k] = e
         return ok, mu, v, half
 
+    @functools.cached_property
+    def _ellipse_arrays_smooth(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`_ellipse_arrays` smoothed along z (Gaussian, sigma 12 mm) over the slices that have an ellipse: centre,
+        half-axes and the axes' angle (smoothed as (cos 2a, sin 2a), so that a and a + 180 degrees agree)."""
+        ok, mu, v, half = self._ellipse_arrays
+        if ok.sum() < 2:
+            return ok, mu, v, half
+        sigma = 12.0 / float(self.spacing[2])
+        idx = np.nonzero(ok)[0]
+        ang = np.arctan2(v[idx, 1, 0], v[idx, 0, 0])
+        cols = np.column_stack([mu[idx], half[idx], np.cos(2 * ang), np.sin(2 * ang)])
+        sm = gaussian_filter1d(cols, sigma, axis=0, mode="nearest")
+        mu_s, half_s, v_s = mu.copy(), half.copy(), v.copy()
+        mu_s[idx], half_s[idx] = sm[:, 0:2], sm[:, 2:4]
+        a = 0.5 * np.arctan2(sm[:, 5], sm[:, 4])
+        v_s[idx] = np.stack([np.stack([np.cos(a), -np.sin(a)], 1), np.stack([np.sin(a), np.cos(a)], 1)], 1)
+        return ok, mu_s, v_s, half_s
+
 
 @functools.lru_cache(maxsize=4)
 def load_template(path: str) -> Template:
@@ -251,8 +337,16 @@ def load_template(path: str) -> Template:
     return Template(p, names)
 
 
-def list_templates(folder: str | os.PathLike | None = None) -> list[Path]:
-    """Template label maps named in classes.json that exist in the folder (sorted)."""
+def list_templates(folder: str | os.PathLike | Sequence[str | os.PathLike] | None = None) -> list[Path]:
+    """Template label maps named in classes.json that exist in the folder, or in each of several folders (sorted by
+    file name; each folder has its own classes.json)."""
+    if folder is not None and not isinstance(folder, (str, os.PathLike)):
+        found = [p for f in folder for p in list_templates(f)]
+        names = [p.name for p in found]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"template file names found in more than one folder: {dup}")
+        return sorted(found, key=lambda p: p.name)
     d = templates_dir(folder)
     cj = d / "classes.json"
     if not cj.exists():

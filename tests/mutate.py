@@ -234,6 +234,20 @@ MUTATIONS = [
         (f"{EDGE}::test_weights_that_do_not_fit_the_saved_config",),
     ),
     Mutation(
+        "NaN weights loaded as they are",
+        "inference/checkpoint.py",
+        "    if problem is not None:\n",
+        "    if False:\n",
+        ("tests/test_untrusted_disk.py::test_the_first_non_finite_tensor_is_named",),
+    ),
+    Mutation(
+        "cached network read without comparing its bytes with the seal",
+        "inference/cache_seal.py",
+        '(len(data), _digest(data)) != (entry.get("bytes"), entry.get("sha256"))',
+        "False",
+        ("tests/test_untrusted_disk.py::test_a_tampered_cache_entry_is_rebuilt_with_one_line",),
+    ),
+    Mutation(
         "summary mean computed as a median",
         "evaluation/report.py",
         'entry[f"{metric}_mean"] = float(np.mean(values))',

@@ -118,6 +118,25 @@ def test_labels_outside_0_to_4_are_a_problem(folders, tmp_path):
     assert snapshot(gt, pred) == before
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_labels_are_not_integers(folders, tmp_path, value):
+    """ITK reads NaN and Inf voxels as 0 (background): the file is listed as a problem, as 1.5 would be."""
+    gt, pred = folders
+    labels = organs().astype(np.float32)
+    labels[5, 10, 10] = value  # inside the liver
+    for folder, case in ((pred, "A"), (gt, "B")):
+        sitk.WriteImage(sitk.GetImageFromArray(labels), str(folder / f"{case}.nii.gz"))
+    result = evaluate_cli(gt, pred, tmp_path / "out")
+    assert result.returncode == 1, result.stderr
+    not_integer = "labels must be integers, got 1 NaN or Inf voxel(s) (float32)"
+    assert problems(tmp_path / "out") == [
+        {"case": "A", "status": "unreadable", "message": f"{pred / 'A.nii.gz'}: {not_integer}; scored 0"},
+        {"case": "B", "status": "gt_error", "message": f"ground truth {gt / 'B.nii.gz'}: {not_integer}"},
+    ]
+    with pytest.raises(LabelReadError, match="NaN or Inf"):
+        read_labels(pred / "A.nii.gz")
+
+
 def test_out_on_a_file_is_one_line(folders, tmp_path):
     gt, pred = folders
     (tmp_path / "out").write_text("a file")

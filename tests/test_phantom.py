@@ -3,6 +3,10 @@ phantom/templates.py)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -13,6 +17,7 @@ from phantom.generate import generate_case, write_dataset
 from phantom.grid import orientation_set
 from training.shared_data import shared_data_dir
 
+REPO = Path(__file__).resolve().parents[1]
 SHARED = shared_data_dir()
 TEMPLATES = SHARED / "templates"
 
@@ -224,6 +229,32 @@ def test_flat_and_images_only(tmp_path):
     a = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "flat" / "PHANTOM_0000_0000.nii.gz")))
     b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "two" / "PHANTOM_0000_0000.nii.gz")))
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_case_larger_than_memory_is_a_one_line_usage_error(tmp_path):
+    """--size 40000 (up to 300 slices: 4.8e11 voxels) is refused before anything is generated or created."""
+    result = subprocess.run(
+        [sys.executable, "-m", "phantom", "--out", str(tmp_path / "out"), "--size", "40000"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(
+        "error: --size 40000 with up to 300 slices is 480,000,000,000 voxels a case, about 10,728.8 GB to generate, "
+        "more than the "
+    ), result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_running_out_of_memory_while_generating_is_one_line(tmp_path, monkeypatch, capsys):
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(cli, "write_dataset", no_memory)
+    assert cli.main(["--out", str(tmp_path), "--size", "64"]) == 1
+    assert capsys.readouterr().err == "error: out of memory generating a 64 x 64 case; try a smaller --size\n"
 
 
 def test_class_name_mapping():

@@ -262,13 +262,13 @@ def test_delayed_phase_only_in_version_3():
     with pytest.raises(ValueError, match="phase"):
         generate_case(0, size_xy=32, slices=20, phase="delayed", generator_version=2)
     with pytest.raises(ValueError, match="generator_version"):
-        generate_case(0, size_xy=32, slices=20, generator_version=4)
+        generate_case(0, size_xy=32, slices=20, generator_version=5)
 
 
 def test_cli_version_and_manifest(tmp_path):
     args = ["--cases", "2", "--seed", "3", "--size", "32", "--slices", "20", "22", "--flat"]
     assert cli.main(["--out", str(tmp_path / "v2"), "--generator-version", "2", *args]) == 0
-    assert cli.main(["--out", str(tmp_path / "v3"), *args]) == 0
+    assert cli.main(["--out", str(tmp_path / "v3"), "--generator-version", "3", *args]) == 0
     m2 = json.loads((tmp_path / "v2" / "manifest.json").read_text())["cases"]
     m3 = json.loads((tmp_path / "v3" / "manifest.json").read_text())["cases"]
     assert sorted(m2) == sorted(m3) == ["PHANTOM_0000", "PHANTOM_0001"]
@@ -322,7 +322,8 @@ def test_labels_mode_v3_templates_selection_hu_and_manifest(tmp_path):
             assert min(liver[0], fatty[0]) - 20 <= med <= liver[1] + 20
     args = ["--out", str(tmp_path), "--cases", "2", "--mode", "labels", "--size", "40", "--slices", "20", "22"]
     args += ["--templates", str(TEMPLATES), "--templates-only", "TSEX_0002"]
-    assert cli.main(args) == 0
+    assert cli.main(args) == 2, "version 4 never draws a scored case's map"
+    assert cli.main([*args, "--generator-version", "3"]) == 0
     cases = json.loads((tmp_path / "manifest.json").read_text())["cases"]
     assert {c["template"] for c in cases.values()} == {"TSEX_0002_total.nii.gz"}
 
@@ -358,11 +359,21 @@ def test_version_3_is_byte_identical(seed, options, expected):
 
 # labels and mix modes over the three shared templates, by seed: (options, mode drawn, sha256)
 TEMPLATE_DIGESTS = [
-    (3, dict(mode="labels"), "labels", "ad3f7ea54a2092bbe76d0d0aa6a8bdfd4598c7416172e8dcb6eb625c6d9066e4"),
-    (6, dict(mode="mix", phase="venous"), "labels", "bfa2425b9d6e336d9626ba24abb4bad89ee637d530aba5fd62a1666c4fad98ed"),
+    (
+        3,
+        dict(mode="labels", generator_version=3),
+        "labels",
+        "ad3f7ea54a2092bbe76d0d0aa6a8bdfd4598c7416172e8dcb6eb625c6d9066e4",
+    ),
+    (
+        6,
+        dict(mode="mix", phase="venous", generator_version=3),
+        "labels",
+        "bfa2425b9d6e336d9626ba24abb4bad89ee637d530aba5fd62a1666c4fad98ed",
+    ),
     (
         8,
-        dict(mode="mix", phase="venous"),
+        dict(mode="mix", phase="venous", generator_version=3),
         "phantom",
         "c5d21fc6ceda1f3147c0373501c1e059015df121f9b13c8e70c4ac2184893a15",
     ),

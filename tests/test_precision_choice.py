@@ -39,7 +39,7 @@ def test_choice_is_measured_once_and_remembered_in_the_cache(tmp_path, monkeypat
     key = choice_key("openvino 1.0", 2, (8, 16), (1, 1, 128, 128, 128))
     lines = []
     assert choose(candidates, key, tmp_path, lines.append) == torch.bfloat16
-    stored = json.loads((tmp_path / "precision.json").read_text())
+    stored = json.loads((tmp_path / "precision.json").read_text())["content"]
     assert stored[key]["choice"] == "bfloat16" and stored[key]["seconds"] == {"float32": 2.0, "bfloat16": 1.0}
     monkeypatch.setattr(precision_choice, "_MEMO", {})  # a new process: the cache file answers
     assert choose(candidates, key, tmp_path, lines.append) == torch.bfloat16
