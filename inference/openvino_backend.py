@@ -90,8 +90,8 @@ def traceable_regularized_softmax(logits: torch.Tensor, lam: float, step: float)
     nodes and one fused element-wise chain between the two softmaxes. The forward difference of the last plane is
     that plane minus its own copy, exactly 0 (Neumann), and eta is 0 there, so dropping it in the backward shift
     loses nothing. Slice-and-zero-pad chains (a Slice, a subtraction and a Pad per axis), whose Slice and Pad run
-    OpenVINO's reference kernels, took 1.6-1.8x as long per batch of two 128^3 windows on a shared 2-core CPU
-    (``bench/bench_tv.py``; one run under a load of 8 showed them 0.8x as long)."""
+    OpenVINO's reference kernels, took 1.6-3.2x as long per batch of two 128^3 windows on a shared 2-core CPU in
+    four runs of ``bench/bench_tv.py`` (0.8x in a fifth, under a load of 8)."""
     s = torch.softmax(logits, dim=1)
     grads = [F.pad(s, _AHEAD[dim], mode="replicate") - s for dim in (2, 3, 4)]
     sq = grads[0] * grads[0] + grads[1] * grads[1] + grads[2] * grads[2]
