@@ -26,7 +26,7 @@ from inference.cli import log
 from inference.device import cpu_supports_bf16, precision_name
 from inference.distributed import Launch
 from inference.engine_options import ENGINES, EngineOptions
-from inference.model import fuse_batchnorm
+from inference.model import fuse_batchnorm, plain_softmax_where_exact
 from inference.openvino_backend import OpenVINONetwork, import_openvino
 from inference.options import check_choice, check_whole
 from inference.patching import ProgressFn, predict_labels
@@ -58,8 +58,10 @@ class Segmenter:
 
     def __post_init__(self) -> None:
         """Check the options against the checkpoint, then build the network that runs: batch norms folded into the
-        convolutions (``fuse``), weights in the channels-last-3d layout (``channels_last``; oneDNN and cuDNN pick
-        faster kernels for it), on the device; with the openvino backend, its conversion of the folded network."""
+        convolutions and the regularized softmax a plain one where its lambda changes nothing in float32 (``fuse``;
+        inference.model.plain_softmax_where_exact), weights in the channels-last-3d layout (``channels_last``; oneDNN
+        and cuDNN pick faster kernels for it), on the device; with the openvino backend, its conversion of the
+        folded network."""
         if not isinstance(self.options, PlanOptions):
             raise TypeError(f"options must be a PlanOptions, got {type(self.options).__name__}")
         check_whole("batch_size", self.batch_size)
@@ -74,7 +76,7 @@ class Segmenter:
         self._backed_off = False
         self.checkpoint.model.eval()
         if self.fuse:  # only the folded copy goes to the device: one set of weights there
-            self.network = fuse_batchnorm(self.checkpoint.model)
+            self.network = plain_softmax_where_exact(fuse_batchnorm(self.checkpoint.model))
         else:
             self.network = self.checkpoint.model
         self._openvino = OpenVINONetwork(self.network, openvino) if openvino is not None else None

@@ -187,6 +187,17 @@ def fuse_batchnorm(model: RUNet) -> RUNet:
     return fused
 
 
+def plain_softmax_where_exact(model: RUNet) -> RUNet:
+    """``model`` itself, its regularized softmax replaced in place by a plain softmax over the class axis (dim 1 of
+    (B, C, D, H, W)) when its lambda is under :func:`inference.regularized_softmax.negligible_lambda`, where the two
+    agree to float32 rounding; unchanged otherwise. For inference copies (such as :func:`fuse_batchnorm`'s) only:
+    the replaced layer no longer holds lambda, so the model cannot be trained or saved as a checkpoint after it."""
+    act = model.activation
+    if isinstance(act, RegularizedSoftmax) and act.is_plain_softmax:
+        model.activation = nn.Softmax(dim=1)
+    return model
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -37,15 +37,18 @@ from inference.cache_seal import SealError, read_sealed, seal
 from inference.cli import log
 from inference.model import RUNet
 from inference.out_of_memory import out_of_memory
+from inference.regularized_softmax import RegularizedSoftmax
 from inference.user_cache import user_cache_dir
 
 THREADS_ENV = "RUNET_THREADS"
-CONVERSION_VERSION = 1  # part of the cache key: bump when the traced graph changes
+CONVERSION_VERSION = 2  # part of the cache key: bump when the traced graph changes (2: lambda* bound, Pad shifts)
 OV_PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
 
-# F.pad widths (last axis first) that add one zero plane after / before the data along z, y, x of (B, C, D, H, W)
-_PAD_AFTER = {2: (0, 0, 0, 0, 0, 1), 3: (0, 0, 0, 1, 0, 0), 4: (0, 1, 0, 0, 0, 0)}
-_PAD_BEFORE = {2: (0, 0, 0, 0, 1, 0), 3: (0, 0, 1, 0, 0, 0), 4: (1, 0, 0, 0, 0, 0)}
+# F.pad widths (last axis first) of (B, C, D, H, W) that shift the data one plane along z, y, x: AHEAD drops the first
+# plane and repeats the last (x[i] -> x[i + 1], the last plane kept), BEHIND adds a zero plane before and drops the
+# last (x[i] -> x[i - 1], 0 at i = 0). A negative width crops, so each shift is one Pad node and no Slice.
+_AHEAD = {2: (0, 0, 0, 0, -1, 1), 3: (0, 0, -1, 1, 0, 0), 4: (-1, 1, 0, 0, 0, 0)}
+_BEHIND = {2: (0, 0, 0, 0, 1, -1), 3: (0, 0, 1, -1, 0, 0), 4: (1, -1, 0, 0, 0, 0)}
 
 
 def import_openvino() -> ModuleType | None:
@@ -80,30 +83,37 @@ def network_digest(network: nn.Module) -> str:
 
 
 def traceable_regularized_softmax(logits: torch.Tensor, lam: float, step: float) -> torch.Tensor:
-    """:func:`inference.regularized_softmax.regularized_softmax`, written with out-of-place ops only (pads and
-    slices), as graph converters need: the same arithmetic on (B, C, D, H, W) logits, the same result to rounding."""
+    """:func:`inference.regularized_softmax.regularized_softmax`, written with out-of-place ops only, as graph
+    converters need: the same arithmetic on (B, C, D, H, W) float logits, the same result to rounding.
+
+    Every shift is a single pad with a negative width (:data:`_AHEAD`, :data:`_BEHIND`), so the graph holds six Pad
+    nodes and one fused element-wise chain between the two softmaxes. The forward difference of the last plane is
+    that plane minus its own copy, exactly 0 (Neumann), and eta is 0 there, so dropping it in the backward shift
+    loses nothing. Slice-and-zero-pad chains (a Slice, a subtraction and a Pad per axis), whose Slice and Pad run
+    OpenVINO's reference kernels, took 1.6-3.2x as long per batch of two 128^3 windows on a shared 2-core CPU in
+    four runs of ``bench/bench_tv.py`` (0.8x in a fifth, under a load of 8)."""
     s = torch.softmax(logits, dim=1)
-    grads = []
-    for dim in (2, 3, 4):
-        n = s.shape[dim]
-        grads.append(F.pad(s.narrow(dim, 1, n - 1) - s.narrow(dim, 0, n - 1), _PAD_AFTER[dim]))
+    grads = [F.pad(s, _AHEAD[dim], mode="replicate") - s for dim in (2, 3, 4)]
     sq = grads[0] * grads[0] + grads[1] * grads[1] + grads[2] * grads[2]
     factor = -step / torch.sqrt(torch.clamp(sq * (step * step), min=1.0))
-    div = torch.zeros_like(s)
-    for g, dim in zip(grads, (2, 3, 4)):
-        eta = g * factor
-        div = div + eta - F.pad(eta.narrow(dim, 0, eta.shape[dim] - 1), _PAD_BEFORE[dim])
+    eta = [g * factor for g in grads]
+    div = eta[0] + eta[1] + eta[2]
+    for e, dim in zip(eta, (2, 3, 4)):
+        div = div - F.pad(e, _BEHIND[dim])
     return torch.softmax(logits - lam * div, dim=1)
 
 
 class _Traceable(nn.Module):
-    """(B, 1, D, H, W) -> (B, C, D, H, W) probabilities of a RUNet, with a traceable last activation."""
+    """(B, 1, D, H, W) -> (B, C, D, H, W) probabilities of a RUNet, with a traceable last activation: a plain
+    softmax where the network's lambda is under the bound at which the regularized one equals it to float32
+    rounding (:func:`inference.regularized_softmax.negligible_lambda`)."""
 
     def __init__(self, network: RUNet) -> None:
         super().__init__()
         self.network = network
         act = network.activation
-        self.lam_step = (act.lam_value, act.step) if network.config.regularized_softmax else None
+        regularized = isinstance(act, RegularizedSoftmax) and not act.is_plain_softmax
+        self.lam_step = (act.lam_value, act.step) if regularized else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.network.logits(x)

@@ -161,6 +161,55 @@ def regularized_softmax_inplace(
     return torch.softmax(torch.sub(logits, div.mul_(lam)), dim=1)
 
 
+FLOAT32_UNIT_ROUNDOFF = 2.0**-24  # u: round-to-nearest float32 moves a number by at most u times its magnitude
+
+
+def divergence_bound(step: float, iterations: int = 1) -> float:
+    """M: an upper bound on |div(eta)| at any voxel and class, for any logits and any volume shape.
+
+    One iteration (eta = V / max(1, |V|_2), V = -step * grad(S), S = softmax(o) in (0, 1)): every forward
+    difference g_d of S lies in (-1, 1), and |g_d| <= |g|_2, so per component |eta_d| = step |g_d| / max(1, step |g|_2)
+    <= min(step, 1) and per voxel |eta|_2 = min(step |g|_2, 1) <= min(sqrt(3) step, 1), hence
+    sum_d |eta_d(x)| <= sqrt(3) |eta(x)|_2 <= min(3 step, sqrt(3)). div(eta)(x) = sum_d eta_d(x) - eta_d(x - e_d)
+    (terms outside the volume are 0), so
+
+        |div(eta)(x)| <= sum_d |eta_d(x)| + sum_d |eta_d(x - e_d)| <= min(3 step, sqrt(3)) + 3 min(step, 1) = M.
+
+    More iterations project eta onto |eta|_2 <= 1 too, but eta_k no longer scales with the step: M = sqrt(3) + 3.
+    """
+    if step < 0 or iterations < 1:
+        raise ValueError(f"step must be >= 0 and iterations >= 1, got step={step}, iterations={iterations}")
+    if iterations > 1:
+        return math.sqrt(3.0) + 3.0
+    return min(3.0 * step, math.sqrt(3.0)) + 3.0 * min(step, 1.0)
+
+
+def negligible_lambda(step: float, iterations: int = 1) -> float:
+    """lambda*: below it the regularized softmax equals the plain softmax to float32 rounding (DESIGN.md's layer).
+
+    Derivation. U = softmax_C(o + delta) with delta_c = -lambda div(eta)_c, so |delta_c| <= lambda M
+    (:func:`divergence_bound`). With S = softmax_C(o),
+
+        U_c / S_c = exp(delta_c) / sum_k S_k exp(delta_k),
+
+    and the denominator is a convex combination of the exp(delta_k), between exp(min delta) and exp(max delta).
+    Hence |log(U_c / S_c)| <= max delta - min delta <= 2 lambda M at every voxel and class, and for two classes
+    a, b: log(U_a / U_b) = log(S_a / S_b) + delta_a - delta_b, so their order can flip only where
+    |log(S_a / S_b)| <= 2 lambda M. Require 2 lambda M <= log(1 + u), u = 2^-24 the float32 unit roundoff:
+
+        lambda* = log1p(2^-24) / (2 M)       (step 1, one iteration: M = 3 + sqrt(3), lambda* = 6.30e-9)
+
+    Below lambda*, |U_c - S_c| <= u S_c: the exact regularized probabilities differ from the exact softmax by less
+    than one float32 rounding of S_c, less than the error of the float32 softmax itself (exp, sum and division
+    each round), and the argmax can change only between two classes whose probabilities agree to within a factor
+    1 + u, which round to the same or adjacent float32 values and which a float32 softmax cannot order reliably
+    anyway. bfloat16 and float16 round more coarsely, so the bound holds for them too. Replacing the layer by a
+    plain softmax there is therefore exact to float32 rounding (it is not a guarantee of equal bits: a different
+    but equally rounded computation may differ in the last place).
+    """
+    return math.log1p(FLOAT32_UNIT_ROUNDOFF) / (2.0 * divergence_bound(step, iterations))
+
+
 LAM_FLOOR = 1e-12  # lambda of a stored 0: softplus cannot reach 0, and 1e-12 changes no probability in float32
 
 
@@ -216,6 +265,12 @@ class RegularizedSoftmax(nn.Module):
     def lam_value(self) -> float:
         """The lambda in use, as a float."""
         return float(self.lam.detach())
+
+    @property
+    def is_plain_softmax(self) -> bool:
+        """True when lambda < :func:`negligible_lambda` of this step and iteration count: the layer's output equals
+        a plain softmax of the logits to float32 rounding, so inference may run the plain softmax instead."""
+        return self.lam_value < negligible_lambda(self.step, self.iterations)
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, C, D, H, W) logits -> probabilities of the same shape."""

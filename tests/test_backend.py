@@ -100,6 +100,33 @@ def test_the_cache_is_keyed_by_the_weights(tmp_path, monkeypatch):
     assert (again.predict_fn()(x) - _torch_probs(first, x)).abs().max().item() < 1e-3
 
 
+def test_the_conversion_version_is_part_of_the_cache_key(tmp_path, monkeypatch):
+    net = _net(5)
+    first = OpenVINONetwork(net, ov, cache=tmp_path)
+    conversions = []
+    convert = openvino_backend.convert
+    monkeypatch.setattr(openvino_backend, "convert", lambda *a: conversions.append(1) or convert(*a))
+    assert OpenVINONetwork(net, ov, cache=tmp_path).cache_folder == first.cache_folder and not conversions
+    monkeypatch.setattr(openvino_backend, "CONVERSION_VERSION", openvino_backend.CONVERSION_VERSION + 1)
+    bumped = OpenVINONetwork(net, ov, cache=tmp_path)
+    assert conversions == [1]  # the network stored under the old version is not reused
+    assert bumped.cache_folder is not None and bumped.cache_folder != first.cache_folder
+    assert bumped.cache_folder.name.endswith(f"-c{openvino_backend.CONVERSION_VERSION}")
+
+
+@pytest.mark.parametrize("lam", [1e-12, 0.7])
+def test_the_converted_graph_holds_the_tv_term_only_where_lambda_matters(tmp_path, lam):
+    torch.manual_seed(6)
+    net = fuse_batchnorm(RUNet(UNetConfig(widths=(2, 4, 8), lam_init=lam)).eval())  # the regularized layer kept
+    kinds = [op.get_type_name() for op in openvino_backend.convert(net, ov).get_ordered_ops()]
+    assert kinds.count("Softmax") == (1 if lam < 1e-9 else 2)
+    assert kinds.count("Pad") == (0 if lam < 1e-9 else 6)  # six one-plane shifts, no Slice chains
+    assert "Slice" not in kinds and "StridedSlice" not in kinds
+    x = torch.randn(1, 1, 8, 16, 16, generator=torch.Generator().manual_seed(7))
+    probs = OpenVINONetwork(net, ov, cache=tmp_path).predict_fn(torch.float32)(x)
+    assert (probs - _torch_probs(net, x)).abs().max().item() < 1e-3
+
+
 def test_an_unwritable_cache_is_skipped(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

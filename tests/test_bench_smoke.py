@@ -33,6 +33,7 @@ def _load(name: str):
         ("bench_floor", "| network | backend | precision | variant |"),
         ("bench_stages", "| volume | backend | variant | precision | read (s) |"),
         ("bench_startup", "| event (one case, one process) |"),
+        ("bench_tv", "| form | precision hint | s per batch | / plain softmax |"),
         ("bench_cohort", "| variant | wall s (each repeat) | best wall s | speed-up over one process |"),
         pytest.param(
             "bench_monai",

@@ -284,13 +284,13 @@ def baked_conversion_name(weights: Path) -> str:
     """The cache folder name under which the engine looks up the OpenVINO conversion of ``weights``' network (the
     image's openvino is requirements.txt's pin, as here)."""
     from inference.checkpoint import load_checkpoint
-    from inference.model import fuse_batchnorm
+    from inference.model import fuse_batchnorm, plain_softmax_where_exact
     from inference.openvino_backend import CONVERSION_VERSION, import_openvino, network_digest
 
     ov = import_openvino()
     if ov is None:
         pytest.skip("openvino is not installed here")
-    digest = network_digest(fuse_batchnorm(load_checkpoint(weights).model.eval()))
+    digest = network_digest(plain_softmax_where_exact(fuse_batchnorm(load_checkpoint(weights).model.eval())))
     return f"{digest}-ov{ov.get_version().split('-')[0]}-c{CONVERSION_VERSION}"
 
 
