@@ -133,7 +133,7 @@ def test_help_lists_every_default(capsys):
     assert re.search(r"\(default: \S+\.pt\)$", entries["--weights"])
     for option in ("--input", "--output", "--help"):  # required, or a flag: no default shown
         assert "default:" not in entries[option], entries[option]
-    assert entries["--input"].startswith("-i DIR, --input DIR") and entries["--output"].startswith("-o DIR")
+    assert entries["--input"].startswith("-i IN, --input IN") and entries["--output"].startswith("-o DIR")
 
 
 def test_logs_off_a_terminal_hold_no_bar(inputs, tiny_weights, tmp_path):

@@ -49,8 +49,9 @@ def reference(tmp_path_factory) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
-    """A folder of every input kind (.nii, .mha, a DICOM series, two series in one folder, a uint16 +1024 copy, a
-    text file) segmented with every extra output: (input folder, output folder, the run)."""
+    """A folder of every input kind (.nii, .mha, a DICOM series, two series in one folder, a copy clipped at
+    -1024 HU and the same stored as uint16 +1024, a text file) segmented with every extra output: (input folder,
+    output folder, the run)."""
     root = tmp_path_factory.mktemp("mixed")
     inputs = root / "in"
     inputs.mkdir()
@@ -60,11 +61,11 @@ def mixed(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
     write_dicom_series(image, inputs / "patient")
     write_dicom_series(image, inputs / "study", series_number=3, prefix="s3_")
     write_dicom_series(image, inputs / "study", series_number=7, prefix="s7_")
-    hu = sitk.GetArrayFromImage(image).astype(np.int32)
-    assert hu.min() >= -1024  # so the +1024 copy holds the image exactly
-    stored = sitk.GetImageFromArray((hu + 1024).astype(np.uint16))
-    stored.CopyInformation(image)
-    sitk.WriteImage(stored, str(inputs / "offset.nii.gz"))
+    hu = np.maximum(sitk.GetArrayFromImage(image), -1024)  # what a uint16 +1024 export can hold
+    for name, array in (("clipped.nii.gz", hu.astype(np.int16)), ("offset.nii.gz", (hu + 1024).astype(np.uint16))):
+        stored = sitk.GetImageFromArray(array)
+        stored.CopyInformation(image)
+        sitk.WriteImage(stored, str(inputs / name))
     (inputs / "notes.txt").write_text("not an image\n")
     out = root / "out"
     result = predict(
@@ -73,15 +74,16 @@ def mixed(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
     return inputs, out, result
 
 
-CASES = ("offset", "patient", "plain", "scan", "study_series3", "study_series7")
+CASES = ("clipped", "offset", "patient", "plain", "scan", "study_series3", "study_series7")
 
 
 def test_every_input_kind_gives_the_nifti_labels(mixed, reference):
     _, out, result = mixed
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == [f"{c}.nii.gz" for c in CASES]
-    for case in CASES:
+    for case in ("patient", "plain", "scan", "study_series3", "study_series7"):
         np.testing.assert_array_equal(labels_of(out / f"{case}.nii.gz"), reference, err_msg=case)
+    np.testing.assert_array_equal(labels_of(out / "offset.nii.gz"), labels_of(out / "clipped.nii.gz"))
 
 
 def test_skipped_files_say_why_and_the_offset_is_warned(mixed):
@@ -95,7 +97,8 @@ def test_skipped_files_say_why_and_the_offset_is_warned(mixed):
 
 def test_dicom_seg_reads_back_voxel_for_voxel(mixed, reference):
     inputs, out, _ = mixed
-    assert sorted(p.name for p in (out / "dicom").iterdir()) == ["patient.dcm", "study_series3.dcm", "study_series7.dcm"]
+    assert sorted(p.name for p in (out / "dicom").iterdir()) == [f"{c}.dcm" for c in ("patient", "study_series3",
+                                                                                      "study_series7")]  # fmt: skip
     files = sorted((inputs / "patient").iterdir())  # IM0000 ...: slice k of the image
     seg = hd.seg.segread(str(out / "dicom" / "patient.dcm"))
     uids = [pydicom.dcmread(str(f), stop_before_pixels=True).SOPInstanceUID for f in files]
