@@ -35,6 +35,9 @@ from inference.options import OptionError
 from inference.outputs.case_extras import DICOM_SEG, NIFTI, OUTPUT_TYPES, ExtraOutputs
 from inference.plan import PHASES, SHORT_VOLUMES, STRIDE_CHOICES, PlanOptions
 from inference.runner import RunError, all_written, exit_now, segment_folder
+from inference.task import INPUT_SUFFIX
+
+INPUT_HELP = f"folder of <case>{INPUT_SUFFIX} images, or of other 3D images and DICOM series, or one file (only read)"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -42,14 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     (EngineOptions) and ``share`` (inference.cohort.Share). A usage error (including a missing weights file, or a
     file given for -i) prints one line with a hint and exits 2."""
     p = UsageParser(prog="python -m inference.predict", description=__doc__)
-    p.add_argument(
-        "-i",
-        "--input",
-        type=Path,
-        required=True,
-        metavar="IN",
-        help="folder of <case>_0000.nii.gz images, or of other 3D images and DICOM series, or one file (only read)",
-    )
+    p.add_argument("-i", "--input", type=Path, required=True, metavar="IN", help=INPUT_HELP)
     p.add_argument(
         "-o",
         "--output",
@@ -122,13 +118,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.plan, args.engine = PlanOptions.from_args(args), EngineOptions.from_args(args)
     except OptionError as exc:
         p.error(exc.as_option())
-    if not args.input.exists():
-        p.error(f"-i {args.input}: input folder or file does not exist")
-    if args.output.exists() and not args.output.is_dir():
-        p.error(f"-o {args.output} is a file; -o takes a folder (created when missing) for the label maps")
-    problem = device_problem(args.engine.device)
-    if problem:
-        p.error(problem)
+    check_input_output(p, args)
     if not args.weights.is_file():
         p.error(
             f"--weights {args.weights}: checkpoint file not found; pass --weights PATH (or set RUNET_WEIGHTS) to a "
@@ -143,12 +133,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if problem:
             p.error(problem)
     args.extras = ExtraOutputs(args.output_type, args.per_organ, args.statistics, args.preview)
+    return args
+
+
+def check_input_output(p: UsageParser, args: argparse.Namespace) -> None:
+    """The usage errors of -i, -o, --device and --output-type (one line, exit 2): -i missing, -o an existing
+    file, cuda without a GPU, a DICOM SEG asked for a single file that is not a DICOM slice."""
+    if not args.input.exists():
+        p.error(f"-i {args.input}: input folder or file does not exist")
+    if args.output.exists() and not args.output.is_dir():
+        p.error(f"-o {args.output} is a file; -o takes a folder (created when missing) for the label maps")
+    problem = device_problem(args.engine.device)
+    if problem:
+        p.error(problem)
     if args.output_type == DICOM_SEG and not args.input.is_dir() and not is_dicom_file(args.input):
         p.error(
             f"--output-type dicom: -i {args.input} is not a DICOM series; a DICOM SEG references the series it "
             "segments (take -i to a DICOM series folder, or leave --output-type nifti)"
         )
-    return args
 
 
 def add_extra_output_options(p: argparse.ArgumentParser) -> None:
