@@ -1,10 +1,16 @@
-"""The inference CLI: segment every `<case>_0000.nii.gz` of a folder into `<case>.nii.gz` label maps.
+"""The inference CLI: segment every case of a folder (or one file) into `<case>.nii.gz` label maps.
 
-    python -m inference.predict -i IN_DIR -o OUT_DIR [options]
+    python -m inference.predict -i IN -o OUT_DIR [options]
+
+IN: a folder of `<case>_0000.nii.gz` images (the FLARE layout: exactly those are read), any other folder (its 3D
+images: .nii.gz, .nii, .mha, .mhd, .nrrd, .nhdr; and its DICOM series, one case per series, those of its
+subfolders too), or one image file or DICOM slice. Every case gets the HU check (a warning line for an image that
+is not CT in Hounsfield units; an image stored with +1024 is read with 1024 subtracted, and the warning says so).
 
 Logs go to stderr (on a terminal with a progress bar across cases and one within each case); the output folder
-receives nothing but label maps. Exit code 0 when every case was written, 1 when some failed (listed at the end),
-2 for usage errors.
+receives nothing but label maps. --output-type dicom, --per-organ, --statistics and --preview write into
+subfolders of it (dicom/, per_organ/, statistics/, preview/), only when asked. Exit code 0 when every case was
+written, 1 when some failed (listed at the end), 2 for usage errors.
 
 A cohort in several processes: --part K --num-parts N (a batch system's tasks), or torchrun --nproc_per_node=G
 -m inference.predict ... (one process per GPU; rank 0 prints the summary of all); --skip-existing resumes;
@@ -17,14 +23,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from inference.case_log import log_csv_problem
 from inference.checkpoint import default_weights
 from inference.cli import UsageParser, log
 from inference.cohort import share_from_options
 from inference.engine_options import EngineOptions, add_engine_options
+from inference.inputs.dicom_series import is_dicom_file
 from inference.options import OptionError
+from inference.outputs.case_extras import DICOM_SEG, NIFTI, OUTPUT_TYPES, ExtraOutputs
 from inference.plan import PHASES, SHORT_VOLUMES, STRIDE_CHOICES, PlanOptions
 from inference.runner import RunError, all_written, exit_now, segment_folder
+from inference.task import INPUT_SUFFIX
+
+INPUT_HELP = f"folder of <case>{INPUT_SUFFIX} images, or of other 3D images and DICOM series, or one file (only read)"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -32,9 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     (EngineOptions) and ``share`` (inference.cohort.Share). A usage error (including a missing weights file, or a
     file given for -i) prints one line with a hint and exits 2."""
     p = UsageParser(prog="python -m inference.predict", description=__doc__)
-    p.add_argument(
-        "-i", "--input", type=Path, required=True, metavar="DIR", help="folder of <case>_0000.nii.gz images (only read)"
-    )
+    p.add_argument("-i", "--input", type=Path, required=True, metavar="IN", help=INPUT_HELP)
     p.add_argument(
         "-o",
         "--output",
@@ -95,16 +106,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="append one row per case (size, spacing, stride, phases, seconds, peak memory, status) to FILE, which "
         "may not lie in the output folder",
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="list skipped files; tracebacks of unexpected errors")
+    add_extra_output_options(p)
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="why each skipped file was skipped; tracebacks of errors",
+    )
     args = p.parse_args(argv)
     try:
         args.plan, args.engine = PlanOptions.from_args(args), EngineOptions.from_args(args)
     except OptionError as exc:
         p.error(exc.as_option())
-    if args.input.is_file():
-        p.error(f"-i {args.input} is a file; -i takes the folder that holds the images: -i {args.input.parent}")
-    if not args.input.is_dir():
-        p.error(f"-i {args.input}: input folder does not exist or is not a folder")
+    check_input_output(p, args)
     if not args.weights.is_file():
         p.error(
             f"--weights {args.weights}: checkpoint file not found; pass --weights PATH (or set RUNET_WEIGHTS) to a "
@@ -118,7 +132,55 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         problem = log_csv_problem(args.log_csv, args.output)
         if problem:
             p.error(problem)
+    args.extras = ExtraOutputs(args.output_type, args.per_organ, args.statistics, args.preview)
     return args
+
+
+def check_input_output(p: UsageParser, args: argparse.Namespace) -> None:
+    """The usage errors of -i, -o, --device and --output-type (one line, exit 2): -i missing, -o an existing
+    file, cuda without a GPU, a DICOM SEG asked for a single file that is not a DICOM slice."""
+    if not args.input.exists():
+        p.error(f"-i {args.input}: input folder or file does not exist")
+    if args.output.exists() and not args.output.is_dir():
+        p.error(f"-o {args.output} is a file; -o takes a folder (created when missing) for the label maps")
+    problem = device_problem(args.engine.device)
+    if problem:
+        p.error(problem)
+    if args.output_type == DICOM_SEG and not args.input.is_dir() and not is_dicom_file(args.input):
+        p.error(
+            f"--output-type dicom: -i {args.input} is not a DICOM series; a DICOM SEG references the series it "
+            "segments (take -i to a DICOM series folder, or leave --output-type nifti)"
+        )
+
+
+def add_extra_output_options(p: argparse.ArgumentParser) -> None:
+    """The outputs besides the label maps (inference.outputs.case_extras), each in a subfolder of -o."""
+    p.add_argument(
+        "--output-type",
+        choices=OUTPUT_TYPES,
+        default=NIFTI,
+        help="dicom: also a DICOM SEG per DICOM-series case, in OUT/dicom/<case>.dcm (the .nii.gz label map is "
+        "written too; other inputs get a warning and the label map only)",
+    )
+    p.add_argument(
+        "--per-organ", action="store_true", help="one binary mask per organ: OUT/per_organ/<case>/<organ>.nii.gz"
+    )
+    p.add_argument(
+        "--statistics",
+        action="store_true",
+        help="per organ volume (mL), mean/median/std HU, voxels, bounding box: OUT/statistics/<case>.json and "
+        "OUT/statistics/statistics.csv across the cases",
+    )
+    p.add_argument(
+        "--preview", action="store_true", help="a PNG per case, 3 views through each organ: OUT/preview/<case>.png"
+    )
+
+
+def device_problem(name: str) -> str | None:
+    """A --device that this machine cannot give (cuda without CUDA), in one line; None otherwise."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        return f"--device {name}: no CUDA device is available here; use --device cpu (or auto)"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             skip_existing=args.skip_existing,
             log_csv=args.log_csv,
             verbose=args.verbose,
+            extras=args.extras,
         )
     except RunError as exc:
         log(str(exc))

@@ -43,10 +43,8 @@ from inference.ct_io import (
     CTVolume,
     InputError,
     OutputError,
-    case_name,
     ct_volume,
     label_image,
-    read_ct,
     remove_stale_temp_files,
     write_labels,
 )
@@ -54,7 +52,11 @@ from inference.device import precision_name
 from inference.distributed import gather, join_group, leave_group
 from inference.engine import Segmenter
 from inference.engine_options import EngineOptions
+from inference.inputs.cases import FLARE, IMAGE_SUFFIXES, InputCase, Skipped, list_cases
+from inference.inputs.checked_read import as_input_case, case_files, read_checked
+from inference.inputs.hu_check import apply_intensity_check
 from inference.out_of_memory import out_of_memory
+from inference.outputs.case_extras import ExtraOutputs
 from inference.plan import PlanOptions
 
 LabelsFn = Callable[[str, CTVolume, np.ndarray], None]
@@ -101,6 +103,22 @@ def skipped_lines(skipped: list[Path], verbose: bool) -> list[str]:
     return lines
 
 
+def input_skipped_lines(cases: Sequence[InputCase], skipped: Sequence[Skipped], verbose: bool) -> list[str]:
+    """The lines about the skipped entries of an input: for a FLARE folder those of :func:`skipped_lines` (the
+    count, as ever); for any other input a count, and with ``verbose`` one line each saying why."""
+    if not skipped:
+        return []
+    lines = [entry.line() for entry in skipped] if verbose else []
+    if cases and cases[0].kind == FLARE:
+        return lines + skipped_lines([entry.path for entry in skipped], verbose)[-1:]
+    one = len(skipped) == 1
+    lines.append(
+        f"{len(skipped)} {'entry' if one else 'entries'} of the input {'was' if one else 'were'} skipped"
+        + ("" if verbose else "; -v says why")
+    )
+    return lines
+
+
 def prepare_output(output_dir: Path) -> str | None:
     """Create the output folder and check it is writable; an error line or None."""
     try:
@@ -143,29 +161,37 @@ def overlap_problem(input_dir: Path, output_dir: Path, reads: list[Path]) -> str
 # --- reading ahead, signals, progress --------------------------------------------------------------------------------
 
 
-def prefetch_reads(cases: list[Path], pool: ThreadPoolExecutor, first: Future | None = None) -> Iterator[Future]:
-    """Futures of read_ct(case), in order, each read started while the previous case is being segmented.
+def read_input(case: Path | InputCase) -> CTVolume:
+    """One case of a run, read and checked: :func:`inference.inputs.checked_read.read_checked` (a plain path is an
+    image file, a ``<case>_0000.nii.gz`` one read exactly as the FLARE folder reads it)."""
+    return read_checked(as_input_case(case))
+
+
+def prefetch_reads(
+    cases: Sequence[Path | InputCase], pool: ThreadPoolExecutor, first: Future | None = None
+) -> Iterator[Future]:
+    """Futures of read_input(case), in order, each read started while the previous case is being segmented.
 
     ``first`` is the already-submitted read of cases[0] (a run starts it before loading the network, so that
     reading the first case overlaps the start-up); its result or exception is raised by ``Future.result()``.
     """
-    pending = first if first is not None else pool.submit(read_ct, cases[0])
+    pending = first if first is not None else pool.submit(read_input, cases[0])
     for k in range(len(cases)):
         current = pending
         if k + 1 < len(cases):
-            pending = pool.submit(read_ct, cases[k + 1])
+            pending = pool.submit(read_input, cases[k + 1])
         yield current
 
 
 class ReadAhead:
-    """read_ct of ``cases`` in one background thread, each case read while the one before it is segmented; the
+    """read_input of ``cases`` in one background thread, each case read while the one before it is segmented; the
     first read starts at once (it overlaps loading the network). Iterate once for the futures, in order; close
     (or leave the ``with`` block) to stop the reads not yet started."""
 
-    def __init__(self, cases: list[Path]) -> None:
-        self.cases = cases
+    def __init__(self, cases: Sequence[Path | InputCase]) -> None:
+        self.cases = list(cases)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read")
-        self.first = self.pool.submit(read_ct, cases[0]) if cases else None
+        self.first = self.pool.submit(read_input, self.cases[0]) if self.cases else None
 
     def __iter__(self) -> Iterator[Future]:
         return prefetch_reads(self.cases, self.pool, self.first) if self.cases else iter(())
@@ -259,7 +285,7 @@ def _log_row(log_csv: Path | None, record: CaseRecord) -> None:
 
 
 def segment_cases(
-    cases: Sequence[Path],
+    cases: Sequence[Path | InputCase],
     segmenter: Segmenter,
     *,
     output_dir: Path | None = None,
@@ -268,7 +294,11 @@ def segment_cases(
     verbose: bool = False,
     reads: ReadAhead | None = None,
 ) -> list[CaseRecord]:
-    """Segment each CT file of ``cases`` alone, in order; one CaseRecord per case ("written" or "failed").
+    """Segment each case of ``cases`` alone, in order; one CaseRecord per case ("written" or "failed").
+
+    A case is an image file's path (a ``<case>_0000.nii.gz`` one named ``<case>``, any other after the file) or an
+    :class:`~inference.inputs.cases.InputCase` of :func:`inference.inputs.cases.list_cases` (a DICOM series, too);
+    each is read with the HU check (:func:`read_input`).
 
     Each label map is written to ``output_dir``/<case>.nii.gz (when given; in the input's geometry) and handed to
     ``on_labels`` (when given, see :data:`LabelsFn`). A case that fails (unreadable, out of memory, a write that
@@ -280,8 +310,8 @@ def segment_cases(
     own = reads is None
     reads = ReadAhead(list(cases)) if own else reads
     try:
-        for path, read in zip(bar(iterable=cases, desc="cases", unit="case", position=0), reads):
-            records.append(_segment_one(path, read, segmenter, output_dir, on_labels, verbose))
+        for case, read in zip(bar(iterable=cases, desc="cases", unit="case", position=0), reads):
+            records.append(_segment_one(as_input_case(case), read, segmenter, output_dir, on_labels, verbose))
             _log_row(log_csv, records[-1])
     finally:
         if own:
@@ -290,7 +320,7 @@ def segment_cases(
 
 
 def _segment_one(
-    path: Path,
+    case: InputCase,
     read: Future,
     segmenter: Segmenter,
     output_dir: Path | None,
@@ -298,7 +328,7 @@ def _segment_one(
     verbose: bool,
 ) -> CaseRecord:
     """One case, whatever happens to it: its record, and a log line (its size, stride and time, or the failure)."""
-    name = case_name(path)
+    name, path = case.name, case.path
     start = time.perf_counter()
     reset_peak_memory(segmenter.device)
     windows = WindowProgress(name)
@@ -345,16 +375,23 @@ def segment_folder(
     skip_existing: bool = False,
     log_csv: str | Path | None = None,
     verbose: bool = False,
+    extras: ExtraOutputs | None = None,
 ) -> list[CaseRecord]:
-    """Segment every ``<case>_0000.nii.gz`` of ``input_dir`` into ``output_dir``/<case>.nii.gz (uint8 label maps in
-    the input's geometry), as ``python -m inference.predict`` does; returns the records of every case of every
-    process (all "written" or "existing" when nothing failed).
+    """Segment every case of ``input_dir`` into ``output_dir``/<case>.nii.gz (uint8 label maps in the input's
+    geometry), as ``python -m inference.predict`` does; returns the records of every case of every process (all
+    "written" or "existing" when nothing failed).
+
+    ``input_dir``: a folder or one file, as :func:`inference.inputs.cases.list_cases` takes it (a folder of
+    ``<case>_0000.nii.gz`` files reads exactly those; any other folder its 3D images and DICOM series); every case
+    gets the HU check. ``extras``: the outputs besides the label maps, each in its subfolder of ``output_dir``
+    (:mod:`inference.outputs.case_extras`; None: none).
 
     weights: the checkpoint (None: inference.checkpoint.default_weights(), $RUNET_WEIGHTS or the shipped one);
     plan, engine: how volumes are cut and where the network runs; share: this process's part of the cases (None:
     from $RUNET_PART, $RUNET_NUM_PARTS and torchrun's variables); skip_existing: keep label maps that are there
     and whole; log_csv: a file (outside ``output_dir``) that gets one row per case; verbose: list skipped files,
-    tracebacks of unexpected errors. Progress and a closing summary (rank 0) go to stderr.
+    tracebacks of unexpected errors and why each skipped file was skipped. Progress and a closing summary (rank 0)
+    go to stderr.
 
     RunError (with the command line's exit code) when the run cannot start: the input folder cannot be listed or
     holds no input image, the output folder is the input folder or holds a file the run reads, cannot be created
@@ -381,32 +418,67 @@ def segment_folder(
             try:
                 segmenter = _segmenter(weights, engine, plan, share, len(cases))
                 records += segment_cases(
-                    cases, segmenter, output_dir=output_dir, log_csv=log_csv, verbose=verbose, reads=reads
+                    cases,
+                    segmenter,
+                    output_dir=output_dir,
+                    on_labels=extra_outputs_writer(extras, output_dir, cases),
+                    log_csv=log_csv,
+                    verbose=verbose,
+                    reads=reads,
                 )
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
     else:
         log(f"RUnet: no case to segment{' in ' + share.describe() if share.describe() else ''}")
-    return _gather_and_summarize(records, output_dir, share, time.perf_counter() - started)
+    everyone = _gather_and_summarize(records, output_dir, share, time.perf_counter() - started)
+    if extras is not None and share.launch.main:
+        finish_extra_outputs(extras, output_dir, everyone)
+    return everyone
+
+
+def extra_outputs_writer(extras: ExtraOutputs | None, output_dir: Path, cases: Sequence[InputCase]) -> LabelsFn | None:
+    """The ``on_labels`` of a folder run that writes ``extras`` for each case (None when none is asked); its
+    warnings are logged, and a file it cannot write fails the case."""
+    if extras is None or not extras.any():
+        return None
+    by_name = {case.name: case for case in cases}
+
+    def write(name: str, volume: CTVolume, labels: np.ndarray) -> None:
+        for warning in extras.write(output_dir, by_name[name], volume, labels):
+            log(f"warning: {warning}")
+
+    return write
+
+
+def finish_extra_outputs(extras: ExtraOutputs, output_dir: Path, records: Sequence[CaseRecord]) -> None:
+    """What the extras write once the cases are done (the statistics CSV); a failure is a warning line."""
+    try:
+        csv_path = extras.finish(output_dir, [r.name for r in records if r.status != "failed"])
+    except (OSError, ValueError) as exc:
+        log(f"warning: {output_dir}: cannot write the statistics across the cases ({exc})")
+        return
+    if csv_path is not None:
+        log(f"statistics of the cases in {csv_path}")
 
 
 def _cases_to_run(
     input_dir: Path, output_dir: Path, weights: Path, share: Share, skip_existing: bool, verbose: bool
-) -> tuple[list[Path], list[CaseRecord]]:
+) -> tuple[list[InputCase], list[CaseRecord]]:
     """This process's cases to segment, and the records of those --skip-existing keeps; the output folder created
     and cleared of temporary files an interrupted run left. RunError when the run cannot start."""
     try:
-        cases, skipped = find_cases(input_dir)
-    except OSError as exc:
-        raise RunError(f"{input_dir}: cannot list the input folder ({exc.strerror or exc})", 2) from None
-    error = overlap_problem(input_dir, output_dir, [*cases, weights, weights.parent / "SHA256SUMS"])
+        cases, skipped = list_cases(input_dir)
+    except InputError as exc:
+        raise RunError(str(exc), 2) from None
+    reads = [path for case in cases for path in case_files(case)]
+    error = overlap_problem(input_dir, output_dir, [*reads, weights, weights.parent / "SHA256SUMS"])
     if error:
         raise RunError(error, 2)
-    for line in skipped_lines(skipped, verbose) if share.launch.main else []:
+    for line in input_skipped_lines(cases, skipped, verbose) if share.launch.main else []:
         log(line)
     if not cases:
-        raise RunError(f"{input_dir}: no input images (<case>{INPUT_SUFFIX}) found", 1)
+        raise RunError(f"{input_dir}: no input images ({', '.join(IMAGE_SUFFIXES)} files or DICOM series) found", 1)
     error = prepare_output(output_dir)
     if error:
         raise RunError(error, 1)
@@ -418,8 +490,9 @@ def _cases_to_run(
     if stale:
         log(f"removed {len(stale)} temporary file(s) left in {output_dir} by an interrupted run")
     cases, existing = share.select(cases), []
-    if skip_existing:
-        cases, existing, redone = split_existing(cases, output_dir)
+    if skip_existing:  # the label maps of <case>_0000.nii.gz inputs are checked against their input; others redone
+        todo, existing, redone = split_existing([c.path for c in cases if c.kind == FLARE], output_dir)
+        cases = [c for c in cases if c.kind != FLARE or c.path in set(todo)]
         for line in redone:
             log(line)
     return cases, existing
@@ -465,6 +538,17 @@ def all_written(records: Sequence[CaseRecord]) -> bool:
 # --- one image -----------------------------------------------------------------------------------------------------
 
 
+def one_case(path: Path) -> InputCase:
+    """The single case of ``path`` (a file, or a folder holding one image or one DICOM series); InputError (one
+    line) when it holds none or several."""
+    cases, _ = list_cases(path)
+    if len(cases) != 1:
+        names = ", ".join(c.name for c in cases[:5]) + (", ..." if len(cases) > 5 else "")
+        found = f"{len(cases)} cases ({names})" if cases else "no image"
+        raise InputError(f"{path}: holds {found}; segment() takes one image: segment_folder() takes a folder")
+    return cases[0]
+
+
 @lru_cache(maxsize=2)
 def _cached_segmenter(weights: Path, engine: EngineOptions, plan: PlanOptions) -> Segmenter:
     return Segmenter.from_options(weights, engine, plan)
@@ -477,14 +561,21 @@ def segment(
     plan: PlanOptions = PlanOptions(),
     engine: EngineOptions = EngineOptions(),
 ) -> sitk.Image:
-    """The label map of one CT image (a SimpleITK image in HU, or a NIfTI file's path) as a uint8 SimpleITK image
-    of the input's size and geometry (0 background, 1 liver, 2 kidney, 3 spleen, 4 pancreas).
+    """The label map of one CT image as a uint8 SimpleITK image of the input's size and geometry (0 background,
+    1 liver, 2 kidney, 3 spleen, 4 pancreas).
+
+    ``image``: a SimpleITK image in HU, the path of a 3D image file (``.nii.gz``, ``.nii``, ``.mha``, ``.nrrd``,
+    ...), or of a DICOM series (a folder holding one series, or one of its slices). Every image gets the HU check
+    (:mod:`inference.inputs.hu_check`): a +1024 offset is corrected, other doubts are a warning on stderr.
 
     weights, plan, engine: as :func:`segment_folder`. The network is loaded once per (weights, plan, engine) and
     kept for the next call. InputError for an image that cannot be segmented (not 3D, not scalar, ...); ValueError
     or CheckpointError for options or weights that cannot be used."""
     weights = default_weights() if weights is None else Path(weights)
-    volume = ct_volume(image) if isinstance(image, sitk.Image) else read_ct(Path(image))
+    if isinstance(image, sitk.Image):
+        volume, _ = apply_intensity_check(ct_volume(image), "the image")
+    else:
+        volume = read_input(one_case(Path(image)))
     for warning in volume.warnings:
         log(f"warning: {warning}")
     segmenter = _cached_segmenter(weights, engine, plan)

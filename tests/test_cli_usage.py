@@ -64,15 +64,28 @@ def test_missing_weights_file(capsys, inputs, tmp_path):
     assert not (tmp_path / "out").exists()  # nothing is created before the usage is checked
 
 
-def test_a_file_given_for_input_names_its_folder(capsys, inputs, tmp_path):
+def test_a_file_given_for_output_is_a_usage_error(capsys, inputs, tmp_path):
     image = inputs / "a_0000.nii.gz"
-    line = usage_error(capsys, ["-i", str(image), "-o", str(tmp_path / "out")])
-    assert f"-i {image} is a file" in line and line.split("error: ")[1].count(f"-i {inputs}") == 2
+    line = usage_error(capsys, ["-i", str(inputs), "-o", str(image)])
+    assert f"-o {image} is a file; -o takes a folder" in line
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(capsys, inputs, tmp_path, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    line = usage_error(capsys, ["-i", str(inputs), "-o", str(tmp_path / "out"), "--device", "cuda"])
+    assert "--device cuda: no CUDA device is available here; use --device cpu" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_dicom_output_of_an_image_file_is_a_usage_error(capsys, inputs, tmp_path):
+    image = inputs / "a_0000.nii.gz"
+    line = usage_error(capsys, ["-i", str(image), "-o", str(tmp_path / "out"), "--output-type", "dicom"])
+    assert f"--output-type dicom: -i {image} is not a DICOM series" in line
 
 
 def test_missing_input_folder(capsys, tmp_path):
     line = usage_error(capsys, ["-i", str(tmp_path / "nope"), "-o", str(tmp_path / "out")])
-    assert f"-i {tmp_path / 'nope'}: input folder does not exist" in line
+    assert f"-i {tmp_path / 'nope'}: input folder or file does not exist" in line
 
 
 @pytest.mark.parametrize(
@@ -120,7 +133,7 @@ def test_help_lists_every_default(capsys):
     assert re.search(r"\(default: \S+\.pt\)$", entries["--weights"])
     for option in ("--input", "--output", "--help"):  # required, or a flag: no default shown
         assert "default:" not in entries[option], entries[option]
-    assert entries["--input"].startswith("-i DIR, --input DIR") and entries["--output"].startswith("-o DIR")
+    assert entries["--input"].startswith("-i IN, --input IN") and entries["--output"].startswith("-o DIR")
 
 
 def test_logs_off_a_terminal_hold_no_bar(inputs, tiny_weights, tmp_path):

@@ -90,13 +90,13 @@ def test_segmenter_speedups_give_the_same_labels():
 def test_prefetch_reads_in_order_and_one_ahead(monkeypatch):
     started: list[str] = []
 
-    def fake_read(path: Path) -> str:
+    def fake_read(path: Path) -> str:  # read_input of a path
         started.append(path.name)
         if path.name == "bad":
             raise runner.InputError("bad input")
         return path.name
 
-    monkeypatch.setattr(runner, "read_ct", fake_read)
+    monkeypatch.setattr(runner, "read_input", fake_read)
     paths = [Path(n) for n in ("a", "bad", "c")]
     with ThreadPoolExecutor(max_workers=1) as pool:
         results = []

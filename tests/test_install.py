@@ -72,3 +72,17 @@ def test_installed_package_is_imported_with_its_weights(installed, tmp_path):
     where, found = result.stdout.splitlines()
     assert not where.startswith(str(REPO)) and "site-packages" in where
     assert found == "True True"
+
+
+@pytest.mark.slow
+def test_installed_predict_segments_a_file_from_another_folder(installed, tmp_path):
+    from inference.task import shared_data_dir
+
+    case = shared_data_dir() / "TSEX_0002_0000.nii.gz"
+    result = run([str(installed / "runet-predict"), "-i", str(case), "-o", "out", "--statistics"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "TSEX_0002.nii.gz").is_file()
+    assert (tmp_path / "out" / "statistics" / "TSEX_0002.json").is_file()
+    result = run([str(installed / "runet-predict"), "-i", str(case), "-o", str(case)], tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"runet-predict: error: -o {case} is a file")

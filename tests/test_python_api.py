@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from dicom_writer import write_dicom_series
 
 from inference import predict
 from inference.case_log import CaseRecord
+from inference.ct_io import InputError
 from inference.engine_options import EngineOptions
 from inference.options import OptionError
 from inference.plan import PlanOptions
@@ -53,6 +55,17 @@ def test_segment_of_an_image_or_a_path_is_the_folder_run_label_map(folder, tiny_
             assert labels.GetSize() == written.GetSize() and labels.GetDirection() == written.GetDirection()
             assert labels.GetOrigin() == written.GetOrigin() and labels.GetSpacing() == written.GetSpacing()
             assert np.array_equal(sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(written))
+
+
+def test_segment_of_a_dicom_folder_is_the_nifti_label_map(folder, tiny_weights, tmp_path):
+    image = sitk.ReadImage(str(folder / "case0_0000.nii.gz"))  # identity direction: the series' array order
+    write_dicom_series(image, tmp_path / "series")
+    expected = segment(image, weights=tiny_weights, engine=ENGINE)
+    for given in (tmp_path / "series", tmp_path / "series" / "IM0003.dcm"):
+        labels = segment(given, weights=tiny_weights, engine=ENGINE)
+        assert np.array_equal(sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(expected))
+    with pytest.raises(InputError, match="holds 2 cases .*segment_folder"):
+        segment(folder, weights=tiny_weights, engine=ENGINE)
 
 
 def test_runs_that_cannot_start_raise_with_the_command_line_exit_code(folder, tiny_weights, tmp_path):
