@@ -18,7 +18,6 @@ difference from the torch layer (float32 hint) says the forms compute the same t
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from inference.openvino_backend import (  # noqa: E402
     traceable_regularized_softmax,
 )
 from inference.regularized_softmax import RegularizedSoftmax, negligible_lambda, regularized_softmax  # noqa: E402
+from niftiio.command_line import UsageParser  # noqa: E402
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _PAD_AFTER = {2: (0, 0, 0, 0, 0, 1), 3: (0, 0, 0, 1, 0, 0), 4: (0, 1, 0, 0, 0, 0)}
@@ -102,7 +102,7 @@ def _timed(request, arr: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = UsageParser(description=__doc__)
     p.add_argument("--window", type=int, default=128, help="window edge in voxels (z, y, x)")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--lam", type=float, default=0.5, help="lambda of the TV forms")

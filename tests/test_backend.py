@@ -177,6 +177,8 @@ def test_a_missing_openvino_package_falls_back_to_torch_with_one_warning(monkeyp
 
 def test_openvino_on_cuda_is_a_usage_error(monkeypatch, capsys, tiny_weights, tmp_path):
     monkeypatch.setattr(engine_options, "select_device", lambda name: torch.device("cuda"))  # as if a GPU were here
+    monkeypatch.setattr(predict.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(predict.torch.cuda, "is_bf16_supported", lambda: True)
     inputs = tmp_path / "in"
     inputs.mkdir()
     _write_case(inputs / "a_0000.nii.gz")

@@ -180,8 +180,12 @@ def test_missing_input_folder_is_a_usage_error(tiny_weights, tmp_path):
     assert "does not exist" in result.stderr
 
 
-@pytest.mark.parametrize("where", ["under_a_file", "is_a_file"])
-def test_output_folder_that_cannot_be_created(where, tiny_weights, tmp_path):
+@pytest.mark.parametrize(
+    "where, code, message",
+    [("under_a_file", 1, "cannot create output folder"), ("is_a_file", 2, "-o takes a folder")],
+)
+def test_output_folder_that_cannot_be_created(where, code, message, tiny_weights, tmp_path):
+    """-o under a file fails when the run makes the folder (exit 1); -o naming a file is a usage error (exit 2)."""
     inputs = tmp_path / "in"
     inputs.mkdir()
     write_ct(inputs / "a_0000.nii.gz")
@@ -189,8 +193,9 @@ def test_output_folder_that_cannot_be_created(where, tiny_weights, tmp_path):
     blocker.write_text("x")
     out = blocker / "out" if where == "under_a_file" else blocker
     result = run_predict_sh(inputs, out, weights=tiny_weights)
-    assert result.returncode == 1
-    assert len(result.stderr.strip().splitlines()) == 1 and "cannot create output folder" in result.stderr
+    assert result.returncode == code
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert blocker.read_text() == "x"
 
 
 def test_bad_weights_and_usage(tmp_path, tiny_weights):
