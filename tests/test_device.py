@@ -64,3 +64,23 @@ def test_training_processes_take_their_device_from_select_device(monkeypatch):
     monkeypatch.setenv("RANK", "2")
     with pytest.raises(ValueError, match="RANK='2' must be set to an integer in"):
         join("cpu")
+
+
+@pytest.mark.parametrize("name", ["auto", "cuda"])
+def test_a_single_cuda_process_names_its_gpu_by_index(monkeypatch, name):
+    """torch.cuda.set_device refuses a device without an index: a one-process run on "cuda" takes the current GPU."""
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    chosen = []
+
+    def set_device(device):
+        if not isinstance(device, int) and torch.device(device).index is None:
+            raise ValueError(f"Expected a torch.device with a specified index or an integer, but got:{device}")
+        chosen.append(torch.device(device))
+
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    d, device = join(name)
+    assert device == torch.device("cuda", 1) and chosen == [device] and not d.distributed

@@ -145,6 +145,8 @@ def join(device_name: str) -> tuple[Launch, torch.device]:
     launch = launch_from_env()
     device = select_device(process_device(device_name, launch))
     if device.type == "cuda":
+        if device.index is None:  # plain "cuda": the current GPU, named by its index (set_device needs one)
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
     join_group(launch, "nccl" if device.type == "cuda" else "gloo", timeout=None)
     return launch, device
