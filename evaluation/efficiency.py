@@ -46,6 +46,7 @@ from pathlib import Path
 
 from evaluation.task import IMAGE_SUFFIX
 from niftiio.command_line import UsageParser
+from niftiio.wording import count
 
 MIB = 1 << 20
 INTERVAL_S = 0.1
@@ -104,9 +105,9 @@ class NvmlMemory:
             raise RuntimeError(f"NVML unavailable ({type(err).__name__}: {err})") from None
         self._nvml = pynvml
         try:
-            count = pynvml.nvmlDeviceGetCount()
-            if not 0 <= index < count:
-                raise RuntimeError(f"GPU index {index} out of range: NVML sees {count} device(s)")
+            devices = pynvml.nvmlDeviceGetCount()
+            if not 0 <= index < devices:
+                raise RuntimeError(f"GPU index {index} out of range: NVML sees {count(devices, 'device')}")
             self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             self.name = str(pynvml.nvmlDeviceGetName(self._handle))
         except Exception:
@@ -438,7 +439,10 @@ def main(argv: list[str] | None = None) -> int:
             else "no GPU sampled"
         )
         print(f"{r.case}: {r.seconds:.2f} s, {gpu}, peak RSS {r.peak_rss_mb:.0f} MiB, exit {r.returncode}")
-    print(f"efficiency.csv and memory plots in {args.out}")
+    print(
+        f"efficiency.csv and memory plots in {args.out}; the outputs in {args.out / 'predictions'} (a folder the "
+        f"command names, {args.out / 'work'}, is scratch space, emptied for each case and removed)"
+    )
     return 0 if all(r.returncode == 0 for r in records) else 1
 
 

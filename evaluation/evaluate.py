@@ -43,6 +43,7 @@ from evaluation.report import (
 )
 from evaluation.task import IMAGE_SUFFIX, ORGANS
 from niftiio.command_line import UsageParser
+from niftiio.wording import count
 
 SUFFIX = ".nii.gz"
 
@@ -236,7 +237,7 @@ def evaluate(
     extra = sorted(p.name for p in pred_dir.glob(f"*{SUFFIX}") if p.name[: -len(SUFFIX)] not in by_case)
     if extra:
         print(
-            f"note: {len(extra)} prediction(s) without ground truth ignored: {', '.join(extra)}",
+            f"note: {count(len(extra), 'prediction')} without ground truth ignored: {', '.join(extra)}",
             file=sys.stderr,
         )
     return results
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     n_unknown = sum(r.status == UNKNOWN_LABELS for r in problems)
     unknown = f", {n_unknown} scored with labels outside 0-4 (as background)" if n_unknown else ""
     print(
-        f"{len(results)} cases: {len(results) - len(problems)} scored, {n_zero} scored 0 "
+        f"{count(len(results), 'case')}: {len(results) - len(problems)} scored, {n_zero} scored 0 "
         f"(missing or unreadable){unknown}, {n_err} not scored (errors), {time.perf_counter() - started:.1f} s. "
         f"Results in {args.out}"
     )

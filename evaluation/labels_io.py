@@ -19,6 +19,7 @@ import SimpleITK as sitk
 
 from niftiio.native_stderr import captured_stderr
 from niftiio.nifti_file import decode_fully, header_problem, read_header
+from niftiio.wording import count
 
 
 class LabelReadError(Exception):
@@ -85,7 +86,7 @@ def read_labels(path: str | Path) -> tuple[np.ndarray, Grid]:
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise LabelReadError(
             f"{path}: expected a 3D scalar label map, got {image.GetDimension()}D with "
-            f"{image.GetNumberOfComponentsPerPixel()} component(s)"
+            f"{count(image.GetNumberOfComponentsPerPixel(), 'component')}"
         )
     if not np.issubdtype(array.dtype, np.integer):
         if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
@@ -110,8 +111,8 @@ def _file_problem(path: Path) -> str | None:
         decoded = decode_fully(path, header, find_non_finite=True)
         if decoded.problem or decoded.non_finite is None:
             return decoded.problem
-        count = int(decoded.non_finite.sum())
-        return f"labels must be integers, got {count:,} NaN or Inf voxel(s) ({header.dtype.name})"
+        bad = int(decoded.non_finite.sum())
+        return f"labels must be integers, got {count(bad, 'NaN or Inf voxel')} ({header.dtype.name})"
     except OSError as err:
         return f"cannot read the file ({err.strerror or err})"
 

@@ -87,16 +87,19 @@ SUMMARY_COLUMNS = (
 
 
 def write_summary_csv(summary: Sequence[dict[str, float | str | int]], path: Path) -> None:
+    """summary.csv: one row per organ and overall; a value that does not exist (the standard deviation of one
+    case, a mean over no case) is an empty cell."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(SUMMARY_COLUMNS)
         for entry in summary:
-            writer.writerow([entry[c] if not isinstance(entry[c], float) else repr(entry[c]) for c in SUMMARY_COLUMNS])
+            writer.writerow([_fmt_csv(entry[c]) if isinstance(entry[c], float) else entry[c] for c in SUMMARY_COLUMNS])
 
 
 def format_summary(summary: Sequence[dict[str, float | str | int]]) -> str:
     """A fixed-width text table of the summary (4 decimals): FLARE's columns over every scored case, then the count
-    and means over the cases whose ground truth holds the organ, and a line saying what each part counts."""
+    and means over the cases whose ground truth holds the organ, and a line saying what each part counts. A value
+    that does not exist (the standard deviation of one case, a mean over no case) shows ``-``."""
     flare = [f"{m}_{s}" for m in METRICS for s in ("mean", "median", "std")]
     held = [f"{m}_mean_with_organ" for m in METRICS]
     header = (
@@ -114,11 +117,15 @@ def format_summary(summary: Sequence[dict[str, float | str | int]]) -> str:
     for entry in summary:
         lines.append(
             f"{entry['organ']!s:<10} {entry['n']:>3} "
-            + "".join(f"{float(entry[k]):>10.4f}" for k in flare)
+            + "".join(f"{_fmt_table(float(entry[k])):>10}" for k in flare)
             + f" | {entry['n_with_organ']:>3} "
-            + "".join(f"{float(entry[k]):>10.4f}" for k in held)
+            + "".join(f"{_fmt_table(float(entry[k])):>10}" for k in held)
         )
     return "\n".join(lines)
+
+
+def _fmt_table(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.4f}"
 
 
 CASE_TABLE_NOTE = "n/a: the organ is in neither file (FLARE scores it 1); -: not scored"

@@ -23,6 +23,7 @@ import torch
 from inference.ct_io import CTVolume
 from inference.plan import PatchPlan
 from inference.task import INPUT_SUFFIX
+from niftiio.wording import count, plural
 
 
 @dataclass(frozen=True)
@@ -164,12 +165,12 @@ def summary_lines(
 ) -> tuple[list[str], bool]:
     """The closing lines of a run over ``records`` (all processes'), and whether every case succeeded.
 
-    "W of N case(s) written to OUT in S s[ by P processes][, E already there (--skip-existing)], mean M s per case",
-    then "failed case(s): a, b" when some failed."""
+    "W of N cases written to OUT in S s[ by P processes][, E already there (--skip-existing)], mean M s per case",
+    then "failed cases: a, b" when some failed ("1 case", "failed case: a" for one)."""
     written = [r for r in records if r.status == "written"]
     existing = sum(r.status == "existing" for r in records)
     failed = sorted((r.name for r in records if r.status == "failed"), key=lambda n: n + INPUT_SUFFIX)  # case order
-    line = f"{len(written)} of {len(records)} case(s) written to {output_dir} in {seconds:.1f} s"
+    line = f"{len(written)} of {count(len(records), 'case')} written to {output_dir} in {seconds:.1f} s"
     if processes > 1:
         line += f" by {processes} processes"
     if existing:
@@ -178,5 +179,5 @@ def summary_lines(
         line += f", mean {sum(r.seconds for r in written) / len(written):.2f} s per case"
     lines = [line]
     if failed:
-        lines.append(f"failed case(s): {', '.join(failed)}")
+        lines.append(f"failed {plural(len(failed), 'case')}: {', '.join(failed)}")
     return lines, not failed

@@ -20,6 +20,7 @@ from inference.plan import Sampling
 from inference.preprocess import Normalization
 from inference.regularized_softmax import upgrade_lambda_keys
 from inference.task import ORGANS
+from niftiio.wording import count
 
 FORMAT_VERSION = 1
 DEFAULT_LABELS = {0: "background", **ORGANS}
@@ -155,7 +156,7 @@ def non_finite_weight(state: Mapping[str, torch.Tensor]) -> str | None:
         if tensor.is_floating_point():
             bad = int((~torch.isfinite(tensor)).sum())
             if bad:
-                return f"weight {name} holds {bad:,} NaN or Inf value(s) of {tensor.numel():,}"
+                return f"weight {name} holds {count(bad, 'NaN or Inf value')} of {tensor.numel():,}"
     return None
 
 

@@ -1,5 +1,5 @@
-"""A cohort in several processes: which cases this process segments, and which it can skip. README.md
-("Cohorts") describes the behaviour for users; in short:
+"""A cohort in several processes: which cases this process segments, and which it can skip. docs/cohorts.md
+describes the behaviour for users; in short:
 
 - **Parts** (``--part K --num-parts N``, or ``RUNET_PART`` / ``RUNET_NUM_PARTS``): the sorted case list is dealt
   round-robin, case k (0-based, in sorted order) to part k mod N, so every case lies in exactly one part whatever

@@ -57,6 +57,11 @@ def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
     return None if dtype in (None, torch.float32) else dtype
 
 
+def autocast_name(dtype: torch.dtype | None) -> str:
+    """Training's precision in words: "float32" (no autocast, None) or "bfloat16 autocast" (:func:`autocast_dtype`)."""
+    return "float32" if dtype is None else f"{precision_name(dtype)} autocast"
+
+
 def precision_name(precision: torch.dtype | None) -> str:
     """ "float32", "bfloat16", ... or "auto" for a precision still to be measured (None)."""
     return "auto" if precision is None else str(precision).removeprefix("torch.")

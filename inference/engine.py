@@ -122,15 +122,17 @@ class Segmenter:
         """The PatchPlan a volume of voxel spacing ``spacing_zyx`` (mm, z y x) runs with: the options and the
         checkpoint's Sampling, put together by inference.plan.plan_patches. The one planner: the CLI's log line,
         its --log-csv row and the engine use the plan it returns. When the stride leaves fewer phases than
-        ``options.phases`` asks for, one line says so, once per stride."""
+        ``options.phases`` asks for (a number the user gave; None asks for every phase), one line says so, once per
+        stride."""
         plan = plan_patches(
             self.options, self.checkpoint.sampling, tuple(spacing_zyx)[1:], self.checkpoint.config.size_multiple
         )
-        if plan.phases < self.options.phases and plan.stride not in self._caps_logged:
+        asked = self.options.phases
+        if asked is not None and plan.phases < asked and plan.stride not in self._caps_logged:
             self._caps_logged.add(plan.stride)
             log(
                 f"phases capped at {plan.phases} for volumes split at stride {plan.stride} "
-                f"({plan.stride}x{plan.stride} phases; {self.options.phases} asked for)"
+                f"({plan.stride}x{plan.stride} phases; {asked} asked for)"
             )
         return plan
 

@@ -124,7 +124,8 @@ class PlanOptions:
     """What the user chooses about cutting a volume (predict's --phases, --overlap, --stride, --short-volume).
 
     phases: how many in-plane phases run of a split at the checkpoint's Sampling.stride (16, 4 or 1 at stride 4);
-        a volume split at a smaller stride runs at most all of that stride's stride**2.
+        a volume split at a smaller stride runs at most all of that stride's stride**2. None (the default): every
+        phase of the volume's stride (16 at the paper's stride 4), so nothing is interpolated.
     overlap: fraction of a z-window shared with the next, in [0, 1).
     stride: "auto" (chosen per volume from its in-plane spacing, :func:`choose_stride`) or a fixed stride >= 1.
     short_volume: one of :data:`SHORT_VOLUMES` (see :class:`PatchPlan`).
@@ -133,7 +134,7 @@ class PlanOptions:
     OptionError (a ValueError naming the field) for a value out of range.
     """
 
-    phases: int = 16
+    phases: int | None = None
     overlap: float = 0.5
     stride: int | str = "auto"
     short_volume: str = "fit"
@@ -142,7 +143,8 @@ class PlanOptions:
     def __post_init__(self) -> None:
         if not (self.stride == "auto" or is_whole(self.stride)):
             raise OptionError("stride", f"must be 'auto' or an integer >= 1, got {self.stride!r}")
-        check_whole("phases", self.phases)
+        if self.phases is not None:
+            check_whole("phases", self.phases)
         if self.window is not None:
             check_whole("window", self.window, " (slices)")
         check_overlap(self.overlap)
@@ -242,16 +244,16 @@ def plan_patches(
 ) -> PatchPlan:
     """The PatchPlan of a volume of in-plane spacing ``spacing_yx_mm`` (mm, y then x) for a network whose sizes
     must be multiples of ``size_multiple``: the stride of ``options`` ("auto": the divisor of the paper's stride
-    whose strided voxel lies in ``sampling.inplane_voxel_mm``), ``options.phases`` capped at stride**2, the
-    options' window (the sampling's when None), overlap and short-volume policy. ValueError for a combination that
-    PatchPlan refuses (a window that is not a multiple of ``size_multiple``, phases that do not divide the stride).
-    """
+    whose strided voxel lies in ``sampling.inplane_voxel_mm``), ``options.phases`` capped at stride**2 (all
+    stride**2 phases when None), the options' window (the sampling's when None), overlap and short-volume policy.
+    ValueError for a combination that PatchPlan refuses (a window that is not a multiple of ``size_multiple``,
+    phases that do not divide the stride)."""
     stride = options.stride
     if stride == "auto":
         stride = choose_stride(tuple(spacing_yx_mm), sampling.inplane_voxel_mm, divisors(sampling.stride))
     return PatchPlan(
         stride=stride,
-        phases=min(options.phases, stride * stride),
+        phases=stride * stride if options.phases is None else min(options.phases, stride * stride),
         window=options.window or sampling.window,
         overlap=options.overlap,
         size_multiple=size_multiple,

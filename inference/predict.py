@@ -40,10 +40,9 @@ from inference.task import INPUT_SUFFIX
 INPUT_HELP = f"folder of <case>{INPUT_SUFFIX} images, or of other 3D images and DICOM series, or one file (only read)"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line, with the options checked and gathered: ``plan`` (PlanOptions), ``engine``
-    (EngineOptions) and ``share`` (inference.cohort.Share). A usage error (including a missing weights file, or a
-    file given for -i) prints one line with a hint and exits 2."""
+def build_parser() -> UsageParser:
+    """The command line's parser: every option of ``python -m inference.predict``, unchecked (README.md's options
+    table lists the same ones)."""
     p = UsageParser(prog="python -m inference.predict", description=__doc__)
     p.add_argument("-i", "--input", type=Path, required=True, metavar="IN", help=INPUT_HELP)
     p.add_argument(
@@ -65,9 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--phases",
         type=int,
-        default=16,
         choices=PHASES,
-        help="in-plane phases computed (of stride^2); the others are interpolated: faster, less exact",
+        help="in-plane phases computed of the volume's stride^2 (16 at stride 4); the others are interpolated: "
+        "faster, less exact (default: all)",
     )
     p.add_argument(
         "--overlap", type=float, default=0.5, metavar="F", help="fraction of a z-window shared with the next, in [0, 1)"
@@ -113,6 +112,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="why each skipped file was skipped; tracebacks of errors",
     )
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, with the options checked and gathered: ``plan`` (PlanOptions), ``engine``
+    (EngineOptions) and ``share`` (inference.cohort.Share). A usage error (including a missing weights file, or a
+    file given for -i) prints one line with a hint and exits 2."""
+    p = build_parser()
     args = p.parse_args(argv)
     try:
         args.plan, args.engine = PlanOptions.from_args(args), EngineOptions.from_args(args)

@@ -58,6 +58,7 @@ from inference.inputs.hu_check import apply_intensity_check
 from inference.out_of_memory import out_of_memory
 from inference.outputs.case_extras import ExtraOutputs
 from inference.plan import PlanOptions
+from niftiio.wording import count
 
 LabelsFn = Callable[[str, CTVolume, np.ndarray], None]
 """Called with (case name, the volume read, its (D, H, W) uint8 label map in canonical zyx orientation) for every
@@ -220,7 +221,8 @@ def exit_now(code: int) -> None:
 def interrupted_message(signum: int, output_dir: Path, total: int, written: list[Path], removed: list[Path]) -> str:
     """The line printed when a signal ends the run: what was written, and the partial file removed."""
     names = [p.name.removesuffix(OUTPUT_SUFFIX) for p in written]
-    line = f"interrupted by {signal.Signals(signum).name}: {len(written)} of {total} case(s) written to {output_dir}"
+    line = f"interrupted by {signal.Signals(signum).name}: {len(written)} of {count(total, 'case')} written"
+    line += f" to {output_dir}"
     if names:
         line += f" ({', '.join(names)})"
     if removed:
@@ -409,7 +411,7 @@ def segment_folder(
     started = time.perf_counter()
     records = list(existing)
     if existing:
-        log(f"--skip-existing: {len(existing)} label map(s) in {output_dir} read whole and are kept")
+        log(f"--skip-existing: kept {count(len(existing), 'label map')} in {output_dir} that read whole")
     for record in existing:
         _log_row(log_csv, record)
     if cases:
@@ -488,7 +490,7 @@ def _cases_to_run(
     except OSError as exc:
         raise RunError(f"{output_dir}: cannot list the output folder ({exc.strerror or exc})", 1) from None
     if stale:
-        log(f"removed {len(stale)} temporary file(s) left in {output_dir} by an interrupted run")
+        log(f"removed {count(len(stale), 'temporary file')} left in {output_dir} by an interrupted run")
     cases, existing = share.select(cases), []
     if skip_existing:  # the label maps of <case>_0000.nii.gz inputs are checked against their input; others redone
         todo, existing, redone = split_existing([c.path for c in cases if c.kind == FLARE], output_dir)
@@ -498,7 +500,7 @@ def _cases_to_run(
     return cases, existing
 
 
-def _segmenter(weights: Path, engine: EngineOptions, plan: PlanOptions, share: Share, count: int) -> Segmenter:
+def _segmenter(weights: Path, engine: EngineOptions, plan: PlanOptions, share: Share, cases: int) -> Segmenter:
     """The Segmenter of the run, and the line that says what runs; RunError (exit code 2: a device, option, window
     or checkpoint the run cannot take) when it cannot be built."""
     try:
@@ -507,8 +509,8 @@ def _segmenter(weights: Path, engine: EngineOptions, plan: PlanOptions, share: S
         raise RunError(f"error: {exc}", 2) from None
     where = share.describe()
     log(
-        f"RUnet: {count} case(s){' (' + where + ')' if where else ''}, device {segmenter.device}, "
-        f"backend {segmenter.backend}, precision {precision_name(segmenter.precision)}, phases {plan.phases}, "
+        f"RUnet: {count(cases, 'case')}{' (' + where + ')' if where else ''}, device {segmenter.device}, "
+        f"backend {segmenter.backend}, precision {precision_name(segmenter.precision)}, phases {plan.phases or 'all'}, "
         f"weights {weights}"
     )
     return segmenter

@@ -68,7 +68,7 @@ def run_cli(inputs: Path, out: Path, *args: str, weights: Path) -> dict[str, np.
 
 def engine_labels(image: Path, weights: Path, plan: dict | None = None, **segmenter) -> np.ndarray:
     """The label map (zyx, input orientation) of inference.engine.Segmenter configured directly: the CLI's
-    defaults (16 phases, overlap 0.5, batch 2, short volumes fit, stride auto, float32 here) unless given."""
+    defaults (every phase, overlap 0.5, batch 2, short volumes fit, stride auto, float32 here) unless given."""
     ckpt = load_checkpoint(weights)
     options = PlanOptions(**(plan or {}))
     kw = dict(batch_size=2, precision=torch.float32, postprocess="anatomy") | segmenter

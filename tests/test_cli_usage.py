@@ -120,7 +120,7 @@ def test_help_lists_every_default(capsys):
     entries = help_entries(capsys.readouterr().out)
     expected = {
         "--device": "auto",
-        "--phases": "16",
+        "--phases": "all",
         "--overlap": "0.5",
         "--batch-size": "2",
         "--precision": "auto",
@@ -153,12 +153,12 @@ def test_logs_off_a_terminal_hold_no_bar(inputs, tiny_weights, tmp_path):
     assert result.returncode == 0, err
     assert result.stdout == b"" and b"\r" not in result.stderr and "cases:" not in err
     lines = err.splitlines()
-    assert lines[0].startswith("RUnet: 2 case(s), device cpu")
+    assert lines[0].startswith("RUnet: 2 cases, device cpu")
     # auto measures on the first window; 1.5 mm voxels run at stride 2, whose 4 phases cap --phases 16 (one line)
     cases = [ln for ln in lines[1:-1] if not ln.startswith(("precision auto: ", "phases capped at "))]
     assert [ln.split(":")[0] for ln in cases] == ["a", "b"]
     assert re.fullmatch(
-        rf"2 of 2 case\(s\) written to {re.escape(str(tmp_path / 'out'))} in \d+\.\d s, mean \d+\.\d\d s per case",
+        rf"2 of 2 cases written to {re.escape(str(tmp_path / 'out'))} in \d+\.\d s, mean \d+\.\d\d s per case",
         lines[-1],
     )
 

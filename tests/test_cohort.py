@@ -165,14 +165,14 @@ def test_two_parts_in_one_folder_equal_one_process(cohort, single, tiny_weights,
     out = tmp_path / "out"
     code, part0 = run_in_process(capsys, predict_args(cohort, out, tiny_weights, "--part", "0", "--num-parts", "2"))
     assert code == 0
-    assert part0[0].startswith("RUnet: 3 case(s) (part 0 of 2), device cpu")
+    assert part0[0].startswith("RUnet: 3 cases (part 0 of 2), device cpu")
     monkeypatch.setenv("RUNET_PART", "1")  # the second part through the environment, as a batch system sets it
     monkeypatch.setenv("RUNET_NUM_PARTS", "2")
     code, part1 = run_in_process(capsys, predict_args(cohort, out, tiny_weights))
     assert code == 0
     assert written_names(part0) == CASES[0::2] and written_names(part1) == CASES[1::2]  # each case once
     assert folder_bytes(out) == folder_bytes(single)
-    assert part1[-1].startswith(f"2 of 2 case(s) written to {out} in ")
+    assert part1[-1].startswith(f"2 of 2 cases written to {out} in ")
 
 
 def test_more_parts_than_cases_leave_some_parts_empty(cohort, tiny_weights, tmp_path, capsys):
@@ -181,7 +181,7 @@ def test_more_parts_than_cases_leave_some_parts_empty(cohort, tiny_weights, tmp_
     )
     assert code == 0
     assert lines[0] == "RUnet: no case to segment in part 6 of 7"
-    assert len(lines) == 2 and lines[1].startswith(f"0 of 0 case(s) written to {tmp_path / 'out'} in ")
+    assert len(lines) == 2 and lines[1].startswith(f"0 of 0 cases written to {tmp_path / 'out'} in ")
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -222,12 +222,12 @@ def test_torchrun_two_processes_on_the_cpu(cohort, single, tiny_weights, tmp_pat
     assert sorted(written_names(lines)) == CASES  # each case once
     assert folder_bytes(out) == folder_bytes(single)
     # counted in the whole text, not at line starts: see written_names
-    assert result.stderr.count("RUnet: 3 case(s) (rank 0 of 2), device cpu") == 1
-    assert result.stderr.count("RUnet: 3 case(s) (rank 1 of 2), device cpu") == 1
-    summary = [ln for ln in lines if " case(s) written to " in ln]
-    assert len(summary) == 1 and f"5 of 6 case(s) written to {out} in " in summary[0]
+    assert result.stderr.count("RUnet: 3 cases (rank 0 of 2), device cpu") == 1
+    assert result.stderr.count("RUnet: 3 cases (rank 1 of 2), device cpu") == 1
+    summary = [ln for ln in lines if " cases written to " in ln]
+    assert len(summary) == 1 and f"5 of 6 cases written to {out} in " in summary[0]
     assert " by 2 processes, mean " in summary[0]
-    assert sum(ln.endswith("failed case(s): PHANTOM_0005") for ln in lines) == 1
+    assert sum(ln.endswith("failed case: PHANTOM_0005") for ln in lines) == 1
     rows = read_log(log_csv)
     assert sorted(r["case"] for r in rows) == [*CASES, "PHANTOM_0005"]
     bad = next(r for r in rows if r["case"] == "PHANTOM_0005")
@@ -253,15 +253,15 @@ def test_skip_existing_redoes_a_deleted_and_a_truncated_output_only(cohort, sing
     assert code == 0
     assert written_names(lines) == [CASES[1], CASES[3]]
     assert sum(ln.startswith(f"redoing {truncated}: truncated or corrupt file") for ln in lines) == 1
-    assert f"--skip-existing: 3 label map(s) in {out} read whole and are kept" in lines
-    assert lines[-1].startswith(f"2 of 5 case(s) written to {out} in ")
+    assert f"--skip-existing: kept 3 label maps in {out} that read whole" in lines
+    assert lines[-1].startswith(f"2 of 5 cases written to {out} in ")
     assert ", 3 already there (--skip-existing), mean " in lines[-1]
     assert {name: (p.stat().st_ino, p.stat().st_mtime_ns) for name in kept if (p := out / name)} == kept
     assert folder_bytes(out) == folder_bytes(single)
     status = {r["case"]: r["status"] for r in read_log(log_csv)}
     assert status == {c: "written" if c in (CASES[1], CASES[3]) else "existing" for c in CASES}
     code, lines = run_in_process(capsys, predict_args(cohort, out, tiny_weights, "--skip-existing"))
-    assert code == 0 and lines[-1].startswith(f"0 of 5 case(s) written to {out} in 0.")  # nothing left to do
+    assert code == 0 and lines[-1].startswith(f"0 of 5 cases written to {out} in 0.")  # nothing left to do
 
 
 def test_skip_existing_redoes_an_output_of_another_size(cohort, single, tiny_weights, tmp_path, capsys):

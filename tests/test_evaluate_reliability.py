@@ -128,7 +128,7 @@ def test_nan_and_inf_labels_are_not_integers(folders, tmp_path, value):
         sitk.WriteImage(sitk.GetImageFromArray(labels), str(folder / f"{case}.nii.gz"))
     result = evaluate_cli(gt, pred, tmp_path / "out")
     assert result.returncode == 1, result.stderr
-    not_integer = "labels must be integers, got 1 NaN or Inf voxel(s) (float32)"
+    not_integer = "labels must be integers, got 1 NaN or Inf voxel (float32)"
     assert problems(tmp_path / "out") == [
         {"case": "A", "status": "unreadable", "message": f"{pred / 'A.nii.gz'}: {not_integer}; scored 0"},
         {"case": "B", "status": "gt_error", "message": f"ground truth {gt / 'B.nii.gz'}: {not_integer}"},

@@ -115,7 +115,7 @@ def test_plan_for_turns_options_and_sampling_into_the_plan():
 
 
 def test_a_phases_cap_is_one_log_line_per_stride(capsys):
-    seg = Segmenter(tiny_checkpoint(), torch.device("cpu"))
+    seg = Segmenter(tiny_checkpoint(), torch.device("cpu"), PlanOptions(phases=16))
     assert seg.plan_for((1.0, 0.8, 0.8)).phases == 16
     assert capsys.readouterr().err == ""
     for _ in range(2):
@@ -157,7 +157,7 @@ def test_the_cli_logs_records_and_runs_the_one_plan(tiny_weights, tmp_path, monk
     monkeypatch.setattr(Segmenter, "plan_for", plan_for)
     monkeypatch.setattr(engine, "predict_labels", spy)
     args = ["-i", str(inputs), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights), "--device", "cpu"]
-    assert predict([*args, "--precision", "float32", "--log-csv", str(tmp_path / "cases.csv")]) == 0
+    assert predict([*args, "--phases", "16", "--precision", "float32", "--log-csv", str(tmp_path / "cases.csv")]) == 0
     # the plan logged and recorded is the object the engine ran (segment re-plans only to check it is its own)
     assert ran and all(plan is planned[0] for plan in ran) and all(plan == planned[0] for plan in planned)
     assert (planned[0].stride, planned[0].phases) == (2, 4)

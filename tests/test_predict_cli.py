@@ -147,7 +147,7 @@ def test_bad_input_fails_alone_with_one_line(kind, tiny_weights, tmp_path):
     assert result.returncode == 1
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("failed: ")]
     assert len(lines) == 1 and f"{kind}_0000.nii.gz" in lines[0] and message in lines[0], result.stderr
-    assert f"failed case(s): {kind}" in result.stderr
+    assert f"failed case: {kind}" in result.stderr
     assert sorted(p.name for p in outputs.iterdir()) == ["good.nii.gz"]  # nothing partial left behind
     assert {p.name: sha256(p) for p in inputs.iterdir()} == before
 

@@ -106,7 +106,7 @@ def test_disk_full_fails_the_cases_that_do_not_fit(tiny_weights, tiny_tmpfs, tmp
     lines = failed_lines(result.stderr)
     assert [ln.split(": ")[1] for ln in lines] == [str(tiny_tmpfs / "b.nii.gz"), str(tiny_tmpfs / "c.nii.gz")]
     assert all("no space left on device" in ln for ln in lines), result.stderr
-    assert "1 of 3 case(s) written" in result.stderr
+    assert "1 of 3 cases written" in result.stderr
     assert [p.name for p in tiny_tmpfs.iterdir()] == ["a.nii.gz"]  # no partial file, no temporary file
     header = read_header(tiny_tmpfs / "a.nii.gz")
     assert decode_fully(tiny_tmpfs / "a.nii.gz", header).problem is None
@@ -259,7 +259,7 @@ def test_sigterm_during_the_writes_removes_the_partial_file(tiny_weights, tmp_pa
     line = next(ln for ln in err.splitlines() if ln.startswith("interrupted by SIGTERM: "))
     written = sorted(p.name for p in outputs.iterdir())
     assert all(not name.startswith(".") for name in written)  # no temporary file left
-    assert f"{len(written)} of 6 case(s) written to {outputs}" in line
+    assert f"{len(written)} of 6 cases written to {outputs}" in line
     for name in written:  # whatever has a final name is whole
         assert name.removesuffix(".nii.gz") in line
         assert decode_fully(outputs / name, read_header(outputs / name)).problem is None
@@ -283,7 +283,7 @@ def test_signal_handler_removes_the_file_being_written(tmp_path, monkeypatch, ca
             signal.signal(sig, handler)
     assert codes == [130]
     assert capsys.readouterr().err == (
-        f"interrupted by SIGINT: 1 of 3 case(s) written to {tmp_path} (a); removed the partial file {partial}\n"
+        f"interrupted by SIGINT: 1 of 3 cases written to {tmp_path} (a); removed the partial file {partial}\n"
     )
     assert not partial.exists()
 
@@ -299,7 +299,7 @@ def test_stale_temporary_files_are_removed_at_start(tiny_weights, tmp_path):
         p.write_bytes(b"x")
     result = cli("-i", str(inputs), "-o", str(outputs), "--weights", str(tiny_weights), "--device", "cpu")
     assert result.returncode == 0, result.stderr
-    assert f"removed 2 temporary file(s) left in {outputs} by an interrupted run" in result.stderr.splitlines()
+    assert f"removed 2 temporary files left in {outputs} by an interrupted run" in result.stderr.splitlines()
     assert sorted(p.name for p in outputs.iterdir()) == sorted(["a.nii.gz", *(p.name for p in keep)])
     fresh = temp_path(outputs)
     fresh.write_bytes(b"x")

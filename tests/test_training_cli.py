@@ -38,7 +38,7 @@ def test_finished_run_has_nothing_to_do_and_logs_hold_no_bar(phantoms, tmp_path,
     assert "\r" not in err and "epoch 1/2" not in err  # stderr is not a terminal here: no bar
     lines = err.splitlines()
     assert [ln.split(":")[0] for ln in lines[1:3]] == ["epoch 1", "epoch 2"]
-    assert lines[-1].startswith("done: 2 epoch(s) in ") and "s per epoch" in lines[-1]
+    assert lines[-1].startswith("done: 2 epochs in ") and "s per epoch" in lines[-1]
     log_csv = (tmp_path / "run" / "log.csv").read_text()
 
     assert train(cfg) == {}

@@ -51,7 +51,7 @@ def test_broken_pairs_are_all_named_before_training(tmp_path):
     with pytest.raises(DataError) as err:
         check_pairs(find_pairs(tmp_path))
     msg = str(err.value)
-    assert "4 bad case(s) of 5" in msg
+    assert "4 bad cases of 5" in msg
     for name in ("grid:", "spacing:", "values:", "corrupt:"):
         assert name in msg
     assert "good:" not in msg and "values 7..7 outside 0..4" in msg

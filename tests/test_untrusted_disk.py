@@ -70,7 +70,7 @@ def test_a_diverged_checkpoint_is_refused_at_the_command_line(tmp_path):
     result = predict_cli("-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--weights", str(weights))
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [
-        f"error: {weights}: weight {first} holds {tensor.numel()} NaN or Inf value(s) of {tensor.numel()}; refused "
+        f"error: {weights}: weight {first} holds {tensor.numel()} NaN or Inf values of {tensor.numel()}; refused "
         "(a diverged training run saves such weights)"
     ]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -82,7 +82,7 @@ def test_the_first_non_finite_tensor_is_named(tmp_path):
         bn.running_var[1] = float("inf")
 
     weights = _save(tmp_path / "inf.pt", one_inf)
-    with pytest.raises(CheckpointError, match=r"inf\.pt: weight \S+running_var holds 1 NaN or Inf value\(s\) of 2;"):
+    with pytest.raises(CheckpointError, match=r"inf\.pt: weight \S+running_var holds 1 NaN or Inf value of 2;"):
         load_checkpoint(weights)
 
 

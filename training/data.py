@@ -25,6 +25,7 @@ import SimpleITK as sitk
 
 from inference.ct_io import CTVolume, read_ct
 from inference.task import INPUT_SUFFIX
+from niftiio.wording import count
 
 LAYOUTS = (("imagesTr", "labelsTr"), ("TrainingImg", "TrainingMask"))
 NUM_CLASSES = 5
@@ -127,7 +128,7 @@ def check_pairs(pairs: list[CasePair]) -> None:
     """
     problems = [f"{p.name}: {msg}" for p in pairs if (msg := _pair_problem(p)) is not None]
     if problems:
-        raise DataError(f"{len(problems)} bad case(s) of {len(pairs)}:\n  " + "\n  ".join(problems))
+        raise DataError(f"{count(len(problems), 'bad case')} of {len(pairs)}:\n  " + "\n  ".join(problems))
 
 
 def _stamp(path: Path) -> list[int]:

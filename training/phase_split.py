@@ -33,6 +33,7 @@ from inference.ct_io import Orientation
 from inference.plan import SEEN_INPLANE_MM, STRIDES, choose_stride
 from inference.task import INPUT_SUFFIX
 from niftiio.atomic_file import write_atomic
+from niftiio.wording import count
 from training.data import DataError, check_pairs, find_pairs
 
 LABEL_SUFFIX = ".nii.gz"
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             print(reason if isinstance(exc, DataError) else f"{pair.image}: {reason}", file=sys.stderr)
             failed += 1
             continue
-        print(f"{pair.name}: stride {stride}, {written} case(s) written", file=sys.stderr)
+        print(f"{pair.name}: stride {stride}, {count(written, 'case')} written", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -24,12 +24,13 @@ from tqdm import tqdm
 
 from inference.checkpoint import load_checkpoint, save_checkpoint, write_sha256sums
 from inference.cli import log
-from inference.device import autocast_dtype, select_device
+from inference.device import autocast_dtype, autocast_name, select_device
 from inference.distributed import Launch, barrier, join_group, launch_from_env, leave_group, mean_across, process_device
 from inference.model import RUNet, count_parameters
 from inference.plan import Sampling
 from inference.preprocess import Normalization
 from inference.regularized_softmax import RegularizedSoftmax, lam_to_raw
+from niftiio.wording import count
 from training.config import TrainConfig, options_for, parse_args
 from training.data import CachedCase, load_dataset, split_cases
 from training.logs import append_row, plot_curves, truncate_rows
@@ -181,8 +182,8 @@ def start(run: Run) -> TrainingProgress | None:
         if run.d.main:
             limit = f"--max-steps (now {cfg.max_steps})" if done < cfg.epochs else f"--epochs (now {cfg.epochs})"
             log(
-                f"nothing to do: {done} epochs already done ({step} steps) in {run.out}; pass a larger {limit} "
-                f"to train on, or --no-resume to start over"
+                f"nothing to do: {count(done, 'epoch')} already done ({count(step, 'step')}) in {run.out}; pass a "
+                f"larger {limit} to train on, or --no-resume to start over"
             )
         return None
     if run.d.main:
@@ -325,8 +326,8 @@ def train(cfg: TrainConfig) -> dict:
     if run.d.main:
         log(
             f"{len(run.train_cases)} training / {len(run.val_cases)} validation cases, "
-            f"{count_parameters(run.model):,} parameters, {run.d.world} process(es) x batch {cfg.batch_size}, "
-            f"device {run.device}, amp {run.amp}"
+            f"{count_parameters(run.model):,} parameters, {count(run.d.world, 'process')} x batch {cfg.batch_size}, "
+            f"device {run.device}, precision {autocast_name(run.amp)}"
         )
     row: dict = {}
     started, epochs_run = time.perf_counter(), 0
@@ -352,7 +353,7 @@ def finish(run: Run, seconds: float, epochs_run: int) -> None:
         plot_curves(run.out / "log.csv", run.out / "curves.png")
     if run.d.main and epochs_run:
         log(
-            f"done: {epochs_run} epoch(s) in {seconds:.0f} s (mean {seconds / epochs_run:.1f} s per epoch, "
+            f"done: {count(epochs_run, 'epoch')} in {seconds:.0f} s (mean {seconds / epochs_run:.1f} s per epoch, "
             f"validation included); checkpoints and logs in {run.out}"
         )
     leave_group(run.d)

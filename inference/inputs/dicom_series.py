@@ -23,6 +23,7 @@ from inference.ct_io import CTVolume, InputError
 from inference.inputs.volume import volume_from_image
 from inference.preprocess import memory_problem
 from niftiio.native_stderr import captured_stderr
+from niftiio.wording import count
 
 POSITION, ORIENTATION = "0020|0032", "0020|0037"
 SERIES_UID, SERIES_NUMBER, SERIES_DESCRIPTION = "0020|000e", "0020|0011", "0008|103e"
@@ -134,7 +135,7 @@ def slice_geometry_problem(positions: np.ndarray, orientation: np.ndarray) -> st
         orientation: the six direction cosines of ImageOrientationPatient (row, then column), common to all.
     """
     if len(positions) < 2:
-        return f"{len(positions)} slice: a volume needs at least 2"
+        return f"{count(len(positions), 'slice')}: a volume needs at least 2"
     normal = np.cross(orientation[:3], orientation[3:])
     normal /= np.linalg.norm(normal)
     along = positions @ normal
