@@ -9,10 +9,12 @@ so rows of parallel processes never interleave.
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import io
 import os
 import resource
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference.ct_io import CTVolume
+from inference.ct_io import CTVolume, file_kind
 from inference.plan import PatchPlan
 from inference.task import INPUT_SUFFIX
 
@@ -67,9 +69,27 @@ def csv_line(cells: Sequence[str]) -> bytes:
     return text.getvalue().encode()
 
 
+HEADER_READ_LIMIT = 1 << 16
+"""Bytes read at most from an existing --log-csv file to check its header line."""
+
+
+def _open_regular(path: Path, flags: int) -> int:
+    """A descriptor of ``path`` opened with ``flags`` without blocking (a FIFO does not wait for a writer) and
+    without following a final symbolic link (``path`` is resolved by the caller), checked to be a regular file.
+    OSError otherwise (ENOTSUP, naming the kind of file, for what is not a regular file)."""
+    fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise OSError(errno.ENOTSUP, f"{file_kind(mode)}, not a regular file")
+    return fd
+
+
 def log_csv_problem(path: Path, output_dir: Path) -> str | None:
     """Why ``path`` cannot be the per-case log of a run writing to ``output_dir``, in words, or None: it lies in the
-    output folder (or below it), is a folder, or is a file whose first line is not this log's header."""
+    output folder (or below it), is not a regular file (a folder, a device such as /dev/full, a FIFO: checked
+    before opening, and opened without blocking or following a link), or is a file whose first line is not this
+    log's header (at most :data:`HEADER_READ_LIMIT` bytes are read)."""
     here = Path(os.path.realpath(path))
     out = Path(os.path.realpath(output_dir))
     if here.is_relative_to(out):
@@ -77,16 +97,20 @@ def log_csv_problem(path: Path, output_dir: Path) -> str | None:
             f"--log-csv {path} lies in the output folder {output_dir}, which holds label maps only; "
             f"choose a file elsewhere"
         )
-    if here.is_dir():
-        return f"--log-csv {path} is a folder; give a file name"
     try:
-        with open(here, "rb") as f:
-            first = f.readline()
+        mode = os.stat(here).st_mode
+        if not stat.S_ISREG(mode):
+            return f"--log-csv {path} is {file_kind(mode)}, not a regular file; give a file name"
+        fd = _open_regular(here, os.O_RDONLY)
+        try:
+            head = os.read(fd, HEADER_READ_LIMIT)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         return None
     except OSError as exc:
         return f"--log-csv {path}: cannot read the existing file ({exc.strerror or exc})"
-    if first and first != csv_line(CSV_COLUMNS):
+    if head and not head.startswith(csv_line(CSV_COLUMNS)):
         return (
             f"--log-csv {path} exists and is not a per-case log of this program (its first line differs); "
             f"choose another file"
@@ -98,9 +122,10 @@ def append_row(path: Path, record: CaseRecord) -> None:
     """Append ``record``'s row to the CSV log at ``path`` (created with its header line when missing or empty).
 
     Under an exclusive lock on the file, the header (when the file is empty) and the row go in one write; a write
-    cut short (a full disk) is undone, so the file holds whole lines only. Raises OSError."""
+    cut short (a full disk) is undone, so the file holds whole lines only. Raises OSError, also when ``path`` is
+    no longer a regular file (it is opened without blocking and checked)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = _open_regular(Path(os.path.realpath(path)), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX)  # released when the descriptor closes
         size = os.fstat(fd).st_size

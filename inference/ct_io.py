@@ -165,16 +165,23 @@ def not_a_regular_file(path: Path) -> str | None:
         return f"cannot look up the file ({exc.strerror or exc})"
     if stat.S_ISREG(mode):
         return None
+    link = f" (a symbolic link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+    return f"is {file_kind(mode)}{link}, not an image file"
+
+
+def file_kind(mode: int) -> str:
+    """What a file of ``mode`` (an ``st_mode``) is, in words: "a regular file", "a folder", "a named pipe (FIFO)",
+    "a character device", "a block device", "a socket" or "a symbolic link"."""
     kinds = (
+        (stat.S_ISREG, "a regular file"),
         (stat.S_ISDIR, "a folder"),
         (stat.S_ISFIFO, "a named pipe (FIFO)"),
         (stat.S_ISCHR, "a character device"),
         (stat.S_ISBLK, "a block device"),
         (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symbolic link"),
     )
-    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
-    link = f" (a symbolic link to {os.path.realpath(path)})" if os.path.islink(path) else ""
-    return f"is {kind}{link}, not an image file"
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _itk_reason(exc: Exception, noise: str) -> str:
