@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from inference.ct_io import CTVolume, file_kind
+from inference.names import shown
 from inference.plan import PatchPlan
 from inference.task import INPUT_SUFFIX
 
@@ -45,9 +46,10 @@ class CaseRecord:
     error: str = ""
 
     def row(self) -> list[str]:
-        """The CSV row, in the order of :data:`CSV_COLUMNS` (empty cells for what is unknown)."""
+        """The CSV row, in the order of :data:`CSV_COLUMNS` (empty cells for what is unknown; the name and the error
+        shown as :func:`inference.names.shown` shows them, so that a row is one line)."""
         return [
-            self.name,
+            shown(self.name),
             "x".join(str(s) for s in self.size_xyz) if self.size_xyz else "",
             "x".join(f"{s:g}" for s in self.spacing_xyz) if self.spacing_xyz else "",
             "" if self.stride is None else str(self.stride),
@@ -55,7 +57,7 @@ class CaseRecord:
             f"{self.seconds:.3f}",
             "" if self.peak_mb is None else f"{self.peak_mb:.1f}",
             self.status,
-            self.error,
+            shown(self.error),
         ]
 
 
@@ -203,5 +205,5 @@ def summary_lines(
         line += f", mean {sum(r.seconds for r in written) / len(written):.2f} s per case"
     lines = [line]
     if failed:
-        lines.append(f"failed case(s): {', '.join(failed)}")
+        lines.append(f"failed case(s): {', '.join(map(shown, failed))}")
     return lines, not failed

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from inference.names import name_problem
 from inference.preprocess import AIR_HU, memory_problem, replace_non_finite
 from inference.task import INPUT_SUFFIX
 from niftiio.native_stderr import captured_stderr
@@ -194,7 +195,11 @@ def _itk_reason(exc: Exception, noise: str) -> str:
 
 def _check_file(path: Path) -> NiftiHeader | None:
     """Checks of the file's bytes before ITK reads it (regular file, readable, not empty, a sane NIfTI header, not
-    truncated). Returns the NIfTI header, None for files that are not NIfTI (left to ITK)."""
+    truncated) and its name (UTF-8, which ITK needs). Returns the NIfTI header, None for files that are not NIfTI
+    (left to ITK)."""
+    problem = name_problem(path)
+    if problem:
+        raise InputError(problem)
     problem = not_a_regular_file(path)
     if problem:
         raise InputError(f"{path}: {problem}")
@@ -215,9 +220,10 @@ def _check_file(path: Path) -> NiftiHeader | None:
 def read_ct(path: Path) -> CTVolume:
     """Read a 3D scalar CT volume and bring it into canonical orientation.
 
-    Raises InputError (one line naming the file) for what is not a readable regular file, unreadable, truncated,
-    2D, 4D, vector and complex images, non-finite or non-positive spacings, and images that need more memory than
-    the process may use (estimated from the header, before decoding). NaN and Inf voxels become air
+    Raises InputError (one line naming the file) for a name that is not UTF-8 (:mod:`inference.names`), what is
+    not a readable regular file, unreadable, truncated, 2D, 4D, vector and complex images, non-finite or
+    non-positive spacings, and images that need more memory than the process may use (estimated from the header,
+    before decoding). NaN and Inf voxels become air
     (:data:`AIR_HU`), with a note in ``warnings``. What ITK and niftilib print is folded into the messages.
     """
     path = Path(path)

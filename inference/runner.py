@@ -55,6 +55,7 @@ from inference.engine_options import EngineOptions
 from inference.inputs.cases import FLARE, IMAGE_SUFFIXES, InputCase, Skipped, list_cases
 from inference.inputs.checked_read import as_input_case, case_files, read_checked
 from inference.inputs.hu_check import apply_intensity_check
+from inference.names import name_problem, shown
 from inference.out_of_memory import out_of_memory
 from inference.outputs.case_extras import ExtraOutputs
 from inference.plan import PlanOptions
@@ -219,7 +220,7 @@ def exit_now(code: int) -> None:
 
 def interrupted_message(signum: int, output_dir: Path, total: int, written: list[Path], removed: list[Path]) -> str:
     """The line printed when a signal ends the run: what was written, and the partial file removed."""
-    names = [p.name.removesuffix(OUTPUT_SUFFIX) for p in written]
+    names = [shown(p.name.removesuffix(OUTPUT_SUFFIX)) for p in written]
     line = f"interrupted by {signal.Signals(signum).name}: {len(written)} of {total} case(s) written to {output_dir}"
     if names:
         line += f" ({', '.join(names)})"
@@ -243,14 +244,15 @@ def install_signal_handlers(output_dir: Path, total: int) -> dict:
 
 
 def case_failure(path: Path, exc: BaseException) -> str:
-    """One line for a case that failed: our own errors as they are, anything else with its kind."""
+    """One line for a case that failed: our own errors as they are, anything else with its kind; names in it shown
+    as :func:`inference.names.shown` shows them (so that no name breaks the line)."""
     if isinstance(exc, (InputError, OutputError)):
-        return str(exc)
+        return shown(str(exc))
     memory = out_of_memory(exc)
     if memory is not None:
-        return f"{path}: {memory}"
+        return shown(f"{path}: {memory}")
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{path}: {type(exc).__name__}: {text[:300]}"
+    return shown(f"{path}: {type(exc).__name__}: {text[:300]}")
 
 
 class WindowProgress:
@@ -336,7 +338,7 @@ def _segment_one(
     try:
         volume = read.result()
         for warning in volume.warnings:
-            log(f"warning: {warning}")
+            log(f"warning: {shown(warning)}")
         case_plan = segmenter.plan_for(volume.spacing_zyx)  # the plan logged and the plan run
         labels = segmenter.segment(volume.image, volume.spacing_zyx, plan=case_plan, progress=windows)
         if output_dir is not None:
@@ -357,7 +359,7 @@ def _segment_one(
     record = case_record(name, status, seconds, volume, case_plan, peak_memory_mb(segmenter.device), error)
     if status == "written":
         shape = "x".join(str(s) for s in reversed(volume.image.shape))
-        log(f"{name}: {shape} voxels (canonical xyz), stride {case_plan.stride}, {seconds:.2f} s")
+        log(f"{shown(name)}: {shape} voxels (canonical xyz), stride {case_plan.stride}, {seconds:.2f} s")
     return record
 
 
@@ -476,9 +478,11 @@ def _cases_to_run(
     if error:
         raise RunError(error, 2)
     for line in input_skipped_lines(cases, skipped, verbose) if share.launch.main else []:
-        log(line)
+        log(shown(line))
     if not cases:
         raise RunError(f"{input_dir}: no input images ({', '.join(IMAGE_SUFFIXES)} files or DICOM series) found", 1)
+    if name_problem(output_dir):
+        raise RunError(f"-o {name_problem(output_dir)}", 2)
     error = prepare_output(output_dir)
     if error:
         raise RunError(error, 1)
