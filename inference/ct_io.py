@@ -13,11 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-import secrets
-import signal
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from inference.names import name_problem
+from inference.partial_files import publish, temp_file
 from inference.preprocess import AIR_HU, memory_problem, replace_non_finite
 from inference.task import INPUT_SUFFIX
 from niftiio.native_stderr import captured_stderr
@@ -32,14 +29,6 @@ from niftiio.nifti_file import NiftiHeader, decode_fully, header_problem, read_h
 
 OUTPUT_SUFFIX = ".nii.gz"
 NIFTI_UINT8 = 2  # the NIfTI data type code of the label maps
-
-
-# temporary output files: a short fixed pattern, so that any name the file system accepts as output works
-TEMP_PREFIX = ".runet-"
-_TEMP_NAMES = (
-    re.compile(r"\.runet-[0-9a-f]{8}\.nii\.gz"),
-    re.compile(r"\..+\.nii\.gz\.[0-9a-f]{32}\.tmp\.nii\.gz"),  # the pattern of earlier versions
-)
 
 
 class InputError(Exception):
@@ -309,62 +298,6 @@ def _canonical_volume(image: sitk.Image, name: str, mask: np.ndarray | None, war
     )
 
 
-class OutputRecord:
-    """This process's label maps: those written (final paths, in order) and the temporary files being written now.
-    A signal handler reads it to list what was written and remove what was not."""
-
-    def __init__(self) -> None:
-        self.written: list[Path] = []
-        self.writing: set[Path] = set()
-
-    def remove_partial(self) -> list[Path]:
-        """Delete the temporary files being written now; the ones that were there."""
-        removed = []
-        for tmp in list(self.writing):
-            try:
-                tmp.unlink()
-                removed.append(tmp)
-            except OSError:
-                pass
-            self.writing.discard(tmp)
-        return removed
-
-
-OUTPUTS = OutputRecord()
-
-
-def temp_path(folder: Path) -> Path:
-    """A new hidden temporary name in ``folder``: `.runet-<8 hex>.nii.gz` (22 characters, whatever the case)."""
-    return Path(folder) / f"{TEMP_PREFIX}{secrets.token_hex(4)}{OUTPUT_SUFFIX}"
-
-
-def remove_stale_temp_files(folder: Path, older_than: float) -> list[Path]:
-    """Delete this program's temporary files in ``folder`` last modified before ``older_than`` (epoch seconds):
-    what a killed run left behind. Returns the paths removed."""
-    removed = []
-    for entry in os.scandir(folder):
-        if not any(p.fullmatch(entry.name) for p in _TEMP_NAMES) or not entry.is_file(follow_symlinks=False):
-            continue
-        try:
-            if entry.stat(follow_symlinks=False).st_mtime < older_than:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-        except FileNotFoundError:
-            pass
-    return removed
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block ends (so a rename and its record happen together)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
-
-
 def _out_of_space(tmp: Path) -> bool:
     """Whether the file system holding ``tmp`` is full: no free block, or appending 64 KiB to ``tmp`` and syncing
     it fails with ENOSPC or EDQUOT (``tmp`` is a temporary file that is deleted afterwards)."""
@@ -435,36 +368,35 @@ def label_image(labels_canonical: np.ndarray, volume: CTVolume) -> sitk.Image:
 def write_labels(path: Path, labels_canonical: np.ndarray, volume: CTVolume) -> None:
     """Write a canonical (z, y, x) label map in the input's original orientation and exact geometry, as uint8.
 
-    Written to a hidden temporary file in the destination folder (:func:`temp_path`), synced, checked by decoding
-    it in full (:func:`written_file_problem`; ITK's writer reports neither a full disk nor other write errors, and
-    anything it prints counts as an error), then renamed, and the folder synced: a file exists under the final name
-    only when it is whole. Raises OutputError (one line naming the file; "no space left on device" when the file
-    system is full); the temporary file is removed then.
+    Written to a temporary file of the destination folder that this process holds
+    (:func:`inference.partial_files.temp_file`), synced, checked by decoding it in full
+    (:func:`written_file_problem`; ITK's writer reports neither a full disk nor other write errors, and anything it
+    prints counts as an error), then renamed and recorded (:func:`inference.partial_files.publish`), and the folder
+    synced: a file exists under the final name only when it is whole. Raises OutputError (one line naming the file;
+    "no space left on device" when the file system is full; a name that is not UTF-8); the temporary file is
+    removed then.
     """
     path = Path(path)
+    problem = name_problem(path)
+    if problem:
+        raise OutputError(problem)
     out = label_image(labels_canonical, volume)
-    tmp = temp_path(path.parent)
-    OUTPUTS.writing.add(tmp)
     try:
-        try:
-            with captured_stderr() as noise:
-                sitk.WriteImage(out, str(tmp), useCompression=True)
-        except RuntimeError as exc:
-            raise OutputError(f"{path}: cannot write the label map ({_itk_reason(exc, noise.summary())})") from None
-        problem = written_file_problem(tmp, out.GetSize(), NIFTI_UINT8)
-        if noise.summary():  # ITK's warnings are errors here
-            problem = f"the image writer reported: {noise.summary()}" + (f"; {problem}" if problem else "")
-        if problem:
-            if _out_of_space(tmp):
-                raise OutputError(f"{path}: no space left on device; the label map was not written ({problem})")
-            raise OutputError(f"{path}: the label map was not written whole ({problem})")
-        with _signals_held():
-            os.replace(tmp, path)
-            OUTPUTS.writing.discard(tmp)
-            OUTPUTS.written.append(path)
+        with temp_file(path.parent) as tmp:
+            try:
+                with captured_stderr() as noise:
+                    sitk.WriteImage(out, str(tmp), useCompression=True)
+            except RuntimeError as exc:
+                reason = _itk_reason(exc, noise.summary())
+                raise OutputError(f"{path}: cannot write the label map ({reason})") from None
+            problem = written_file_problem(tmp, out.GetSize(), NIFTI_UINT8)
+            if noise.summary():  # ITK's warnings are errors here
+                problem = f"the image writer reported: {noise.summary()}" + (f"; {problem}" if problem else "")
+            if problem:
+                if _out_of_space(tmp):
+                    raise OutputError(f"{path}: no space left on device; the label map was not written ({problem})")
+                raise OutputError(f"{path}: the label map was not written whole ({problem})")
+            publish(tmp, path)
         _fsync_folder(path.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        OUTPUTS.writing.discard(tmp)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the label map ({exc.strerror or exc})") from None

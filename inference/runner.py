@@ -4,8 +4,8 @@
 
 A folder run reads the next case in a background thread while the current one is segmented (:class:`ReadAhead`),
 runs every case alone (a case that fails, whatever the error, is logged and recorded, and the next one runs), shows
-progress on stderr, and on SIGTERM or SIGINT removes the label map being written, lists those written and ends the
-process with 128 + the signal number.
+progress on stderr, and on SIGTERM, SIGINT or SIGHUP removes the label map being written, lists those written and
+ends the process with 128 + the signal number.
 """
 
 from __future__ import annotations
@@ -35,17 +35,15 @@ from inference.case_log import (
 )
 from inference.checkpoint import CheckpointError, default_weights
 from inference.cli import bar, bars_off, log
-from inference.cohort import STALE_MARGIN_S, Share, share_from_options, split_existing
+from inference.cohort import Share, share_from_options, split_existing
 from inference.ct_io import (
     INPUT_SUFFIX,
     OUTPUT_SUFFIX,
-    OUTPUTS,
     CTVolume,
     InputError,
     OutputError,
     ct_volume,
     label_image,
-    remove_stale_temp_files,
     write_labels,
 )
 from inference.device import precision_name
@@ -58,6 +56,7 @@ from inference.inputs.hu_check import apply_intensity_check
 from inference.names import name_problem, shown
 from inference.out_of_memory import out_of_memory
 from inference.outputs.case_extras import ExtraOutputs
+from inference.partial_files import OUTPUTS, remove_abandoned_temp_files
 from inference.plan import PlanOptions
 
 LabelsFn = Callable[[str, CTVolume, np.ndarray], None]
@@ -229,18 +228,26 @@ def interrupted_message(signum: int, output_dir: Path, total: int, written: list
     return line
 
 
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def install_signal_handlers(output_dir: Path, total: int) -> dict:
-    """SIGTERM and SIGINT: remove the temporary file being written, list what was written, exit 128 + signal
-    (143, 130). Returns the handlers replaced (none outside the main thread, where Python cannot set them)."""
+    """SIGTERM, SIGINT and SIGHUP: remove the temporary files being written, list what was written, exit 128 +
+    signal (143, 130, 129). A signal that comes while a file is renamed and recorded acts once that is done
+    (:meth:`inference.partial_files.OutputRecord.settled`), so that it finds every file recorded. Returns the
+    handlers replaced (none outside the main thread, where Python cannot set them)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
 
-    def handler(signum: int, frame: object) -> None:
+    def end(signum: int) -> None:
         removed = OUTPUTS.remove_partial()
         log(interrupted_message(signum, output_dir, total, list(OUTPUTS.written), removed))
         exit_now(128 + signum)
 
-    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    def handler(signum: int, frame: object) -> None:
+        OUTPUTS.when_settled(lambda: end(signum))
+
+    return {sig: signal.signal(sig, handler) for sig in HANDLED_SIGNALS}
 
 
 def case_failure(path: Path, exc: BaseException) -> str:
@@ -486,9 +493,8 @@ def _cases_to_run(
     error = prepare_output(output_dir)
     if error:
         raise RunError(error, 1)
-    started = time.time()
-    try:  # other parts may be writing into the folder: only what is much older than this run is stale then
-        stale = remove_stale_temp_files(output_dir, older_than=started - STALE_MARGIN_S * share.sharded)
+    try:  # other processes may be writing into the folder: only the files no process holds are removed
+        stale = remove_abandoned_temp_files(output_dir)
     except OSError as exc:
         raise RunError(f"{output_dir}: cannot list the output folder ({exc.strerror or exc})", 1) from None
     if stale:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from inference import partial_files, predict, runner
+from inference.ct_io import read_ct, write_labels
 from inference.names import name_problem, shown
+from inference.partial_files import OUTPUTS, PARTIAL_DIR, remove_abandoned_temp_files
+from niftiio.nifti_file import decode_fully, read_header
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,3 +102,121 @@ def test_names_are_shown_on_one_printable_line():
         == "x\\xfe: the name is not valid UTF-8, which the image library cannot open; rename it"
     )
     assert name_problem("caf\u00e9") is None
+
+
+# --- temporary files: another process on the folder, signals ------------------------------------------------------
+
+HOLD = """import sys, time
+from pathlib import Path
+from inference.partial_files import temp_file
+with temp_file(Path(sys.argv[1])) as tmp:
+    tmp.write_bytes(b"partial")
+    print(tmp, flush=True)
+    time.sleep(600)
+"""
+
+
+def whole(path: Path) -> bool:
+    return decode_fully(path, read_header(path)).problem is None
+
+
+def test_a_paused_writer_keeps_its_file_and_no_case_name_is_a_temporary_one(tiny_weights, tmp_path, capsys):
+    """A process paused (SIGSTOP) while it writes into the output folder keeps its temporary file through two runs
+    into that folder; once it is killed, the next run removes what it left. A case named like a temporary file of
+    earlier versions (.runet-deadbeef) keeps its label map through every run."""
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    outputs.mkdir()
+    write_ct(inputs / ".runet-deadbeef_0000.nii.gz")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(outputs)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        held = Path(holder.stdout.readline().strip())
+        assert held.parent == outputs / PARTIAL_DIR
+        holder.send_signal(signal.SIGSTOP)
+        args = ["-i", str(inputs), "-o", str(outputs), "--weights", str(tiny_weights), "--device", "cpu"]
+        for _ in range(2):
+            assert predict.main(args) == 0
+            assert held.read_bytes() == b"partial"
+            assert whole(outputs / ".runet-deadbeef.nii.gz")
+        assert "temporary file" not in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert predict.main(args) == 0
+    assert f"removed 1 temporary file(s) left in {outputs} by an interrupted run" in capsys.readouterr().err
+    assert sorted(os.listdir(outputs)) == [".runet-deadbeef.nii.gz"]  # the subfolder went when left empty
+    assert remove_abandoned_temp_files(outputs) == []
+
+
+class Ended(BaseException):
+    """What the test's exit_now raises instead of ending the process."""
+
+
+def _signal_at(monkeypatch, point: str, signum: int) -> None:
+    """Deliver ``signum`` to this process at ``point`` of a write: just after the temporary file is created (before
+    its lock), after the image library wrote it, or just after its rename (before its record)."""
+    module, name = {
+        "created": (partial_files.fcntl, "flock"),
+        "written": (sitk, "WriteImage"),
+        "renamed": (partial_files.os, "replace"),
+    }[point]
+    real, sent = getattr(module, name), []
+
+    def hooked(*args, **kwargs):
+        if point == "created" and not sent:
+            sent.append(signum)
+            signal.raise_signal(signum)  # the handler runs within this call
+        result = real(*args, **kwargs)
+        if not sent:
+            sent.append(signum)
+            signal.raise_signal(signum)
+        return result
+
+    monkeypatch.setattr(module, name, hooked)
+
+
+@pytest.mark.parametrize(
+    "point, signum",
+    [
+        ("created", signal.SIGTERM),
+        ("written", signal.SIGINT),
+        ("written", signal.SIGHUP),
+        ("renamed", signal.SIGTERM),
+    ],
+)
+def test_a_signal_at_any_moment_of_a_write_leaves_no_temporary_file(tmp_path, monkeypatch, capfd, point, signum):
+    """What the process would leave if it ended where the handler ends it: never a temporary file; a label map
+    renamed is whole and listed."""
+    write_ct(tmp_path / "a_0000.nii.gz")
+    volume = read_ct(tmp_path / "a_0000.nii.gz")
+    out = tmp_path / "out"
+    out.mkdir()
+    left: dict = {}
+
+    def exit_now(code: int) -> None:
+        left["code"], left["files"] = code, sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+        raise Ended
+
+    monkeypatch.setattr(runner, "exit_now", exit_now)
+    monkeypatch.setattr(OUTPUTS, "written", [])
+    monkeypatch.setattr(OUTPUTS, "writing", set())
+    monkeypatch.setattr(OUTPUTS, "folders", set())
+    previous = runner.install_signal_handlers(out, 1)
+    assert set(previous) == {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    _signal_at(monkeypatch, point, signum)
+    try:
+        with pytest.raises(Ended):
+            write_labels(out / "a.nii.gz", np.ones(volume.image.shape, np.uint8), volume)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    name = signal.Signals(signum).name
+    assert left["code"] == 128 + signum
+    line = capfd.readouterr().err.splitlines()[-1]  # a handler inside a capture of ITK's output writes to fd 2
+    if point == "renamed":
+        assert left["files"] == ["a.nii.gz"] and whole(out / "a.nii.gz")
+        assert line == f"interrupted by {name}: 1 of 1 case(s) written to {out} (a)"
+    else:
+        assert left["files"] == []
+        assert line.startswith(f"interrupted by {name}: 0 of 1 case(s) written to {out}; removed the partial file ")
