@@ -30,7 +30,8 @@ from inference.task import INPUT_SUFFIX
 
 @dataclass(frozen=True)
 class CaseRecord:
-    """What the run did with one case. status: "written", "failed" or "existing" (--skip-existing found its label
+    """What the run did with one case. status: "written", :data:`NO_ORGAN` (written, but it holds no organ while
+    the image shows a body: ``error`` holds the warning), "failed" or "existing" (--skip-existing found its label
     map whole). size_xyz (voxels) and spacing_xyz (mm) are the input's, in its file's axis order (as ITK gives
     them), None when it could not be read; stride and phases: the plan it ran with; seconds: wall time of the case
     (of the check, for "existing"); peak_mb: see :func:`peak_memory_mb`; error: the failure's line."""
@@ -59,6 +60,30 @@ class CaseRecord:
             self.status,
             shown(self.error),
         ]
+
+
+NO_ORGAN = "no_organ"
+"""The status of a label map written without any organ although the image shows a body (:func:`no_organ_problem`)."""
+WRITTEN = ("written", NO_ORGAN)
+BODY_HU = -500.0
+"""Voxels above this (HU) count as the body: soft tissue, fat, bone, not air or lung."""
+MIN_BODY_ML = 500.0
+"""A body of at least this volume (mL) above :data:`BODY_HU` should show some organ (an abdomen holds litres)."""
+
+
+def no_organ_problem(image: np.ndarray, spacing_zyx: tuple[float, float, float], labels: np.ndarray) -> str | None:
+    """Why a label map without any organ is suspect, in words, or None: ``labels`` (any shape, 0 background) holds
+    no organ while ``image`` (HU, the same shape; voxel spacing ``spacing_zyx`` in mm) holds at least
+    :data:`MIN_BODY_ML` mL above :data:`BODY_HU`."""
+    if labels.any():
+        return None
+    body_ml = np.count_nonzero(image > BODY_HU) * float(np.prod(spacing_zyx)) / 1000.0
+    if body_ml < MIN_BODY_ML:
+        return None
+    return (
+        f"no organ found, though the image holds {body_ml:.0f} mL above {BODY_HU:g} HU (a body); the label map is "
+        "all background: check that the image is an abdominal CT"
+    )
 
 
 CSV_COLUMNS = ("case", "size_xyz", "spacing_xyz_mm", "stride", "phases", "seconds", "peak_memory_mb", "status", "error")
@@ -192,8 +217,8 @@ def summary_lines(
     """The closing lines of a run over ``records`` (all processes'), and whether every case succeeded.
 
     "W of N case(s) written to OUT in S s[ by P processes][, E already there (--skip-existing)], mean M s per case",
-    then "failed case(s): a, b" when some failed."""
-    written = [r for r in records if r.status == "written"]
+    then "no organ found in: a, b" and "failed case(s): c, d" when some were so."""
+    written = [r for r in records if r.status in WRITTEN]
     existing = sum(r.status == "existing" for r in records)
     failed = sorted((r.name for r in records if r.status == "failed"), key=lambda n: n + INPUT_SUFFIX)  # case order
     line = f"{len(written)} of {len(records)} case(s) written to {output_dir} in {seconds:.1f} s"
@@ -204,6 +229,9 @@ def summary_lines(
     if written:
         line += f", mean {sum(r.seconds for r in written) / len(written):.2f} s per case"
     lines = [line]
+    empty = [r.name for r in records if r.status == NO_ORGAN]
+    if empty:
+        lines.append(f"no organ found in: {', '.join(map(shown, empty))}")
     if failed:
         lines.append(f"failed case(s): {', '.join(map(shown, failed))}")
     return lines, not failed

@@ -25,10 +25,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from inference.case_log import (
+    NO_ORGAN,
     CaseRecord,
     append_row,
     case_record,
     log_csv_problem,
+    no_organ_problem,
     peak_memory_mb,
     reset_peak_memory,
     summary_lines,
@@ -303,7 +305,7 @@ def segment_cases(
     verbose: bool = False,
     reads: ReadAhead | None = None,
 ) -> list[CaseRecord]:
-    """Segment each case of ``cases`` alone, in order; one CaseRecord per case ("written" or "failed").
+    """Segment each case of ``cases`` alone, in order; one CaseRecord per case ("written", "no_organ" or "failed").
 
     A case is an image file's path (a ``<case>_0000.nii.gz`` one named ``<case>``, any other after the file) or an
     :class:`~inference.inputs.cases.InputCase` of :func:`inference.inputs.cases.list_cases` (a DICOM series, too);
@@ -348,12 +350,15 @@ def _segment_one(
             log(f"warning: {shown(warning)}")
         case_plan = segmenter.plan_for(volume.spacing_zyx)  # the plan logged and the plan run
         labels = segmenter.segment(volume.image, volume.spacing_zyx, plan=case_plan, progress=windows)
+        empty = no_organ_problem(volume.image, volume.spacing_zyx, labels)
         if output_dir is not None:
             write_labels(output_dir / f"{name}{OUTPUT_SUFFIX}", labels, volume)
         if on_labels is not None:
             on_labels(name, volume, labels)
         labels = None
-        status, error = "written", ""
+        status, error = ("written", "") if empty is None else (NO_ORGAN, shown(f"{path}: {empty}"))
+        if empty is not None:
+            log(f"warning: {error}")
     except Exception as exc:  # every case alone: MemoryError and the unexpected included
         error = case_failure(path, exc)
         log(f"failed: {error}")
@@ -364,7 +369,7 @@ def _segment_one(
         windows.close()
     seconds = time.perf_counter() - start
     record = case_record(name, status, seconds, volume, case_plan, peak_memory_mb(segmenter.device), error)
-    if status == "written":
+    if status != "failed":
         shape = "x".join(str(s) for s in reversed(volume.image.shape))
         log(f"{shown(name)}: {shape} voxels (canonical xyz), stride {case_plan.stride}, {seconds:.2f} s")
     return record

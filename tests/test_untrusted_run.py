@@ -220,3 +220,33 @@ def test_a_signal_at_any_moment_of_a_write_leaves_no_temporary_file(tmp_path, mo
     else:
         assert left["files"] == []
         assert line.startswith(f"interrupted by {name}: 0 of 1 case(s) written to {out}; removed the partial file ")
+
+
+# --- an output without any organ -----------------------------------------------------------------------------------
+
+
+def test_a_body_without_any_organ_gets_a_warning_and_its_status(tiny_weights, tmp_path, monkeypatch, capsys):
+    """A label map that is all background while the image shows a body is written, with one warning line naming the
+    file, its status in the log and a line in the summary; an image of air alone (no body) gets none."""
+    inputs, outputs, log_csv = tmp_path / "in", tmp_path / "out", tmp_path / "log.csv"
+    inputs.mkdir()
+    for name, hu in (("air", -1000), ("body", 40)):
+        img = sitk.GetImageFromArray(np.full((16, 32, 32), hu, np.int16))
+        img.SetSpacing((5.0, 5.0, 5.0))  # 2 L in all
+        sitk.WriteImage(img, str(inputs / f"{name}_0000.nii.gz"))
+    monkeypatch.setattr(runner.Segmenter, "segment", lambda self, image, *a, **k: np.zeros(image.shape, np.uint8))
+    args = ["-i", str(inputs), "-o", str(outputs), "--weights", str(tiny_weights), "--device", "cpu"]
+    assert predict.main([*args, "--log-csv", str(log_csv)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    warning = (
+        f"{inputs / 'body_0000.nii.gz'}: no organ found, though the image holds 2048 mL above -500 HU (a body); the "
+        "label map is all background: check that the image is an abdominal CT"
+    )
+    assert [ln for ln in err if "no organ" in ln] == [f"warning: {warning}", "no organ found in: body"]
+    assert err[-2].startswith(f"2 of 2 case(s) written to {outputs}")
+    rows = list(csv.DictReader(log_csv.read_text().splitlines()))
+    assert [(r["case"], r["status"], r["error"]) for r in rows] == [
+        ("air", "written", ""),
+        ("body", "no_organ", warning),
+    ]
+    assert sorted(os.listdir(outputs)) == ["air.nii.gz", "body.nii.gz"]
