@@ -5,7 +5,9 @@ that converts between the two.
 
 The canonical orientation is the one of an identity direction matrix: array axis x runs towards the patient's left,
 y towards posterior, z towards superior (LPS). Any axis-aligned or near-axis-aligned direction is brought there by
-permuting and flipping array axes only: no resampling, so the round trip is exact.
+permuting and flipping array axes only: no resampling, so the round trip is exact. An oblique direction is snapped
+to its nearest axes the same way (the label map keeps the image's exact geometry; the network sees the body turned
+by the angle), with a warning from :data:`OBLIQUE_WARN_DEGREES` on.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from niftiio.nifti_file import NiftiHeader, decode_fully, header_problem, read_h
 
 OUTPUT_SUFFIX = ".nii.gz"
 NIFTI_UINT8 = 2  # the NIfTI data type code of the label maps
+OBLIQUE_WARN_DEGREES = 1.0
+"""A direction whose index axes lie this far (degrees) or more from their nearest world axes gets a warning."""
 
 
 class InputError(Exception):
@@ -64,6 +68,14 @@ class Orientation:
             perm[2 - world_axis] = 2 - index_axis
             flip[2 - world_axis] = bool(sign[index_axis] < 0)
         return cls(tuple(perm), tuple(flip))
+
+    @staticmethod
+    def oblique_degrees(direction: tuple[float, ...]) -> float:
+        """The largest angle (degrees) between an index axis of ``direction`` (9 floats, row-major 3x3, columns =
+        index axes x, y, z in world) and the world axis nearest to it: 0 for an axis-aligned image."""
+        d = np.abs(np.asarray(direction, dtype=float).reshape(3, 3))
+        cosines = d.max(axis=0) / np.maximum(np.linalg.norm(d, axis=0), 1e-12)
+        return float(np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0))).max())
 
     def to_canonical(self, array: np.ndarray) -> np.ndarray:
         """(z, y, x) array in the image's index order -> canonical (z, y, x) array (a view when possible)."""
@@ -270,16 +282,30 @@ def _check_layout(name: str | Path, dimension: int, size: tuple[int, ...], compo
         )
 
 
+def checked_orientation(image: sitk.Image, name: str, warnings: list[str]) -> Orientation:
+    """The Orientation of ``image``'s direction; InputError naming ``name`` for a degenerate one, and a warning line
+    appended to ``warnings`` for an oblique one (:data:`OBLIQUE_WARN_DEGREES` or more off the axes)."""
+    try:
+        orientation = Orientation.from_direction(image.GetDirection())
+    except ValueError as exc:
+        raise InputError(f"{name}: {exc}") from None
+    angle = Orientation.oblique_degrees(image.GetDirection())
+    if angle >= OBLIQUE_WARN_DEGREES:
+        warnings.append(
+            f"{name}: the image axes are {angle:.1f} degrees off the patient's axes (an oblique direction); segmented "
+            "as if aligned with the nearest axes, so the network sees the body turned by that angle (the label map "
+            "keeps the image's geometry)"
+        )
+    return orientation
+
+
 def _canonical_volume(image: sitk.Image, name: str, mask: np.ndarray | None, warnings: list[str]) -> CTVolume:
     """The CTVolume of a decoded image: spacing and direction checked, NaN and Inf voxels (and those ``mask``
     marks) made air, the array in canonical orientation. InputError naming ``name``."""
     spacing = image.GetSpacing()
     if not all(np.isfinite(s) and s > 0 for s in spacing):
         raise InputError(f"{name}: invalid voxel spacing {spacing} (must be finite and > 0)")
-    try:
-        orientation = Orientation.from_direction(image.GetDirection())
-    except ValueError as exc:
-        raise InputError(f"{name}: {exc}") from None
+    orientation = checked_orientation(image, name, warnings)
     try:
         array = sitk.GetArrayFromImage(image)
     except RuntimeError as exc:

@@ -17,6 +17,8 @@ import SimpleITK as sitk
 
 from inference import partial_files, predict, runner
 from inference.ct_io import read_ct, write_labels
+from inference.inputs.hu_check import NOT_HU, check_intensities
+from inference.inputs.volume import volume_from_image
 from inference.names import name_problem, shown
 from inference.partial_files import OUTPUTS, PARTIAL_DIR, remove_abandoned_temp_files
 from niftiio.nifti_file import decode_fully, read_header
@@ -250,3 +252,70 @@ def test_a_body_without_any_organ_gets_a_warning_and_its_status(tiny_weights, tm
         ("body", "no_organ", warning),
     ]
     assert sorted(os.listdir(outputs)) == ["air.nii.gz", "body.nii.gz"]
+
+
+# --- what is not quite CT, and a launch half set ------------------------------------------------------------------
+
+
+def test_an_oblique_image_is_segmented_with_one_warning_naming_the_angle(tmp_path):
+    """A direction 30 degrees off the axes is snapped to the nearest ones (as before), now with a warning."""
+    angle = np.radians(30.0)
+    c, s = np.cos(angle), np.sin(angle)
+    for name, direction in (("oblique", (c, -s, 0, s, c, 0, 0, 0, 1)), ("axial", (1, 0, 0, 0, 1, 0, 0, 0, 1))):
+        img = sitk.GetImageFromArray(np.random.default_rng(0).integers(-1000, 400, (6, 20, 24)).astype(np.int16))
+        img.SetDirection(direction)
+        sitk.WriteImage(img, str(tmp_path / f"{name}.nii.gz"))
+    volume = read_ct(tmp_path / "oblique.nii.gz")
+    assert volume.orientation == read_ct(tmp_path / "axial.nii.gz").orientation  # the same axes as before
+    assert volume.warnings == (
+        f"{tmp_path / 'oblique.nii.gz'}: the image axes are 30.0 degrees off the patient's axes (an oblique "
+        "direction); segmented as if aligned with the nearest axes, so the network sees the body turned by that "
+        "angle (the label map keeps the image's geometry)",
+    )
+    assert read_ct(tmp_path / "axial.nii.gz").warnings == ()
+    in_memory = volume_from_image(sitk.ReadImage(str(tmp_path / "oblique.nii.gz")), "series 3")  # a DICOM series
+    assert in_memory.warnings == (volume.warnings[0].replace(str(tmp_path / "oblique.nii.gz"), "series 3"),)
+
+
+@pytest.mark.parametrize(
+    "image, reason",
+    [
+        (np.full((6, 20, 24), 60, np.int16), "every voxel is 60 (int16): a constant image does not look like CT"),
+        (
+            np.random.default_rng(0).choice([0, 0, 1, 2, 3, 4], size=(6, 20, 24)).astype(np.uint8),
+            "intensities 0 to 4 (uint8), only 5 distinct values (0, 1, 2, 3, 4): a label map? It does not look like CT",
+        ),
+        (
+            np.random.default_rng(0).choice([0, 1, 6], size=(6, 20, 24)).astype(np.float32),
+            "intensities 0 to 6 (float32), only 3 distinct values (0, 1, 6): a label map? It does not look like CT",
+        ),
+    ],
+)
+def test_a_constant_image_and_a_label_map_do_not_look_like_ct(image, reason):
+    check = check_intensities(image)
+    assert (check.verdict, check.reason, check.shift) == (NOT_HU, reason, 0)
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"RANK": "1"}, "RANK='1' is set without WORLD_SIZE; set both (torchrun does) or neither"),
+        ({"WORLD_SIZE": "2"}, "RANK=None must be set to an integer in [0, WORLD_SIZE=2)"),
+    ],
+)
+def test_a_launch_half_set_is_a_usage_error_in_inference_and_training(tmp_path, monkeypatch, capsys, env, message):
+    from training.config import parse_args as training_args
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "in").mkdir()
+    for prog, parse, args in (
+        ("python -m inference.predict", predict.parse_args, ["-i", str(tmp_path / "in"), "-o", str(tmp_path / "o")]),
+        ("python -m training.train", training_args, ["--data", str(tmp_path / "in"), "--out", str(tmp_path / "t")]),
+    ):
+        with pytest.raises(SystemExit) as info:
+            parse(args)
+        assert info.value.code == 2
+        assert capsys.readouterr().err.splitlines() == [f"{prog}: error: {message} (see {prog} --help)"]
