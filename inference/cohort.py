@@ -28,10 +28,6 @@ from niftiio.nifti_file import header_problem, read_header
 
 T = TypeVar("T")
 
-STALE_MARGIN_S = 3600.0
-"""In a run of several parts, only temporary files older than the run's start by this much count as left by a
-killed run: the other parts, started earlier or on other machines, may be writing theirs."""
-
 
 def select_part(cases: Sequence[T], part: int, parts: int) -> list[T]:
     """Part ``part`` (0-based) of ``parts`` of an already sorted list: the items at positions k with

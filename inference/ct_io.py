@@ -5,7 +5,9 @@ that converts between the two.
 
 The canonical orientation is the one of an identity direction matrix: array axis x runs towards the patient's left,
 y towards posterior, z towards superior (LPS). Any axis-aligned or near-axis-aligned direction is brought there by
-permuting and flipping array axes only: no resampling, so the round trip is exact.
+permuting and flipping array axes only: no resampling, so the round trip is exact. An oblique direction is snapped
+to its nearest axes the same way (the label map keeps the image's exact geometry; the network sees the body turned
+by the angle), with a warning from :data:`OBLIQUE_WARN_DEGREES` on.
 """
 
 from __future__ import annotations
@@ -13,17 +15,15 @@ from __future__ import annotations
 import errno
 import os
 import re
-import secrets
-import signal
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from inference.names import name_problem
+from inference.partial_files import publish, temp_file
 from inference.preprocess import AIR_HU, memory_problem, replace_non_finite
 from inference.task import INPUT_SUFFIX
 from niftiio.native_stderr import captured_stderr
@@ -31,14 +31,8 @@ from niftiio.nifti_file import NiftiHeader, decode_fully, header_problem, read_h
 
 OUTPUT_SUFFIX = ".nii.gz"
 NIFTI_UINT8 = 2  # the NIfTI data type code of the label maps
-
-
-# temporary output files: a short fixed pattern, so that any name the file system accepts as output works
-TEMP_PREFIX = ".runet-"
-_TEMP_NAMES = (
-    re.compile(r"\.runet-[0-9a-f]{8}\.nii\.gz"),
-    re.compile(r"\..+\.nii\.gz\.[0-9a-f]{32}\.tmp\.nii\.gz"),  # the pattern of earlier versions
-)
+OBLIQUE_WARN_DEGREES = 1.0
+"""A direction whose index axes lie this far (degrees) or more from their nearest world axes gets a warning."""
 
 
 class InputError(Exception):
@@ -74,6 +68,14 @@ class Orientation:
             perm[2 - world_axis] = 2 - index_axis
             flip[2 - world_axis] = bool(sign[index_axis] < 0)
         return cls(tuple(perm), tuple(flip))
+
+    @staticmethod
+    def oblique_degrees(direction: tuple[float, ...]) -> float:
+        """The largest angle (degrees) between an index axis of ``direction`` (9 floats, row-major 3x3, columns =
+        index axes x, y, z in world) and the world axis nearest to it: 0 for an axis-aligned image."""
+        d = np.abs(np.asarray(direction, dtype=float).reshape(3, 3))
+        cosines = d.max(axis=0) / np.maximum(np.linalg.norm(d, axis=0), 1e-12)
+        return float(np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0))).max())
 
     def to_canonical(self, array: np.ndarray) -> np.ndarray:
         """(z, y, x) array in the image's index order -> canonical (z, y, x) array (a view when possible)."""
@@ -165,16 +167,23 @@ def not_a_regular_file(path: Path) -> str | None:
         return f"cannot look up the file ({exc.strerror or exc})"
     if stat.S_ISREG(mode):
         return None
+    link = f" (a symbolic link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+    return f"is {file_kind(mode)}{link}, not an image file"
+
+
+def file_kind(mode: int) -> str:
+    """What a file of ``mode`` (an ``st_mode``) is, in words: "a regular file", "a folder", "a named pipe (FIFO)",
+    "a character device", "a block device", "a socket" or "a symbolic link"."""
     kinds = (
+        (stat.S_ISREG, "a regular file"),
         (stat.S_ISDIR, "a folder"),
         (stat.S_ISFIFO, "a named pipe (FIFO)"),
         (stat.S_ISCHR, "a character device"),
         (stat.S_ISBLK, "a block device"),
         (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symbolic link"),
     )
-    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
-    link = f" (a symbolic link to {os.path.realpath(path)})" if os.path.islink(path) else ""
-    return f"is {kind}{link}, not an image file"
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _itk_reason(exc: Exception, noise: str) -> str:
@@ -187,7 +196,11 @@ def _itk_reason(exc: Exception, noise: str) -> str:
 
 def _check_file(path: Path) -> NiftiHeader | None:
     """Checks of the file's bytes before ITK reads it (regular file, readable, not empty, a sane NIfTI header, not
-    truncated). Returns the NIfTI header, None for files that are not NIfTI (left to ITK)."""
+    truncated) and its name (UTF-8, which ITK needs). Returns the NIfTI header, None for files that are not NIfTI
+    (left to ITK)."""
+    problem = name_problem(path)
+    if problem:
+        raise InputError(problem)
     problem = not_a_regular_file(path)
     if problem:
         raise InputError(f"{path}: {problem}")
@@ -208,9 +221,10 @@ def _check_file(path: Path) -> NiftiHeader | None:
 def read_ct(path: Path) -> CTVolume:
     """Read a 3D scalar CT volume and bring it into canonical orientation.
 
-    Raises InputError (one line naming the file) for what is not a readable regular file, unreadable, truncated,
-    2D, 4D, vector and complex images, non-finite or non-positive spacings, and images that need more memory than
-    the process may use (estimated from the header, before decoding). NaN and Inf voxels become air
+    Raises InputError (one line naming the file) for a name that is not UTF-8 (:mod:`inference.names`), what is
+    not a readable regular file, unreadable, truncated, 2D, 4D, vector and complex images, non-finite or
+    non-positive spacings, and images that need more memory than the process may use (estimated from the header,
+    before decoding). NaN and Inf voxels become air
     (:data:`AIR_HU`), with a note in ``warnings``. What ITK and niftilib print is folded into the messages.
     """
     path = Path(path)
@@ -268,16 +282,30 @@ def _check_layout(name: str | Path, dimension: int, size: tuple[int, ...], compo
         )
 
 
+def checked_orientation(image: sitk.Image, name: str, warnings: list[str]) -> Orientation:
+    """The Orientation of ``image``'s direction; InputError naming ``name`` for a degenerate one, and a warning line
+    appended to ``warnings`` for an oblique one (:data:`OBLIQUE_WARN_DEGREES` or more off the axes)."""
+    try:
+        orientation = Orientation.from_direction(image.GetDirection())
+    except ValueError as exc:
+        raise InputError(f"{name}: {exc}") from None
+    angle = Orientation.oblique_degrees(image.GetDirection())
+    if angle >= OBLIQUE_WARN_DEGREES:
+        warnings.append(
+            f"{name}: the image axes are {angle:.1f} degrees off the patient's axes (an oblique direction); segmented "
+            "as if aligned with the nearest axes, so the network sees the body turned by that angle (the label map "
+            "keeps the image's geometry)"
+        )
+    return orientation
+
+
 def _canonical_volume(image: sitk.Image, name: str, mask: np.ndarray | None, warnings: list[str]) -> CTVolume:
     """The CTVolume of a decoded image: spacing and direction checked, NaN and Inf voxels (and those ``mask``
     marks) made air, the array in canonical orientation. InputError naming ``name``."""
     spacing = image.GetSpacing()
     if not all(np.isfinite(s) and s > 0 for s in spacing):
         raise InputError(f"{name}: invalid voxel spacing {spacing} (must be finite and > 0)")
-    try:
-        orientation = Orientation.from_direction(image.GetDirection())
-    except ValueError as exc:
-        raise InputError(f"{name}: {exc}") from None
+    orientation = checked_orientation(image, name, warnings)
     try:
         array = sitk.GetArrayFromImage(image)
     except RuntimeError as exc:
@@ -294,62 +322,6 @@ def _canonical_volume(image: sitk.Image, name: str, mask: np.ndarray | None, war
         geometry=Geometry.of(image),
         warnings=tuple(warnings),
     )
-
-
-class OutputRecord:
-    """This process's label maps: those written (final paths, in order) and the temporary files being written now.
-    A signal handler reads it to list what was written and remove what was not."""
-
-    def __init__(self) -> None:
-        self.written: list[Path] = []
-        self.writing: set[Path] = set()
-
-    def remove_partial(self) -> list[Path]:
-        """Delete the temporary files being written now; the ones that were there."""
-        removed = []
-        for tmp in list(self.writing):
-            try:
-                tmp.unlink()
-                removed.append(tmp)
-            except OSError:
-                pass
-            self.writing.discard(tmp)
-        return removed
-
-
-OUTPUTS = OutputRecord()
-
-
-def temp_path(folder: Path) -> Path:
-    """A new hidden temporary name in ``folder``: `.runet-<8 hex>.nii.gz` (22 characters, whatever the case)."""
-    return Path(folder) / f"{TEMP_PREFIX}{secrets.token_hex(4)}{OUTPUT_SUFFIX}"
-
-
-def remove_stale_temp_files(folder: Path, older_than: float) -> list[Path]:
-    """Delete this program's temporary files in ``folder`` last modified before ``older_than`` (epoch seconds):
-    what a killed run left behind. Returns the paths removed."""
-    removed = []
-    for entry in os.scandir(folder):
-        if not any(p.fullmatch(entry.name) for p in _TEMP_NAMES) or not entry.is_file(follow_symlinks=False):
-            continue
-        try:
-            if entry.stat(follow_symlinks=False).st_mtime < older_than:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-        except FileNotFoundError:
-            pass
-    return removed
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block ends (so a rename and its record happen together)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
 def _out_of_space(tmp: Path) -> bool:
@@ -422,36 +394,35 @@ def label_image(labels_canonical: np.ndarray, volume: CTVolume) -> sitk.Image:
 def write_labels(path: Path, labels_canonical: np.ndarray, volume: CTVolume) -> None:
     """Write a canonical (z, y, x) label map in the input's original orientation and exact geometry, as uint8.
 
-    Written to a hidden temporary file in the destination folder (:func:`temp_path`), synced, checked by decoding
-    it in full (:func:`written_file_problem`; ITK's writer reports neither a full disk nor other write errors, and
-    anything it prints counts as an error), then renamed, and the folder synced: a file exists under the final name
-    only when it is whole. Raises OutputError (one line naming the file; "no space left on device" when the file
-    system is full); the temporary file is removed then.
+    Written to a temporary file of the destination folder that this process holds
+    (:func:`inference.partial_files.temp_file`), synced, checked by decoding it in full
+    (:func:`written_file_problem`; ITK's writer reports neither a full disk nor other write errors, and anything it
+    prints counts as an error), then renamed and recorded (:func:`inference.partial_files.publish`), and the folder
+    synced: a file exists under the final name only when it is whole. Raises OutputError (one line naming the file;
+    "no space left on device" when the file system is full; a name that is not UTF-8); the temporary file is
+    removed then.
     """
     path = Path(path)
+    problem = name_problem(path)
+    if problem:
+        raise OutputError(problem)
     out = label_image(labels_canonical, volume)
-    tmp = temp_path(path.parent)
-    OUTPUTS.writing.add(tmp)
     try:
-        try:
-            with captured_stderr() as noise:
-                sitk.WriteImage(out, str(tmp), useCompression=True)
-        except RuntimeError as exc:
-            raise OutputError(f"{path}: cannot write the label map ({_itk_reason(exc, noise.summary())})") from None
-        problem = written_file_problem(tmp, out.GetSize(), NIFTI_UINT8)
-        if noise.summary():  # ITK's warnings are errors here
-            problem = f"the image writer reported: {noise.summary()}" + (f"; {problem}" if problem else "")
-        if problem:
-            if _out_of_space(tmp):
-                raise OutputError(f"{path}: no space left on device; the label map was not written ({problem})")
-            raise OutputError(f"{path}: the label map was not written whole ({problem})")
-        with _signals_held():
-            os.replace(tmp, path)
-            OUTPUTS.writing.discard(tmp)
-            OUTPUTS.written.append(path)
+        with temp_file(path.parent) as tmp:
+            try:
+                with captured_stderr() as noise:
+                    sitk.WriteImage(out, str(tmp), useCompression=True)
+            except RuntimeError as exc:
+                reason = _itk_reason(exc, noise.summary())
+                raise OutputError(f"{path}: cannot write the label map ({reason})") from None
+            problem = written_file_problem(tmp, out.GetSize(), NIFTI_UINT8)
+            if noise.summary():  # ITK's warnings are errors here
+                problem = f"the image writer reported: {noise.summary()}" + (f"; {problem}" if problem else "")
+            if problem:
+                if _out_of_space(tmp):
+                    raise OutputError(f"{path}: no space left on device; the label map was not written ({problem})")
+                raise OutputError(f"{path}: the label map was not written whole ({problem})")
+            publish(tmp, path)
         _fsync_folder(path.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        OUTPUTS.writing.discard(tmp)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the label map ({exc.strerror or exc})") from None

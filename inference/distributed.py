@@ -54,10 +54,13 @@ def env_int(env: Mapping[str, str], name: str) -> int | None:
 
 
 def launch_from_env(env: Mapping[str, str] = os.environ) -> Launch:
-    """torchrun's RANK, WORLD_SIZE and LOCAL_RANK; rank 0 of 1 without WORLD_SIZE. ValueError (one line naming the
-    variable) for a value that is not an integer or out of range."""
+    """torchrun's RANK, WORLD_SIZE and LOCAL_RANK; rank 0 of 1 without either of RANK and WORLD_SIZE. ValueError
+    (one line naming the variable) for a value that is not an integer or out of range, and for one of RANK and
+    WORLD_SIZE set without the other (torchrun sets both: a half-set launch would run every case in every process)."""
     world = env_int(env, "WORLD_SIZE")
     if world is None:
+        if env_int(env, "RANK") is not None:
+            raise ValueError(f"RANK={env.get('RANK')!r} is set without WORLD_SIZE; set both (torchrun does) or neither")
         return Launch()
     rank, local = env_int(env, "RANK"), env_int(env, "LOCAL_RANK")
     if world < 1:

@@ -4,8 +4,8 @@
 
 A folder run reads the next case in a background thread while the current one is segmented (:class:`ReadAhead`),
 runs every case alone (a case that fails, whatever the error, is logged and recorded, and the next one runs), shows
-progress on stderr, and on SIGTERM or SIGINT removes the label map being written, lists those written and ends the
-process with 128 + the signal number.
+progress on stderr, and on SIGTERM, SIGINT or SIGHUP removes the label map being written, lists those written and
+ends the process with 128 + the signal number.
 """
 
 from __future__ import annotations
@@ -25,27 +25,27 @@ import numpy as np
 import SimpleITK as sitk
 
 from inference.case_log import (
+    NO_ORGAN,
     CaseRecord,
     append_row,
     case_record,
     log_csv_problem,
+    no_organ_problem,
     peak_memory_mb,
     reset_peak_memory,
     summary_lines,
 )
 from inference.checkpoint import CheckpointError, default_weights
 from inference.cli import bar, bars_off, log
-from inference.cohort import STALE_MARGIN_S, Share, share_from_options, split_existing
+from inference.cohort import Share, share_from_options, split_existing
 from inference.ct_io import (
     INPUT_SUFFIX,
     OUTPUT_SUFFIX,
-    OUTPUTS,
     CTVolume,
     InputError,
     OutputError,
     ct_volume,
     label_image,
-    remove_stale_temp_files,
     write_labels,
 )
 from inference.device import precision_name
@@ -55,8 +55,10 @@ from inference.engine_options import EngineOptions
 from inference.inputs.cases import FLARE, IMAGE_SUFFIXES, InputCase, Skipped, list_cases
 from inference.inputs.checked_read import as_input_case, case_files, read_checked
 from inference.inputs.hu_check import apply_intensity_check
+from inference.names import name_problem, shown
 from inference.out_of_memory import out_of_memory
 from inference.outputs.case_extras import ExtraOutputs
+from inference.partial_files import OUTPUTS, remove_abandoned_temp_files
 from inference.plan import PlanOptions
 from niftiio.wording import count
 
@@ -220,7 +222,7 @@ def exit_now(code: int) -> None:
 
 def interrupted_message(signum: int, output_dir: Path, total: int, written: list[Path], removed: list[Path]) -> str:
     """The line printed when a signal ends the run: what was written, and the partial file removed."""
-    names = [p.name.removesuffix(OUTPUT_SUFFIX) for p in written]
+    names = [shown(p.name.removesuffix(OUTPUT_SUFFIX)) for p in written]
     line = f"interrupted by {signal.Signals(signum).name}: {len(written)} of {count(total, 'case')} written"
     line += f" to {output_dir}"
     if names:
@@ -230,29 +232,38 @@ def interrupted_message(signum: int, output_dir: Path, total: int, written: list
     return line
 
 
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def install_signal_handlers(output_dir: Path, total: int) -> dict:
-    """SIGTERM and SIGINT: remove the temporary file being written, list what was written, exit 128 + signal
-    (143, 130). Returns the handlers replaced (none outside the main thread, where Python cannot set them)."""
+    """SIGTERM, SIGINT and SIGHUP: remove the temporary files being written, list what was written, exit 128 +
+    signal (143, 130, 129). A signal that comes while a file is renamed and recorded acts once that is done
+    (:meth:`inference.partial_files.OutputRecord.settled`), so that it finds every file recorded. Returns the
+    handlers replaced (none outside the main thread, where Python cannot set them)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
 
-    def handler(signum: int, frame: object) -> None:
+    def end(signum: int) -> None:
         removed = OUTPUTS.remove_partial()
         log(interrupted_message(signum, output_dir, total, list(OUTPUTS.written), removed))
         exit_now(128 + signum)
 
-    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    def handler(signum: int, frame: object) -> None:
+        OUTPUTS.when_settled(lambda: end(signum))
+
+    return {sig: signal.signal(sig, handler) for sig in HANDLED_SIGNALS}
 
 
 def case_failure(path: Path, exc: BaseException) -> str:
-    """One line for a case that failed: our own errors as they are, anything else with its kind."""
+    """One line for a case that failed: our own errors as they are, anything else with its kind; names in it shown
+    as :func:`inference.names.shown` shows them (so that no name breaks the line)."""
     if isinstance(exc, (InputError, OutputError)):
-        return str(exc)
+        return shown(str(exc))
     memory = out_of_memory(exc)
     if memory is not None:
-        return f"{path}: {memory}"
+        return shown(f"{path}: {memory}")
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{path}: {type(exc).__name__}: {text[:300]}"
+    return shown(f"{path}: {type(exc).__name__}: {text[:300]}")
 
 
 class WindowProgress:
@@ -296,7 +307,7 @@ def segment_cases(
     verbose: bool = False,
     reads: ReadAhead | None = None,
 ) -> list[CaseRecord]:
-    """Segment each case of ``cases`` alone, in order; one CaseRecord per case ("written" or "failed").
+    """Segment each case of ``cases`` alone, in order; one CaseRecord per case ("written", "no_organ" or "failed").
 
     A case is an image file's path (a ``<case>_0000.nii.gz`` one named ``<case>``, any other after the file) or an
     :class:`~inference.inputs.cases.InputCase` of :func:`inference.inputs.cases.list_cases` (a DICOM series, too);
@@ -338,15 +349,18 @@ def _segment_one(
     try:
         volume = read.result()
         for warning in volume.warnings:
-            log(f"warning: {warning}")
+            log(f"warning: {shown(warning)}")
         case_plan = segmenter.plan_for(volume.spacing_zyx)  # the plan logged and the plan run
         labels = segmenter.segment(volume.image, volume.spacing_zyx, plan=case_plan, progress=windows)
+        empty = no_organ_problem(volume.image, volume.spacing_zyx, labels)
         if output_dir is not None:
             write_labels(output_dir / f"{name}{OUTPUT_SUFFIX}", labels, volume)
         if on_labels is not None:
             on_labels(name, volume, labels)
         labels = None
-        status, error = "written", ""
+        status, error = ("written", "") if empty is None else (NO_ORGAN, shown(f"{path}: {empty}"))
+        if empty is not None:
+            log(f"warning: {error}")
     except Exception as exc:  # every case alone: MemoryError and the unexpected included
         error = case_failure(path, exc)
         log(f"failed: {error}")
@@ -357,9 +371,9 @@ def _segment_one(
         windows.close()
     seconds = time.perf_counter() - start
     record = case_record(name, status, seconds, volume, case_plan, peak_memory_mb(segmenter.device), error)
-    if status == "written":
+    if status != "failed":
         shape = "x".join(str(s) for s in reversed(volume.image.shape))
-        log(f"{name}: {shape} voxels (canonical xyz), stride {case_plan.stride}, {seconds:.2f} s")
+        log(f"{shown(name)}: {shape} voxels (canonical xyz), stride {case_plan.stride}, {seconds:.2f} s")
     return record
 
 
@@ -478,15 +492,16 @@ def _cases_to_run(
     if error:
         raise RunError(error, 2)
     for line in input_skipped_lines(cases, skipped, verbose) if share.launch.main else []:
-        log(line)
+        log(shown(line))
     if not cases:
         raise RunError(f"{input_dir}: no input images ({', '.join(IMAGE_SUFFIXES)} files or DICOM series) found", 1)
+    if name_problem(output_dir):
+        raise RunError(f"-o {name_problem(output_dir)}", 2)
     error = prepare_output(output_dir)
     if error:
         raise RunError(error, 1)
-    started = time.time()
-    try:  # other parts may be writing into the folder: only what is much older than this run is stale then
-        stale = remove_stale_temp_files(output_dir, older_than=started - STALE_MARGIN_S * share.sharded)
+    try:  # other processes may be writing into the folder: only the files no process holds are removed
+        stale = remove_abandoned_temp_files(output_dir)
     except OSError as exc:
         raise RunError(f"{output_dir}: cannot list the output folder ({exc.strerror or exc})", 1) from None
     if stale:

@@ -337,7 +337,7 @@ def usage_error(capsys, argv: list[str]) -> str:
         (["--part", "0"], "--part needs --num-parts (or RUNET_NUM_PARTS)"),
         (["--log-csv", "{out}/cases.csv"], "--log-csv {out}/cases.csv lies in the output folder {out}"),
         (["--log-csv", "{out}/sub/cases.csv"], "--log-csv {out}/sub/cases.csv lies in the output folder {out}"),
-        (["--log-csv", "{tmp}"], "--log-csv {tmp} is a folder; give a file name"),
+        (["--log-csv", "{tmp}"], "--log-csv {tmp} is a folder, not a regular file; give a file name"),
         (["--log-csv", "{weights}"], "--log-csv {weights} exists and is not a per-case log of this program"),
     ],
 )

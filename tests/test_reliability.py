@@ -22,8 +22,9 @@ import torch
 import inference.predict as predict
 from inference import runner
 from inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_sha256sums
-from inference.ct_io import InputError, OutputError, read_ct, remove_stale_temp_files, temp_path, write_labels
+from inference.ct_io import InputError, OutputError, read_ct, write_labels
 from inference.model import RUNet, UNetConfig
+from inference.partial_files import OUTPUTS, PARTIAL_DIR, temp_path
 from inference.preprocess import Normalization
 from niftiio.nifti_file import decode_fully, read_header
 
@@ -249,7 +250,7 @@ def test_sigterm_during_the_writes_removes_the_partial_file(tiny_weights, tmp_pa
     )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        if outputs.is_dir() and any(p.name.startswith(".runet-") for p in outputs.iterdir()):
+        if (outputs / PARTIAL_DIR).is_dir() and any((outputs / PARTIAL_DIR).iterdir()):
             break
         time.sleep(0.002)
     assert proc.poll() is None, "the run ended before a temporary file was seen"
@@ -267,11 +268,11 @@ def test_sigterm_during_the_writes_removes_the_partial_file(tiny_weights, tmp_pa
 
 
 def test_signal_handler_removes_the_file_being_written(tmp_path, monkeypatch, capsys):
-    from inference.ct_io import OUTPUTS
-
     partial = temp_path(tmp_path)
+    partial.parent.mkdir()
     partial.write_bytes(b"\x1f\x8b partial")
     monkeypatch.setattr(OUTPUTS, "writing", {partial})
+    monkeypatch.setattr(OUTPUTS, "folders", {partial.parent})
     monkeypatch.setattr(OUTPUTS, "written", [tmp_path / "a.nii.gz"])
     codes = []
     monkeypatch.setattr(runner, "exit_now", codes.append)
@@ -285,26 +286,24 @@ def test_signal_handler_removes_the_file_being_written(tmp_path, monkeypatch, ca
     assert capsys.readouterr().err == (
         f"interrupted by SIGINT: 1 of 3 cases written to {tmp_path} (a); removed the partial file {partial}\n"
     )
-    assert not partial.exists()
+    assert not partial.exists() and not partial.parent.exists()
 
 
-def test_stale_temporary_files_are_removed_at_start(tiny_weights, tmp_path):
+def test_abandoned_temporary_files_are_removed_at_start(tiny_weights, tmp_path):
+    """What a killed run left in the hidden subfolder goes (no process holds it); names beside it stay, whatever
+    they look like: each may be an output (a case named .runet-0123abcd)."""
     inputs, outputs = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
-    outputs.mkdir()
+    (outputs / PARTIAL_DIR).mkdir(parents=True)
     write_ct(inputs / "a_0000.nii.gz")
-    stale = [outputs / ".runet-0123abcd.nii.gz", outputs / ".a.nii.gz.0123456789abcdef0123456789abcdef.tmp.nii.gz"]
-    keep = [outputs / ".runet-notours.nii.gz", outputs / "notes.txt"]
-    for p in stale + keep:
+    stale = [temp_path(outputs), temp_path(outputs, ".png")]
+    keep = [outputs / ".runet-0123abcd.nii.gz", outputs / ".a.nii.gz.0123456789abcdef0123456789abcdef.tmp.nii.gz"]
+    for p in stale + keep + [outputs / "notes.txt"]:
         p.write_bytes(b"x")
     result = cli("-i", str(inputs), "-o", str(outputs), "--weights", str(tiny_weights), "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert f"removed 2 temporary files left in {outputs} by an interrupted run" in result.stderr.splitlines()
-    assert sorted(p.name for p in outputs.iterdir()) == sorted(["a.nii.gz", *(p.name for p in keep)])
-    fresh = temp_path(outputs)
-    fresh.write_bytes(b"x")
-    assert remove_stale_temp_files(outputs, older_than=fresh.stat().st_mtime - 1) == []  # not older than the run
-    assert len(fresh.name) == 22
+    assert sorted(p.name for p in outputs.iterdir()) == sorted(["a.nii.gz", "notes.txt", *(p.name for p in keep)])
 
 
 # --- 6. long names, 7. non-regular inputs, 9. the right words, 10. non-finite voxels -------------------------

@@ -16,6 +16,7 @@ from typing import Any
 
 from inference.cli import UsageParser
 from inference.device import PRECISION_NAMES
+from inference.distributed import launch_from_env
 from inference.model import UNetConfig
 from inference.preprocess import Normalization
 from training.losses import DICE_FORMS
@@ -210,6 +211,10 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     args = p.parse_args(argv)
     if not Path(args.data).is_dir():
         p.error(f"--data {args.data}: not a folder")
+    try:
+        launch_from_env()  # checked here to be a usage error; training.train takes it again when it joins
+    except ValueError as exc:
+        p.error(str(exc))
     try:
         return TrainConfig(**vars(args))
     except ValueError as exc:

@@ -21,6 +21,7 @@ import SimpleITK as sitk
 
 from inference.ct_io import CTVolume, InputError
 from inference.inputs.volume import volume_from_image
+from inference.names import name_problem
 from inference.preprocess import memory_problem
 from niftiio.native_stderr import captured_stderr
 from niftiio.wording import count
@@ -78,8 +79,11 @@ def _file_tags(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
 
 
 def find_series(folder: Path) -> list[DicomSeries]:
-    """The DICOM series whose slices lie directly in ``folder``, ordered by SeriesNumber then UID; [] for none."""
+    """The DICOM series whose slices lie directly in ``folder``, ordered by SeriesNumber then UID; [] for none, and
+    for a folder whose name GDCM cannot take (not UTF-8, :mod:`inference.names`)."""
     folder = Path(folder)
+    if name_problem(folder):
+        return []
     with captured_stderr():
         uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     series = []
@@ -168,10 +172,14 @@ def read_series(series: DicomSeries) -> CTVolume:
     """Read one series as a CT volume in canonical orientation (see :func:`inference.ct_io.read_ct`).
 
     Raises:
-        InputError: one line naming the series: an unreadable slice, missing or differing orientation, a
-            geometry :func:`slice_geometry_problem` refuses, too large for the memory, or what ITK reports.
+        InputError: one line naming the series: a file name that is not UTF-8, an unreadable slice, missing or
+            differing orientation, a geometry :func:`slice_geometry_problem` refuses, too large for the memory, or
+            what ITK reports.
     """
     where = series.describe()
+    problem = next(filter(None, map(name_problem, (series.folder, *series.files))), None)
+    if problem:
+        raise InputError(problem)
     tags = [_file_tags(p, (POSITION, ORIENTATION, ROWS, COLUMNS)) for p in series.files]
     orientations = {t[ORIENTATION] for t in tags}
     if len(orientations) != 1:

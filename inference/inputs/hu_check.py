@@ -9,8 +9,10 @@ segments nonsense. Three verdicts:
 - :data:`OFFSET`: a clear +1024 offset: no value below 0, at least :data:`MIN_AIR_FRACTION` of the voxels in
   [0, 200) (air and padding, shifted), and the median of the voxels at or above 200 (the body, shifted) in
   [900, 1200]. Such an image is **corrected**: 1024 is subtracted, with a warning that says so;
-- :data:`NOT_HU`: no value below 0 (no air, no fat) without that pattern, or a float image within [-10, 10] (a
-  normalized one): a warning; the image is segmented as it is.
+- :data:`NOT_HU`: a constant image; an image of a few small non-negative integers (at most :data:`MAX_LABELS`
+  values in 0-255: a label map given as the image); no value below 0 (no air, no fat) without the offset's pattern;
+  or a float image within [-10, 10] (a normalized one): a warning that the image does not look like CT; the image
+  is segmented as it is.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ HU, OFFSET, NOT_HU = "hu", "offset_1024", "not_hu"
 OFFSET_HU = 1024
 MIN_AIR_FRACTION = 0.05
 BODY_MEDIAN_RANGE = (900.0, 1200.0)
+MAX_LABELS = 16
+"""An image of at most this many distinct values, all integers in 0-255, is taken for a label map."""
 SAMPLE_STEP = (1, 4, 4)
 """Voxels counted for the fractions and the median: every slice, every 4th row and column (the minimum and maximum
 count every voxel)."""
@@ -46,11 +50,21 @@ def check_intensities(image: np.ndarray) -> IntensityCheck:
         return IntensityCheck(HU, "empty image")
     low, high = float(image.min()), float(image.max())
     span = f"intensities {low:g} to {high:g} ({image.dtype})"
+    if low == high:
+        return IntensityCheck(NOT_HU, f"every voxel is {low:g} ({image.dtype}): a constant image does not look like CT")
+    sample = image[tuple(slice(None, None, s) for s in SAMPLE_STEP)]
+    if low >= 0 and high <= 255:
+        values = np.unique(sample)
+        if len(values) <= MAX_LABELS and np.array_equal(values, np.round(values)):
+            return IntensityCheck(
+                NOT_HU,
+                f"{span}, only {len(values)} distinct values ({', '.join(f'{v:g}' for v in values)}): a label map? "
+                "It does not look like CT",
+            )
     if image.dtype.kind == "f" and low >= -10 and high <= 10:
         return IntensityCheck(NOT_HU, f"{span}: a normalized image, not CT in HU")
     if low < 0:
         return IntensityCheck(HU, span)
-    sample = image[tuple(slice(None, None, s) for s in SAMPLE_STEP)]
     air = float(np.count_nonzero(sample < 200)) / sample.size
     body = sample[sample >= 200]
     median = float(np.median(body)) if body.size else float("nan")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from inference.ct_io import CTVolume, Geometry, InputError, Orientation
+from inference.ct_io import CTVolume, Geometry, InputError, checked_orientation
 from inference.preprocess import AIR_HU, replace_non_finite
 
 REAL_PIXEL_TYPES = {
@@ -31,7 +31,7 @@ def volume_from_image(image: sitk.Image, source: str) -> CTVolume:
         source: what the image came from (a path, a DICOM series), for the messages.
     Raises:
         InputError: one line naming ``source``: not 3D, not scalar, complex voxels, a non-finite or non-positive
-            spacing, a degenerate direction, or every voxel NaN or Inf.
+            spacing, a degenerate direction, or every voxel NaN or Inf (an oblique direction: a warning).
     """
     if image.GetDimension() != 3:
         raise InputError(f"{source}: expected a 3D image, got {image.GetDimension()}D of size {image.GetSize()}")
@@ -40,19 +40,18 @@ def volume_from_image(image: sitk.Image, source: str) -> CTVolume:
     spacing = image.GetSpacing()
     if not all(np.isfinite(s) and s > 0 for s in spacing):
         raise InputError(f"{source}: invalid voxel spacing {spacing} (must be finite and > 0)")
-    try:
-        orientation = Orientation.from_direction(image.GetDirection())
-    except ValueError as exc:
-        raise InputError(f"{source}: {exc}") from None
+    warnings: list[str] = []
+    orientation = checked_orientation(image, source, warnings)
     array = sitk.GetArrayFromImage(image)
     replaced = replace_non_finite(array) if array.dtype.kind == "f" else 0
     if replaced == array.size:
         raise InputError(f"{source}: every voxel is NaN or Inf")
-    warnings = (f"{source}: {replaced} of {array.size} voxels are NaN or Inf; read as air ({AIR_HU:g} HU)",)
+    if replaced:
+        warnings.append(f"{source}: {replaced} of {array.size} voxels are NaN or Inf; read as air ({AIR_HU:g} HU)")
     return CTVolume(
         image=np.ascontiguousarray(orientation.to_canonical(array)),
         spacing_zyx=orientation.spacing_zyx(spacing),
         orientation=orientation,
         geometry=Geometry.of(image),
-        warnings=warnings if replaced else (),
+        warnings=tuple(warnings),
     )

@@ -1,16 +1,15 @@
-"""Writing output files whole: through a temporary file in the destination folder and a rename, so that a file
-exists under its name only when complete; permissions follow the umask (0644 under 0022)."""
+"""Writing output files whole: through a temporary file of the destination folder that this process holds
+(:mod:`inference.partial_files`, as the label maps are written) and a rename, so that a file exists under its name
+only when complete; permissions follow the umask (0644 under 0022)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import SimpleITK as sitk
 
-from niftiio.file_mode import apply_umask
+from inference.partial_files import publish, temp_file
 
 
 def _write_via_temp(path: Path, write: Callable[[str], None]) -> Path:
@@ -18,15 +17,9 @@ def _write_via_temp(path: Path, write: Callable[[str], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=".runet-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        apply_umask(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with temp_file(path.parent, suffix) as tmp:
+        write(str(tmp))
+        publish(tmp, path, record=False)
     return path
 
 
