@@ -3,6 +3,9 @@
 The file is a plain dict of tensors and Python primitives, saved with torch.save and loaded with
 torch.load(weights_only=True). Before loading, its sha256 is checked against the SHA256SUMS file in the same folder
 (lines of `<hex digest>  <file name>`, as `sha256sum` writes them).
+
+Importing this module does not import torch (nor the network's module): the functions that save, load or check
+weights do, when called.
 """
 
 from __future__ import annotations
@@ -12,15 +15,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from inference.model import RUNet, UNetConfig
 from inference.plan import Sampling
 from inference.preprocess import Normalization
-from inference.regularized_softmax import upgrade_lambda_keys
 from inference.task import ORGANS
 from niftiio.wording import count
+
+if TYPE_CHECKING:
+    import torch
+
+    from inference.model import RUNet, UNetConfig
 
 FORMAT_VERSION = 1
 DEFAULT_LABELS = {0: "background", **ORGANS}
@@ -106,6 +111,8 @@ def save_checkpoint(
 ) -> None:
     """Save model weights (as float32 on CPU) with everything needed to rebuild and use the network; ``sampling``
     None: the one ``training`` implies (:meth:`Sampling.of_training_record`)."""
+    import torch
+
     state = {
         k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).clone()
         for k, v in model.state_dict().items()
@@ -132,6 +139,8 @@ def load_checkpoint(path: Path = DEFAULT_WEIGHTS, verify: bool = True) -> Checkp
     path = Path(path)
     if verify:
         verify_sha256(path)
+    import torch
+
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
@@ -152,6 +161,8 @@ def load_checkpoint(path: Path = DEFAULT_WEIGHTS, verify: bool = True) -> Checkp
 def non_finite_weight(state: Mapping[str, torch.Tensor]) -> str | None:
     """The first floating-point tensor of ``state`` (in its order) that holds NaN or Inf, in words; None when every
     value is finite. (The normalization's HU window is checked by :class:`Normalization` itself.)"""
+    import torch
+
     for name, tensor in state.items():
         if tensor.is_floating_point():
             bad = int((~torch.isfinite(tensor)).sum())
@@ -164,6 +175,11 @@ def _checkpoint_of(payload: dict) -> Checkpoint:
     """Build the checkpoint from a loaded payload; KeyError, TypeError, AttributeError or ValueError when an entry
     is missing or of the wrong kind. The network is first built on the meta device (no memory) and its weights'
     shapes compared with the payload's, so a config that does not fit them (huge widths) fails at once."""
+    import torch
+
+    from inference.model import RUNet, UNetConfig
+    from inference.regularized_softmax import upgrade_lambda_keys
+
     for key, kind in (("config", dict), ("state_dict", dict), ("normalization", dict), ("label_names", dict)):
         if not isinstance(payload[key], kind):
             raise TypeError(f"entry {key!r} is of type {type(payload[key]).__name__}, not {kind.__name__}")
