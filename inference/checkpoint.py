@@ -44,14 +44,17 @@ class CheckpointError(Exception):
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: the network (eval mode, on CPU) and what inference needs to use it."""
+    """A loaded checkpoint: the network (eval mode, on CPU) and what inference needs to use it. ``model`` is None
+    for a checkpoint read from its metadata alone (:func:`checkpoint_of_metadata`), whose network runs from its
+    OpenVINO conversion."""
 
-    model: RUNet
+    model: RUNet | None
     config: UNetConfig
     normalization: Normalization
     label_names: dict[int, str]
     training: dict = field(default_factory=dict)
     sampling: Sampling = field(default_factory=Sampling)
+    sha256: str | None = None  # of the file, as verified against its SHA256SUMS; None when not verified
 
 
 def sha256_of(path: Path) -> str:
@@ -72,8 +75,9 @@ def write_sha256sums(folder: Path) -> Path:
     return out
 
 
-def verify_sha256(path: Path) -> None:
-    """Check ``path`` against the SHA256SUMS beside it; CheckpointError naming the file otherwise."""
+def verify_sha256(path: Path) -> str:
+    """Check ``path`` against the SHA256SUMS beside it and return its hex sha256; CheckpointError naming the file
+    otherwise."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
@@ -99,6 +103,7 @@ def verify_sha256(path: Path) -> None:
         raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror or exc})") from None
     if actual != expected:
         raise CheckpointError(f"{path}: sha256 {actual} does not match {expected} in {sums}")
+    return actual
 
 
 def save_checkpoint(
@@ -137,8 +142,7 @@ def load_checkpoint(path: Path = DEFAULT_WEIGHTS, verify: bool = True) -> Checkp
     the file when it is missing, fails its checksum, is malformed, or holds a NaN or Inf weight or HU window value
     (a checksum only proves the file is the one written, not that training had not diverged)."""
     path = Path(path)
-    if verify:
-        verify_sha256(path)
+    digest = verify_sha256(path) if verify else None
     import torch
 
     try:
@@ -155,6 +159,7 @@ def load_checkpoint(path: Path = DEFAULT_WEIGHTS, verify: bool = True) -> Checkp
     problem = non_finite_weight(checkpoint.model.state_dict())
     if problem is not None:
         raise CheckpointError(f"{path}: {problem}; refused (a diverged training run saves such weights)")
+    checkpoint.sha256 = digest
     return checkpoint
 
 
@@ -177,13 +182,13 @@ def _checkpoint_of(payload: dict) -> Checkpoint:
     shapes compared with the payload's, so a config that does not fit them (huge widths) fails at once."""
     import torch
 
-    from inference.model import RUNet, UNetConfig
+    from inference.model import RUNet
     from inference.regularized_softmax import upgrade_lambda_keys
 
-    for key, kind in (("config", dict), ("state_dict", dict), ("normalization", dict), ("label_names", dict)):
-        if not isinstance(payload[key], kind):
-            raise TypeError(f"entry {key!r} is of type {type(payload[key]).__name__}, not {kind.__name__}")
-    config = UNetConfig.from_dict(payload["config"])
+    if not isinstance(payload["state_dict"], dict):
+        raise TypeError(f"entry 'state_dict' is of type {type(payload['state_dict']).__name__}, not dict")
+    checkpoint = checkpoint_of_metadata(payload)
+    config = checkpoint.config
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in RUNet(config).state_dict().items()}
     state = upgrade_lambda_keys(payload["state_dict"])
@@ -191,14 +196,36 @@ def _checkpoint_of(payload: dict) -> Checkpoint:
     if got != expected:
         wrong = sorted(set(expected) ^ set(got)) or sorted(k for k in expected if expected[k] != got[k])
         raise ValueError(f"weights do not fit the saved config (first difference: {wrong[0]})")
-    model = RUNet(config)
-    model.load_state_dict(state)
-    model.eval()
+    checkpoint.model = RUNet(config)
+    checkpoint.model.load_state_dict(state)
+    checkpoint.model.eval()
+    checkpoint.training = dict(payload.get("training", {}))
+    return checkpoint
+
+
+def checkpoint_metadata(checkpoint: Checkpoint) -> dict:
+    """What inference needs of a checkpoint besides its weights, as JSON: the payload's config, normalization,
+    label names and sampling (:func:`checkpoint_of_metadata` reads it back; the training record is left out)."""
+    return {
+        "config": checkpoint.config.to_dict(),
+        "normalization": checkpoint.normalization.to_dict(),
+        "label_names": {str(k): v for k, v in checkpoint.label_names.items()},
+        "sampling": checkpoint.sampling.to_dict(),
+    }
+
+
+def checkpoint_of_metadata(payload: dict) -> Checkpoint:
+    """The checkpoint of a payload's entries without its weights (model None): a loaded payload, or what
+    :func:`checkpoint_metadata` wrote. KeyError, TypeError or ValueError when an entry is missing or malformed."""
+    from inference.model import UNetConfig
+
+    for key in ("config", "normalization", "label_names"):
+        if not isinstance(payload[key], dict):
+            raise TypeError(f"entry {key!r} is of type {type(payload[key]).__name__}, not dict")
     return Checkpoint(
-        model=model,
-        config=config,
+        model=None,
+        config=UNetConfig.from_dict(payload["config"]),
         normalization=Normalization.from_dict(payload["normalization"]),
         label_names={int(k): str(v) for k, v in payload["label_names"].items()},
-        training=dict(payload.get("training", {})),
         sampling=Sampling.of_payload(payload),
     )
