@@ -50,6 +50,9 @@ from inference.user_cache import user_cache_dir
 THREADS_ENV = "RUNET_THREADS"
 CHECKPOINTS = "openvino-checkpoints"  # the cache's folder of checkpoint records, beside openvino/
 CONVERSION_VERSION = 2  # part of the cache key: bump when the traced graph changes (2: lambda* bound, Pad shifts)
+"""Part of the key of every entry and checkpoint record. Bump it when the traced graph changes, and also when the
+network handed to the conversion changes for the same checkpoint file (batch-norm folding, the plain-softmax
+bound): a checkpoint record points at its entry by this number, not by the folded network's digest."""
 OV_PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
 
 # F.pad widths (last axis first) of (B, C, D, H, W) that shift the data one plane along z, y, x: AHEAD drops the first
