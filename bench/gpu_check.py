@@ -105,7 +105,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--precisions",
         nargs="+",
         default=["float32", "bfloat16", "float16"],
-        choices=tuple(PRECISIONS),
+        choices=PRECISIONS,
         help="network arithmetic of each row (default: all three)",
     )
     p.add_argument(

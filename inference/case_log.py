@@ -18,15 +18,18 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from inference.ct_io import CTVolume, file_kind
 from inference.names import shown
 from inference.plan import PatchPlan
 from inference.task import INPUT_SUFFIX
 from niftiio.wording import count, plural
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -173,12 +176,16 @@ def peak_memory_mb(device: torch.device) -> float:
     """MB (2**20 bytes): on CUDA the most memory allocated on ``device`` since :func:`reset_peak_memory`; on the CPU
     the process's peak resident set so far (ru_maxrss, which never decreases)."""
     if device.type == "cuda":
+        import torch  # a CUDA device: torch is loaded already
+
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
 def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
+        import torch  # a CUDA device: torch is loaded already
+
         torch.cuda.reset_peak_memory_stats(device)
 
 

@@ -2,7 +2,8 @@
 (:func:`launch_from_env`, values checked), the device it runs on (:func:`process_device`), and the process group
 (:func:`join_group`, :func:`gather`, :func:`mean_across`, :func:`barrier`, :func:`leave_group`).
 
-Without torchrun's variables a process is rank 0 of 1 and every function here is a no-op (or returns its input).
+Without torchrun's variables a process is rank 0 of 1 and every function here is a no-op (or returns its input),
+without importing torch.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import torch
-import torch.distributed as dist
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 
@@ -76,7 +77,11 @@ def process_device(name: str, launch: Launch) -> str:
     """The device name this process runs on: under torchrun, "auto" and "cuda" become cuda:LOCAL_RANK (modulo the
     GPUs there are, so extra processes share them) when CUDA is available; "auto" is the CPU otherwise. Any
     other name (cpu, cuda:N) is kept, as is everything in a single process."""
-    if not launch.distributed or name not in ("auto", "cuda") or not torch.cuda.is_available():
+    if not launch.distributed or name not in ("auto", "cuda"):
+        return name
+    import torch  # only under torchrun: a single process does not load torch to name its device
+
+    if not torch.cuda.is_available():
         return name
     return f"cuda:{launch.local_rank % torch.cuda.device_count()}"
 
@@ -86,7 +91,11 @@ def join_group(launch: Launch, backend: str = "gloo", timeout: timedelta | None 
 
     backend: "gloo" (CPU tensors and objects: inference's records) or "nccl" (CUDA tensors: training's gradients);
     timeout: how long a collective waits for the slowest process (None: torch's default)."""
-    if launch.distributed and not dist.is_initialized():
+    if not launch.distributed:
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
         dist.init_process_group(backend, **({} if timeout is None else {"timeout": timeout}))
 
 
@@ -94,6 +103,8 @@ def gather(value: T, launch: Launch) -> list[T]:
     """Every process's ``value`` (picklable), in rank order, on every process; [value] in a single process."""
     if not launch.distributed:
         return [value]
+    import torch.distributed as dist
+
     out: list = [None] * launch.world
     dist.all_gather_object(out, value)
     return out
@@ -104,6 +115,9 @@ def mean_across(value: float, launch: Launch, device: torch.device) -> float:
     group's backend reduces (the CUDA device under nccl)."""
     if not launch.distributed:
         return value
+    import torch
+    import torch.distributed as dist
+
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item()) / launch.world
@@ -112,10 +126,16 @@ def mean_across(value: float, launch: Launch, device: torch.device) -> float:
 def barrier(launch: Launch) -> None:
     """Wait for every process (nothing in a single process)."""
     if launch.distributed:
+        import torch.distributed as dist
+
         dist.barrier()
 
 
 def leave_group(launch: Launch) -> None:
     """Leave the process group joined by :func:`join_group` (nothing in a single process)."""
-    if launch.distributed and dist.is_initialized():
+    if not launch.distributed:
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
         dist.destroy_process_group()

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 
 from inference import precision_choice
-from inference.checkpoint import Checkpoint, load_checkpoint
+from inference.checkpoint import Checkpoint, load_checkpoint, verify_sha256
 from inference.cli import log
 from inference.device import cpu_supports_bf16, precision_name
 from inference.distributed import Launch
 from inference.engine_options import ENGINES, EngineOptions
 from inference.model import fuse_batchnorm, plain_softmax_where_exact
-from inference.openvino_backend import OpenVINONetwork, import_openvino
+from inference.openvino_backend import OpenVINONetwork, import_openvino, recall_checkpoint, remember_checkpoint
 from inference.options import check_choice, check_whole
 from inference.patching import ProgressFn, predict_labels
 from inference.plan import PatchPlan, PlanOptions, check_plan_options, plan_patches
@@ -55,13 +55,15 @@ class Segmenter:
     fuse: bool = True
     channels_last: bool = True
     backend: str = "torch"  # one of inference.engine_options.ENGINES
+    converted: tuple[object, Path] | None = field(default=None, repr=False, compare=False)  # recall_checkpoint's
 
     def __post_init__(self) -> None:
         """Check the options against the checkpoint, then build the network that runs: batch norms folded into the
         convolutions and the regularized softmax a plain one where its lambda changes nothing in float32 (``fuse``;
         inference.model.plain_softmax_where_exact), weights in the channels-last-3d layout (``channels_last``; oneDNN
         and cuDNN pick faster kernels for it), on the device; with the openvino backend, its conversion of the
-        folded network."""
+        folded network, or ``converted`` (the model and cache entry of a checkpoint recalled from the user cache,
+        whose checkpoint holds no weights)."""
         if not isinstance(self.options, PlanOptions):
             raise TypeError(f"options must be a PlanOptions, got {type(self.options).__name__}")
         check_whole("batch_size", self.batch_size)
@@ -74,12 +76,20 @@ class Segmenter:
         self._caps_logged: set[int] = set()
         self._settings = (self.batch_size, self.device, self.precision)  # what every case starts with
         self._backed_off = False
-        self.checkpoint.model.eval()
-        if self.fuse:  # only the folded copy goes to the device: one set of weights there
-            self.network = plain_softmax_where_exact(fuse_batchnorm(self.checkpoint.model))
+        if self.checkpoint.model is None:
+            if openvino is None or self.converted is None:
+                raise ValueError("a checkpoint without its weights runs only from its cached OpenVINO conversion")
+            self.network = None
+        elif self.fuse:  # only the folded copy goes to the device: one set of weights there
+            self.network = plain_softmax_where_exact(fuse_batchnorm(self.checkpoint.model.eval()))
         else:
-            self.network = self.checkpoint.model
-        self._openvino = OpenVINONetwork(self.network, openvino) if openvino is not None else None
+            self.network = self.checkpoint.model.eval()
+        self._openvino = None
+        if openvino is not None:
+            self._openvino = OpenVINONetwork(self.network, openvino, converted=self.converted)
+            folder = self._openvino.cache_folder
+            if self.converted is None and folder is not None and self.checkpoint.sha256 is not None:
+                remember_checkpoint(self.checkpoint, folder, openvino)
         self._place_network()
 
     @classmethod
@@ -95,8 +105,9 @@ class Segmenter:
         the precision; the backend), then the checkpoint loaded, and ``plan``. ValueError for a device, backend or
         window the run cannot take; CheckpointError for a file that is not a verified RUnet checkpoint."""
         resolved = engine.resolve(launch)
+        converted = None
         if not isinstance(checkpoint, Checkpoint):
-            checkpoint = load_checkpoint(checkpoint)
+            checkpoint, converted = _read_checkpoint(Path(checkpoint), resolved.backend)
         return cls(
             checkpoint,
             resolved.device,
@@ -105,6 +116,7 @@ class Segmenter:
             resolved.precision,
             engine.postprocess,
             backend=resolved.backend,
+            converted=converted,
         )
 
     @property
@@ -114,6 +126,8 @@ class Segmenter:
         return self._openvino.cache_folder if self._openvino is not None else None
 
     def _place_network(self) -> None:
+        if self.network is None:  # runs from its OpenVINO conversion alone
+            return
         self.network.to(self.device)
         if self.channels_last:
             self.network.to(memory_format=torch.channels_last_3d)
@@ -246,6 +260,18 @@ class Segmenter:
             f"out-of-memory back-off undone for the next case: batch size {self.batch_size}, device {self.device}, "
             f"precision {precision_name(self.precision)}"
         )
+
+
+def _read_checkpoint(path: Path, backend: str) -> tuple[Checkpoint, tuple[object, Path] | None]:
+    """The checkpoint file ``path``, verified: on the openvino backend from its record in the user cache when there
+    is one that holds (metadata and converted model, no weights loaded: inference.openvino_backend.recall_checkpoint),
+    else loaded (and its conversion recorded by the Segmenter)."""
+    if backend == "openvino":
+        recalled = recall_checkpoint(user_cache_dir(), verify_sha256(path), import_openvino())
+        if recalled is not None:
+            checkpoint, model, folder = recalled
+            return checkpoint, (model, folder)
+    return load_checkpoint(path), None
 
 
 def check_case(image_hu: np.ndarray, spacing_zyx: Sequence[float]) -> None:

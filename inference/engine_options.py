@@ -2,7 +2,8 @@
 (:class:`EngineOptions`, shared by every command line through :func:`add_engine_options`), and the one place
 where those names become a torch device, a dtype and a backend (:meth:`EngineOptions.resolve`).
 
-The options' meaning is documented once, in README.md ("Options"); --help repeats it in short.
+The options' meaning is documented once, in README.md ("Options"); --help repeats it in short. Importing this module
+does not import torch (a command line parses its options without it); resolving the options does.
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from inference.cli import log
-from inference.device import PRECISION_NAMES, resolve_precision, select_device
+from inference.device import PRECISION_NAMES, precision_name, resolve_precision, select_device
 from inference.distributed import Launch, process_device
-from inference.openvino_backend import import_openvino
 from inference.options import check_choice, check_whole
 from inference.postprocess import DEFAULT_RULE, RULES
+
+if TYPE_CHECKING:
+    import torch
 
 ENGINES = ("torch", "openvino")
 """The backends a Segmenter runs the network on."""
@@ -74,15 +76,18 @@ class EngineOptions:
         return ResolvedEngine(device, precision, resolve_backend(self.backend, device, precision))
 
 
-def resolve_backend(name: str, device: torch.device, precision: torch.dtype | None = torch.float32) -> str:
+def resolve_backend(name: str, device: torch.device, precision: torch.dtype | None = None) -> str:
     """ "auto" -> "openvino" on the CPU when the package is installed, else "torch"; "openvino" on a CUDA device
-    or with float16 is a ValueError; a missing openvino package falls back to "torch" with one warning."""
+    or with float16 is a ValueError; a missing openvino package falls back to "torch" with one warning.
+    ``precision``: the resolved one (None: measured on the first window)."""
+    from inference.openvino_backend import import_openvino
+
     check_choice("backend", name, BACKENDS)
     if name == "torch" or (name == "auto" and device.type != "cpu"):
         return "torch"
     if device.type != "cpu":
         raise ValueError(f"--backend openvino runs on the CPU only, not on --device {device}")
-    if precision == torch.float16:
+    if precision_name(precision) == "float16":
         if name == "auto":
             return "torch"
         raise ValueError("--precision float16 runs on the torch backend only (openvino: float32 or bfloat16)")

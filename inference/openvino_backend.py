@@ -12,6 +12,12 @@ never reuses it; it is never written next to the input or output images. A cache
 Each entry is sealed with the sha256 of its own files and its key (:mod:`inference.cache_seal`) and read back only
 when the seal holds: an entry whose files changed, came from another entry or that OpenVINO cannot read is removed
 and converted again, with one warning line.
+
+Beside the entries, ``openvino-checkpoints/`` holds one sealed record per verified checkpoint file (by its sha256,
+the OpenVINO version and the conversion version): the entry its network converts to and the checkpoint's metadata
+(:func:`inference.checkpoint.checkpoint_metadata`). A later run of that file reads both from there
+(:func:`recall_checkpoint`) instead of loading the weights, folding the batch norms and hashing the network; a
+record that is missing, fails its seal or names an entry that does not hold sends the run down the full path.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inference.cache_seal import SealError, read_sealed, seal
+from inference.cache_seal import SealError, open_document, read_regular, read_sealed, seal, sealed_document
+from inference.checkpoint import Checkpoint, checkpoint_metadata, checkpoint_of_metadata
 from inference.cli import log
 from inference.model import RUNet
 from inference.out_of_memory import out_of_memory
@@ -41,7 +48,11 @@ from inference.regularized_softmax import RegularizedSoftmax
 from inference.user_cache import user_cache_dir
 
 THREADS_ENV = "RUNET_THREADS"
+CHECKPOINTS = "openvino-checkpoints"  # the cache's folder of checkpoint records, beside openvino/
 CONVERSION_VERSION = 2  # part of the cache key: bump when the traced graph changes (2: lambda* bound, Pad shifts)
+"""Part of the key of every entry and checkpoint record. Bump it when the traced graph changes, and also when the
+network handed to the conversion changes for the same checkpoint file (batch-norm folding, the plain-softmax
+bound): a checkpoint record points at its entry by this number, not by the folded network's digest."""
 OV_PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
 
 # F.pad widths (last axis first) of (B, C, D, H, W) that shift the data one plane along z, y, x: AHEAD drops the first
@@ -188,6 +199,46 @@ def cached_model(
     return model, folder
 
 
+def _record_path(cache: Path, sha256: str, ov: ModuleType) -> Path:
+    version = ov.get_version().split("-")[0]
+    return cache / CHECKPOINTS / f"{sha256}-ov{version}-c{CONVERSION_VERSION}.json"
+
+
+def remember_checkpoint(checkpoint: Checkpoint, entry: Path, ov: ModuleType) -> None:
+    """Record that the verified checkpoint file of ``checkpoint.sha256`` converts to the cache entry ``entry`` (a
+    folder of ``<cache>/openvino``), with its metadata; nothing when the record cannot be written."""
+    path = _record_path(entry.parent.parent, str(checkpoint.sha256), ov)
+    text = sealed_document({"entry": entry.name, "checkpoint": checkpoint_metadata(checkpoint)})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def recall_checkpoint(cache: Path | None, sha256: str, ov: ModuleType) -> tuple[Checkpoint, object, Path] | None:
+    """(the checkpoint without its weights, its converted model, the entry it came from) of the checkpoint file of
+    ``sha256`` as :func:`remember_checkpoint` recorded it; None when there is no cache or no record, or the record
+    or its entry does not hold (the caller then loads and converts as usual, which repairs the entry)."""
+    if cache is None:
+        return None
+    try:
+        content = open_document(read_regular(_record_path(cache, sha256, ov), max_bytes=1 << 20))
+        name = content["entry"]
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            return None
+        folder = cache / "openvino" / name
+        checkpoint = checkpoint_of_metadata(content["checkpoint"])
+        model = _read_entry(folder, ov)
+    except (SealError, KeyError, TypeError, ValueError):
+        return None
+    checkpoint.sha256 = sha256
+    return checkpoint, model, folder
+
+
 def _read_entry(folder: Path, ov: ModuleType) -> object:
     """The model of a sealed cache entry, read from the very bytes its seal was checked on; SealError when the
     seal does not hold or OpenVINO cannot read them."""
@@ -233,7 +284,8 @@ def _store(model: object, ov: ModuleType, folder: Path) -> bool:
 class OpenVINONetwork:
     """A RUNet on OpenVINO's CPU plugin: ``predict_fn(precision)`` returns a :data:`inference.patching.PredictFn`.
 
-    ``network``: the network to run (eval mode; pass the batch-norm-folded copy), float32 weights.
+    ``network``: the network to run (eval mode; pass the batch-norm-folded copy), float32 weights; None with
+    ``converted``, (model, its cache entry) as :func:`recall_checkpoint` gives them, which then runs as it is.
     ``threads``: inference threads (default :func:`cpu_threads`). ``cache``: folder of converted models (default
     :func:`user_cache_dir`; None for none). At most ``MAX_COMPILED`` compilations (each holds its own activation
     memory) are kept, the least recently used one released first; compiling one takes a fraction of a second.
@@ -242,13 +294,21 @@ class OpenVINONetwork:
     MAX_COMPILED = 4
 
     def __init__(
-        self, network: RUNet, ov: ModuleType, threads: int | None = None, cache: Path | None | str = "default"
+        self,
+        network: RUNet | None,
+        ov: ModuleType,
+        threads: int | None = None,
+        cache: Path | None | str = "default",
+        converted: tuple[object, Path] | None = None,
     ) -> None:
         self.ov = ov
         self.version = ov.get_version().split("-")[0]
         self.threads = threads or cpu_threads()
         self.core = ov.Core()
-        self.model, self.cache_folder = cached_model(network, ov, user_cache_dir() if cache == "default" else cache)
+        if converted is not None:
+            self.model, self.cache_folder = converted
+        else:
+            self.model, self.cache_folder = cached_model(network, ov, user_cache_dir() if cache == "default" else cache)
         self._compiled: OrderedDict[tuple[str, tuple[int, ...]], object] = OrderedDict()
         self.compiled_keys: list[tuple[str, tuple[int, ...]]] = []  # every (precision, shape) compiled, in order
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from inference.case_log import log_csv_problem
 from inference.checkpoint import default_weights
 from inference.cli import UsageParser, log
@@ -185,7 +183,11 @@ def add_extra_output_options(p: argparse.ArgumentParser) -> None:
 
 def device_problem(name: str) -> str | None:
     """A --device that this machine cannot give (cuda without CUDA), in one line; None otherwise."""
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    if not name.startswith("cuda"):
+        return None
+    import torch  # only for a CUDA device: a CPU run on OpenVINO does not load torch to parse its options
+
+    if not torch.cuda.is_available():
         return f"--device {name}: no CUDA device is available here; use --device cpu (or auto)"
     return None
 

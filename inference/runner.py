@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -50,7 +51,6 @@ from inference.ct_io import (
 )
 from inference.device import precision_name
 from inference.distributed import gather, join_group, leave_group
-from inference.engine import Segmenter
 from inference.engine_options import EngineOptions
 from inference.inputs.cases import FLARE, IMAGE_SUFFIXES, InputCase, Skipped, list_cases
 from inference.inputs.checked_read import as_input_case, case_files, read_checked
@@ -61,6 +61,9 @@ from inference.outputs.case_extras import ExtraOutputs
 from inference.partial_files import OUTPUTS, remove_abandoned_temp_files
 from inference.plan import PlanOptions
 from niftiio.wording import count
+
+if TYPE_CHECKING:
+    from inference.engine import Segmenter  # imported when a run starts: it loads torch
 
 LabelsFn = Callable[[str, CTVolume, np.ndarray], None]
 """Called with (case name, the volume read, its (D, H, W) uint8 label map in canonical zyx orientation) for every
@@ -518,6 +521,8 @@ def _cases_to_run(
 def _segmenter(weights: Path, engine: EngineOptions, plan: PlanOptions, share: Share, cases: int) -> Segmenter:
     """The Segmenter of the run, and the line that says what runs; RunError (exit code 2: a device, option, window
     or checkpoint the run cannot take) when it cannot be built."""
+    from inference.engine import Segmenter
+
     try:
         segmenter = Segmenter.from_options(weights, engine, plan, share.launch)
     except (ValueError, CheckpointError) as exc:
@@ -568,6 +573,8 @@ def one_case(path: Path) -> InputCase:
 
 @lru_cache(maxsize=2)
 def _cached_segmenter(weights: Path, engine: EngineOptions, plan: PlanOptions) -> Segmenter:
+    from inference.engine import Segmenter
+
     return Segmenter.from_options(weights, engine, plan)
 
 

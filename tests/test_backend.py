@@ -3,7 +3,10 @@ when openvino is missing, and the --backend usage errors."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +25,7 @@ from inference.regularized_softmax import regularized_softmax
 
 ov = pytest.importorskip("openvino")
 TINY = UNetConfig(widths=(2, 4, 8))
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _net(seed: int, config: UNetConfig = TINY) -> RUNet:
@@ -177,8 +181,8 @@ def test_a_missing_openvino_package_falls_back_to_torch_with_one_warning(monkeyp
 
 def test_openvino_on_cuda_is_a_usage_error(monkeypatch, capsys, tiny_weights, tmp_path):
     monkeypatch.setattr(engine_options, "select_device", lambda name: torch.device("cuda"))  # as if a GPU were here
-    monkeypatch.setattr(predict.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(predict.torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     inputs = tmp_path / "in"
     inputs.mkdir()
     _write_case(inputs / "a_0000.nii.gz")
@@ -251,3 +255,24 @@ def test_segmenter_measures_auto_precision_once_on_its_first_window(monkeypatch,
         assert seg.precision == torch.bfloat16
     # one window (batch 1) of the first call, at both precisions, once: the second segmenter found the choice
     assert timed == [{"float32": (1, 5, 16, 16, 16), "bfloat16": (1, 5, 16, 16, 16)}]
+
+
+def test_cli_parses_a_cpu_run_without_loading_torch(tiny_weights, tmp_path):
+    """The CLI's modules and the checks of a CPU command line leave torch unloaded (it costs most of the start-up
+    of a run on OpenVINO); only the run itself loads it, for now."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _write_case(inputs / "a_0000.nii.gz")
+    code = (
+        "import sys\n"
+        "from inference import predict\n"
+        "predict.parse_args(sys.argv[1:])\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+    )
+    argv = ["-i", str(inputs), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights), "--device", "cpu"]
+    for device in ("cpu", "auto"):
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *argv[:-1], device], env=env, capture_output=True, text=True, check=True
+        )
+        assert proc.stdout.strip() == "[]", (device, proc.stdout, proc.stderr)

@@ -23,6 +23,7 @@ import inference.predict as predict
 from inference import runner
 from inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_sha256sums
 from inference.ct_io import InputError, OutputError, read_ct, write_labels
+from inference.engine import Segmenter
 from inference.model import RUNet, UNetConfig
 from inference.partial_files import OUTPUTS, PARTIAL_DIR, temp_path
 from inference.preprocess import Normalization
@@ -209,7 +210,7 @@ def test_any_exception_fails_only_its_case(tiny_weights, tmp_path, monkeypatch, 
     inputs.mkdir()
     for name in "abc":
         write_ct(inputs / f"{name}_0000.nii.gz")
-    real_segment = runner.Segmenter.segment
+    real_segment = Segmenter.segment
     handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     calls = []
 
@@ -221,7 +222,7 @@ def test_any_exception_fails_only_its_case(tiny_weights, tmp_path, monkeypatch, 
             raise KeyError("a bug")
         return real_segment(self, *args, **kwargs)
 
-    monkeypatch.setattr(runner.Segmenter, "segment", segment)
+    monkeypatch.setattr(Segmenter, "segment", segment)
     code = predict.main(["-i", str(inputs), "-o", str(outputs), "--weights", str(tiny_weights), "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 1

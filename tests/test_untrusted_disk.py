@@ -17,9 +17,10 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from inference import openvino_backend, precision_choice, predict, runner
+from inference import openvino_backend, precision_choice, predict
 from inference.cache_seal import SEAL_FILE, open_document, read_sealed, seal, sealed_document
 from inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_sha256sums
+from inference.engine import Segmenter
 from inference.model import RUNet, UNetConfig, fuse_batchnorm
 from inference.openvino_backend import OpenVINONetwork
 from inference.out_of_memory import out_of_memory
@@ -393,7 +394,7 @@ def test_torch_cpu_out_of_memory_fails_the_case_in_one_line(tiny_weights, tmp_pa
     def no_memory(self, *args, **kwargs):
         raise RuntimeError(TORCH_CPU)
 
-    monkeypatch.setattr(runner.Segmenter, "segment", no_memory)
+    monkeypatch.setattr(Segmenter, "segment", no_memory)
     assert predict.main(_one_case(tmp_path) + ["--weights", str(tiny_weights), "--backend", "torch"]) == 1
     failed = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("failed:")]
     case = tmp_path / "in" / "a_0000.nii.gz"

@@ -17,6 +17,7 @@ import SimpleITK as sitk
 
 from inference import partial_files, predict, runner
 from inference.ct_io import read_ct, write_labels
+from inference.engine import Segmenter
 from inference.inputs.hu_check import NOT_HU, check_intensities
 from inference.inputs.volume import volume_from_image
 from inference.names import name_problem, shown
@@ -253,7 +254,7 @@ def test_a_body_without_any_organ_gets_a_warning_and_its_status(tiny_weights, tm
         img = sitk.GetImageFromArray(np.full((16, 32, 32), hu, np.int16))
         img.SetSpacing((5.0, 5.0, 5.0))  # 2 L in all
         sitk.WriteImage(img, str(inputs / f"{name}_0000.nii.gz"))
-    monkeypatch.setattr(runner.Segmenter, "segment", lambda self, image, *a, **k: np.zeros(image.shape, np.uint8))
+    monkeypatch.setattr(Segmenter, "segment", lambda self, image, *a, **k: np.zeros(image.shape, np.uint8))
     args = ["-i", str(inputs), "-o", str(outputs), "--weights", str(tiny_weights), "--device", "cpu"]
     assert predict.main([*args, "--log-csv", str(log_csv)]) == 0
     err = capsys.readouterr().err.splitlines()

@@ -39,3 +39,35 @@ def test_warm_cache_with_a_bad_checkpoint_names_it(tmp_path, monkeypatch, capsys
     bad.write_bytes(b"not a checkpoint")
     assert main(["--weights", str(bad)]) == 1
     assert str(bad) in capsys.readouterr().err
+
+
+def test_a_warm_run_reads_the_checkpoint_from_its_record_with_identical_labels(tiny_weights, tmp_path, monkeypatch):
+    """The first run on OpenVINO loads and converts the checkpoint and records it; the next reads its metadata and
+    converted network from the cache without loading the weights, and writes the same bytes. A record that does
+    not hold sends the run down the full path again."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from inference import engine, predict
+
+    monkeypatch.setenv("RUNET_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "in").mkdir()
+    image = sitk.GetImageFromArray(np.random.default_rng(0).integers(-1000, 400, (6, 20, 24)).astype(np.int16))
+    image.SetSpacing((1.5, 1.5, 3.0))
+    sitk.WriteImage(image, str(tmp_path / "in" / "a_0000.nii.gz"))
+    loads = []
+    real_load = engine.load_checkpoint
+    monkeypatch.setattr(engine, "load_checkpoint", lambda *a, **k: loads.append(1) or real_load(*a, **k))
+
+    def run(out: str) -> bytes:
+        argv = ["-i", str(tmp_path / "in"), "-o", str(tmp_path / out), "--weights", str(tiny_weights)]
+        assert predict.main([*argv, "--backend", "openvino", "--precision", "float32"]) == 0
+        return (tmp_path / out / "a.nii.gz").read_bytes()
+
+    first = run("full")
+    (record,) = (tmp_path / "cache" / openvino_backend.CHECKPOINTS).iterdir()
+    assert loads == [1]
+    assert run("warm") == first and loads == [1]  # no weights loaded
+    record.write_text(record.read_text().replace('"hu_max"', '"hu_maximum"'))  # its seal no longer holds
+    assert run("repaired") == first and loads == [1, 1]
+    assert run("warm again") == first and loads == [1, 1]
