@@ -172,18 +172,18 @@ def append_row(path: Path, record: CaseRecord) -> None:
         os.close(fd)
 
 
-def peak_memory_mb(device: torch.device) -> float:
+def peak_memory_mb(device: str | torch.device) -> float:
     """MB (2**20 bytes): on CUDA the most memory allocated on ``device`` since :func:`reset_peak_memory`; on the CPU
     the process's peak resident set so far (ru_maxrss, which never decreases)."""
-    if device.type == "cuda":
+    if str(device).startswith("cuda"):
         import torch  # a CUDA device: torch is loaded already
 
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
+def reset_peak_memory(device: str | torch.device) -> None:
+    if str(device).startswith("cuda"):
         import torch  # a CUDA device: torch is loaded already
 
         torch.cuda.reset_peak_memory_stats(device)

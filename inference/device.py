@@ -1,8 +1,9 @@
 """Where the network runs and at what precision: one policy for inference and training.
 
 Device names: "auto" (CUDA when available, else the CPU), "cuda", "cuda:N" or "cpu". Precision names: "auto",
-"float32", "bfloat16" or "float16". A precision is a torch dtype; None means "not fixed yet" (inference measures
-it on its first window, see inference/precision_choice.py).
+"float32", "bfloat16" or "float16". A resolved precision is a name (:func:`precision_of`; the OpenVINO backend runs
+on names) or a torch dtype (:func:`resolve_precision`; torch's backend and training); None means "not fixed yet"
+(inference measures it on its first window, see inference/precision_choice.py).
 
 Importing this module does not import torch: a run on the OpenVINO backend may never need it (torch is imported by
 the functions that ask it something, when they are called).
@@ -10,6 +11,8 @@ the functions that ask it something, when they are called).
 
 from __future__ import annotations
 
+import glob
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,17 +23,42 @@ PRECISIONS = ("float32", "bfloat16", "float16")
 PRECISION_NAMES = ("auto", *PRECISIONS)
 
 
-def select_device(name: str = "auto") -> torch.device:
-    """ "auto" -> CUDA when available, else CPU; "cuda" fails clearly without a GPU."""
+GPU_DRIVER_FILES = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia[0-9]*", "/dev/kfd")
+"""What a loaded GPU driver leaves on a Linux machine (NVIDIA's, and the ROCm kernel driver's /dev/kfd)."""
+
+
+def gpu_possible() -> bool:
+    """False only when no GPU driver is loaded here: none of :data:`GPU_DRIVER_FILES` exists."""
+    return any(glob.glob(pattern) for pattern in GPU_DRIVER_FILES)
+
+
+def device_name(name: str = "auto") -> str:
+    """The device a run takes by name: "auto" -> "cuda" when available, else "cpu"; "cuda" fails clearly without a
+    GPU. "auto" asks torch whether CUDA is available unless torch is not loaded yet and no GPU driver is loaded
+    (:func:`gpu_possible`): then it is "cpu" without importing torch (a CPU run on OpenVINO never needs it)."""
+    if name not in ("auto", "cpu") and not name.startswith("cuda"):
+        raise ValueError(f"unknown device {name!r} (auto, cuda, cuda:N or cpu)")
+    if name == "cpu" or (name == "auto" and "torch" not in sys.modules and not gpu_possible()):
+        return "cpu"
     import torch
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA device is available")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ValueError(f"unknown device {name!r} (auto, cuda, cuda:N or cpu)")
-    return torch.device(name)
+    return name
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """The torch device of :func:`device_name`."""
+    import torch
+
+    return torch.device(device_name(name))
+
+
+def device_type(device: str | torch.device) -> str:
+    """ "cpu" or "cuda": the kind of a device given by name or as a torch device."""
+    return str(device).split(":")[0]
 
 
 def cpu_supports_bf16() -> bool:
@@ -47,18 +75,33 @@ def cpu_supports_bf16() -> bool:
     return torch.backends.mkldnn.is_available()
 
 
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """ "auto" -> bfloat16 on CUDA devices that support it (float32 on others); on the CPU None, which the
-    Segmenter resolves on its first window to the faster of float32 and bfloat16 (inference/precision_choice.py)."""
-    if name == "auto" and device.type == "cpu":
+def precision_of(name: str, device: str | torch.device) -> str | None:
+    """ "auto" -> "bfloat16" on CUDA devices that support it ("float32" on others); on the CPU None, which the
+    Segmenter resolves on its first window to the faster of float32 and bfloat16 (inference/precision_choice.py).
+    A fixed precision is its own name. Only "auto" on CUDA imports torch."""
+    if name == "auto" and device_type(device) == "cpu":
         return None
-    import torch
-
     if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
     if name not in PRECISIONS:
         raise ValueError(f"unknown precision {name!r} (auto, {', '.join(PRECISIONS)})")
-    return getattr(torch, name)
+    return name
+
+
+def torch_dtype(precision: str | torch.dtype | None) -> torch.dtype | None:
+    """The torch dtype of a precision given by name (or already a dtype); None stays None (to be measured)."""
+    if precision is None or not isinstance(precision, str):
+        return precision
+    import torch
+
+    return getattr(torch, precision)
+
+
+def resolve_precision(name: str, device: str | torch.device) -> torch.dtype | None:
+    """The torch dtype of :func:`precision_of` (None: measured on the CPU's first window)."""
+    return torch_dtype(precision_of(name, device))
 
 
 def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
@@ -69,7 +112,7 @@ def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
     import torch
 
     dtype = resolve_precision(name, device)
-    if name == "auto" and device.type == "cuda" and dtype == torch.float32:
+    if name == "auto" and device_type(device) == "cuda" and dtype == torch.float32:
         return torch.float16
     return None if dtype in (None, torch.float32) else dtype
 
@@ -79,6 +122,7 @@ def autocast_name(dtype: torch.dtype | None) -> str:
     return "float32" if dtype is None else f"{precision_name(dtype)} autocast"
 
 
-def precision_name(precision: torch.dtype | None) -> str:
-    """ "float32", "bfloat16", ... or "auto" for a precision still to be measured (None)."""
+def precision_name(precision: str | torch.dtype | None) -> str:
+    """ "float32", "bfloat16", ... (of a name or a torch dtype) or "auto" for a precision still to be measured
+    (None)."""
     return "auto" if precision is None else str(precision).removeprefix("torch.")

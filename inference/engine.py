@@ -7,6 +7,8 @@ The network runs on torch, or on OpenVINO's CPU runtime (``backend="openvino"``,
 the backend is only a different predict_fn for the patching engine.
 
 Segmenter.from_options is the one place where the user's EngineOptions become a device, a precision and a backend.
+On the OpenVINO backend the device and precision are names ("cpu"; "float32" or "bfloat16") and this module does not
+import torch; the torch backend holds them as a torch device and dtype.
 """
 
 from __future__ import annotations
@@ -16,17 +18,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from inference import precision_choice
 from inference.checkpoint import Checkpoint, load_checkpoint, verify_sha256
 from inference.cli import log
-from inference.device import cpu_supports_bf16, precision_name
+from inference.device import cpu_supports_bf16, device_type, precision_name, torch_dtype
 from inference.distributed import Launch
 from inference.engine_options import ENGINES, EngineOptions
-from inference.model import fuse_batchnorm, plain_softmax_where_exact
 from inference.openvino_backend import OpenVINONetwork, import_openvino, recall_checkpoint, remember_checkpoint
 from inference.options import check_choice, check_whole
 from inference.patching import ProgressFn, predict_labels
@@ -34,22 +35,26 @@ from inference.plan import PatchPlan, PlanOptions, check_plan_options, plan_patc
 from inference.postprocess import DEFAULT_RULE, RULES, postprocess
 from inference.user_cache import user_cache_dir
 
+if TYPE_CHECKING:
+    import torch
+
 
 @dataclass
 class Segmenter:
     """A loaded checkpoint on a device, ready to segment volumes: built once, then :meth:`segment` per volume.
 
     ``options`` say how volumes are cut (:meth:`plan_for` turns them and the checkpoint's Sampling into each
-    volume's PatchPlan); ``batch_size``, ``device`` and ``precision`` are the settings every case starts with;
+    volume's PatchPlan); ``batch_size``, ``device`` and ``precision`` are the settings every case starts with, given
+    by name or as torch types (held as names on the openvino backend, as torch types on torch's);
     ``backend`` is one that runs here ("torch" or "openvino"). :meth:`from_options` builds one from the names a
     user gives (EngineOptions).
     """
 
     checkpoint: Checkpoint
-    device: torch.device
+    device: str | torch.device
     options: PlanOptions = field(default_factory=PlanOptions)
     batch_size: int = 2
-    precision: torch.dtype | None = torch.float32  # None: measured on the first window (resolve_precision)
+    precision: str | torch.dtype | None = "float32"  # None: measured on the first window (precision_of)
     postprocess: str = DEFAULT_RULE  # one of inference.postprocess.RULES
     _: KW_ONLY
     fuse: bool = True
@@ -73,6 +78,7 @@ class Segmenter:
         if self.backend == "openvino" and openvino is None:
             raise ValueError("backend openvino: the openvino package is not installed")
         check_plan_options(self.options, self.checkpoint.sampling, self.checkpoint.config.size_multiple)
+        self._typed_settings()
         self._caps_logged: set[int] = set()
         self._settings = (self.batch_size, self.device, self.precision)  # what every case starts with
         self._backed_off = False
@@ -81,6 +87,8 @@ class Segmenter:
                 raise ValueError("a checkpoint without its weights runs only from its cached OpenVINO conversion")
             self.network = None
         elif self.fuse:  # only the folded copy goes to the device: one set of weights there
+            from inference.model import fuse_batchnorm, plain_softmax_where_exact
+
             self.network = plain_softmax_where_exact(fuse_batchnorm(self.checkpoint.model.eval()))
         else:
             self.network = self.checkpoint.model.eval()
@@ -91,6 +99,17 @@ class Segmenter:
             if self.converted is None and folder is not None and self.checkpoint.sha256 is not None:
                 remember_checkpoint(self.checkpoint, folder, openvino)
         self._place_network()
+
+    def _typed_settings(self) -> None:
+        """The device and precision as the backend holds them: names on OpenVINO, torch types on torch."""
+        if self.backend == "openvino":
+            self.device = str(self.device)
+            self.precision = None if self.precision is None else precision_name(self.precision)
+        else:
+            import torch
+
+            self.device = torch.device(self.device)
+            self.precision = torch_dtype(self.precision)
 
     @classmethod
     def from_options(
@@ -128,6 +147,8 @@ class Segmenter:
     def _place_network(self) -> None:
         if self.network is None:  # runs from its OpenVINO conversion alone
             return
+        import torch
+
         self.network.to(self.device)
         if self.channels_last:
             self.network.to(memory_format=torch.channels_last_3d)
@@ -150,7 +171,7 @@ class Segmenter:
             )
         return plan
 
-    def predict_fn(self, x: torch.Tensor) -> torch.Tensor:
+    def predict_fn(self, x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
         """(B, 1, d, h, w) -> (B, C, d, h, w) probabilities at the segmenter's precision (measured on this first
         window when None) on its backend: the network call the patching engine makes for every batch of windows.
         Benchmarks time it, or replace it on an instance (``seg.predict_fn = timed``), to split a run's time."""
@@ -158,10 +179,12 @@ class Segmenter:
             self.precision = self._measure_precision(x[:1])
         return self._run(x, self.precision)
 
-    def _run(self, x: torch.Tensor, precision: torch.dtype) -> torch.Tensor:
+    def _run(self, x: torch.Tensor | np.ndarray, precision: str | torch.dtype) -> torch.Tensor | np.ndarray:
         """The network on ``x`` at ``precision``: OpenVINO's, or torch's under autocast below float32."""
         if self._openvino is not None:
             return self._openvino.predict_fn(precision)(x)
+        import torch
+
         if precision == torch.float32:
             ctx = contextlib.nullcontext()
         else:
@@ -171,18 +194,22 @@ class Segmenter:
         with ctx:
             return self.network(x)
 
-    def _measure_precision(self, window: torch.Tensor) -> torch.dtype:
+    def _measure_precision(self, window: torch.Tensor | np.ndarray) -> str | torch.dtype:
         """The faster of float32 and bfloat16 (where computed natively) on this backend, timed on ``window``
-        (1, 1, d, h, w) or remembered from an earlier measurement on this machine (inference/precision_choice.py)."""
+        (1, 1, d, h, w) or remembered from an earlier measurement on this machine (inference/precision_choice.py);
+        a name on OpenVINO, a torch dtype on torch."""
         if self._openvino is not None:
             engine, threads = f"openvino {self._openvino.version}", self._openvino.threads
-            bf16 = self._openvino.supports_bfloat16()
+            bf16, typed = self._openvino.supports_bfloat16(), str
         else:
+            import torch
+
             engine, threads, bf16 = f"torch {torch.__version__}", torch.get_num_threads(), cpu_supports_bf16()
-        dtypes = {"float32": torch.float32, **({"bfloat16": torch.bfloat16} if bf16 else {})}
-        candidates = {name: (lambda dt=dt: self._run(window, dt)) for name, dt in dtypes.items()}
+            typed = torch_dtype
+        names = ("float32", "bfloat16") if bf16 else ("float32",)
+        candidates = {name: (lambda name=name: self._run(window, typed(name))) for name in names}
         key = precision_choice.choice_key(engine, threads, self.checkpoint.config.widths, tuple(window.shape))
-        return precision_choice.choose(candidates, key, user_cache_dir(), log)
+        return typed(precision_choice.choose(candidates, key, user_cache_dir(), log))
 
     def segment(
         self,
@@ -211,7 +238,7 @@ class Segmenter:
         the settings the case started with are back afterwards, whatever happened."""
         norm = self.checkpoint.normalization
         x = norm.apply(image_hu)
-        try:
+        try:  # out-of-memory errors are caught on CUDA only (torch is loaded there)
             while True:
                 try:
                     return predict_labels(
@@ -224,7 +251,7 @@ class Segmenter:
                         pad_value=norm.air_value,
                         progress=progress,
                     )
-                except torch.OutOfMemoryError:
+                except _cuda_out_of_memory(self.device):
                     if not self._back_off():
                         raise
         finally:
@@ -232,8 +259,10 @@ class Segmenter:
 
     def _back_off(self) -> bool:
         """After an out-of-memory error: halve the batch, or leave CUDA for the CPU; False when nothing is left."""
-        if self.device.type != "cuda":
+        if device_type(self.device) != "cuda":
             return False
+        import torch
+
         torch.cuda.empty_cache()
         self._backed_off = True
         if self.batch_size > 1:
@@ -260,6 +289,16 @@ class Segmenter:
             f"out-of-memory back-off undone for the next case: batch size {self.batch_size}, device {self.device}, "
             f"precision {precision_name(self.precision)}"
         )
+
+
+def _cuda_out_of_memory(device: str | torch.device) -> tuple[type[BaseException], ...]:
+    """What :meth:`Segmenter._labels` catches to back off: torch's out-of-memory error on a CUDA device, nothing
+    elsewhere (where nothing is left to back off to, and torch may not be loaded)."""
+    if device_type(device) != "cuda":
+        return ()
+    import torch
+
+    return (torch.OutOfMemoryError,)
 
 
 def _read_checkpoint(path: Path, backend: str) -> tuple[Checkpoint, tuple[object, Path] | None]:

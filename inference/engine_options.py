@@ -1,9 +1,10 @@
 """How the network runs: the user's choice of device, precision, backend, batch size and post-processing rule
 (:class:`EngineOptions`, shared by every command line through :func:`add_engine_options`), and the one place
-where those names become a torch device, a dtype and a backend (:meth:`EngineOptions.resolve`).
+where those names become a device, a precision and a backend (:meth:`EngineOptions.resolve`).
 
 The options' meaning is documented once, in README.md ("Options"); --help repeats it in short. Importing this module
-does not import torch (a command line parses its options without it); resolving the options does.
+does not import torch (a command line parses its options without it); resolving the options does only where torch
+has to be asked (a GPU may be there, inference.device.device_name; "auto" precision on CUDA).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from inference.cli import log
-from inference.device import PRECISION_NAMES, precision_name, resolve_precision, select_device
+from inference.device import PRECISION_NAMES, device_name, device_type, precision_name, precision_of
 from inference.distributed import Launch, process_device
 from inference.options import check_choice, check_whole
 from inference.postprocess import DEFAULT_RULE, RULES
@@ -30,11 +31,12 @@ BACKENDS = ("auto", *ENGINES)
 
 @dataclass(frozen=True)
 class ResolvedEngine:
-    """What :meth:`EngineOptions.resolve` made of the names: a torch device, the precision (a dtype, or None: to be
-    measured on the first window), and the backend that runs ("torch" or "openvino")."""
+    """What :meth:`EngineOptions.resolve` made of the names: the device ("cpu", "cuda" or "cuda:N"), the precision
+    ("float32", "bfloat16" or "float16", or None: to be measured on the first window), and the backend that runs
+    ("torch" or "openvino")."""
 
-    device: torch.device
-    precision: torch.dtype | None
+    device: str
+    precision: str | None
     backend: str
 
 
@@ -69,23 +71,23 @@ class EngineOptions:
 
     def resolve(self, launch: Launch = Launch()) -> ResolvedEngine:
         """The device (under torchrun the process's own GPU, inference.distributed.process_device), the precision
-        (inference.device.resolve_precision) and the backend (:func:`resolve_backend`) this process runs with.
+        (inference.device.precision_of) and the backend (:func:`resolve_backend`) this process runs with.
         ValueError for a device that is not there or a backend that cannot run on it."""
-        device = select_device(process_device(self.device, launch))
-        precision = resolve_precision(self.precision, device)
+        device = device_name(process_device(self.device, launch))
+        precision = precision_of(self.precision, device)
         return ResolvedEngine(device, precision, resolve_backend(self.backend, device, precision))
 
 
-def resolve_backend(name: str, device: torch.device, precision: torch.dtype | None = None) -> str:
+def resolve_backend(name: str, device: str | torch.device, precision: str | torch.dtype | None = None) -> str:
     """ "auto" -> "openvino" on the CPU when the package is installed, else "torch"; "openvino" on a CUDA device
     or with float16 is a ValueError; a missing openvino package falls back to "torch" with one warning.
     ``precision``: the resolved one (None: measured on the first window)."""
     from inference.openvino_backend import import_openvino
 
     check_choice("backend", name, BACKENDS)
-    if name == "torch" or (name == "auto" and device.type != "cpu"):
+    if name == "torch" or (name == "auto" and device_type(device) != "cpu"):
         return "torch"
-    if device.type != "cpu":
+    if device_type(device) != "cpu":
         raise ValueError(f"--backend openvino runs on the CPU only, not on --device {device}")
     if precision_name(precision) == "float16":
         if name == "auto":

@@ -42,6 +42,7 @@ from torch import nn
 from inference.cache_seal import SealError, open_document, read_regular, read_sealed, seal, sealed_document
 from inference.checkpoint import Checkpoint, checkpoint_metadata, checkpoint_of_metadata
 from inference.cli import log
+from inference.device import precision_name
 from inference.model import RUNet
 from inference.out_of_memory import out_of_memory
 from inference.regularized_softmax import RegularizedSoftmax
@@ -53,7 +54,8 @@ CONVERSION_VERSION = 2  # part of the cache key: bump when the traced graph chan
 """Part of the key of every entry and checkpoint record. Bump it when the traced graph changes, and also when the
 network handed to the conversion changes for the same checkpoint file (batch-norm folding, the plain-softmax
 bound): a checkpoint record points at its entry by this number, not by the folded network's digest."""
-OV_PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
+OV_PRECISIONS = {"float32": "f32", "bfloat16": "bf16"}
+"""The CPU plugin's inference precision of each precision the backend runs, by name."""
 
 # F.pad widths (last axis first) of (B, C, D, H, W) that shift the data one plane along z, y, x: AHEAD drops the first
 # plane and repeats the last (x[i] -> x[i + 1], the last plane kept), BEHIND adds a zero plane before and drops the
@@ -164,12 +166,14 @@ def convert(network: RUNet, ov: ModuleType) -> object:
     return convert_module(module, torch.zeros(1, c, m, 2 * m, 2 * m), [-1, c, -1, -1, -1], ov)
 
 
-def compile_config(precision: torch.dtype, threads: int) -> dict:
-    """The CPU plugin's settings: inference precision, threads, one stream for the lowest latency per call."""
-    if precision not in OV_PRECISIONS:
-        raise ValueError(f"the openvino backend runs float32 or bfloat16, not {precision}")
+def compile_config(precision: str | torch.dtype, threads: int) -> dict:
+    """The CPU plugin's settings: inference precision (by name or torch dtype), threads, one stream for the lowest
+    latency per call."""
+    name = precision_name(precision)
+    if name not in OV_PRECISIONS:
+        raise ValueError(f"the openvino backend runs float32 or bfloat16, not {name}")
     return {
-        "INFERENCE_PRECISION_HINT": OV_PRECISIONS[precision],
+        "INFERENCE_PRECISION_HINT": OV_PRECISIONS[name],
         "INFERENCE_NUM_THREADS": threads,
         "PERFORMANCE_HINT": "LATENCY",
         "NUM_STREAMS": 1,
@@ -316,7 +320,7 @@ class OpenVINONetwork:
         """True when the CPU plugin computes bfloat16 natively here."""
         return "BF16" in self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
-    def _request(self, precision: torch.dtype, shape: tuple[int, ...]) -> object:
+    def _request(self, precision: str | torch.dtype, shape: tuple[int, ...]) -> object:
         """An infer request of the model compiled for ``shape`` at ``precision``, compiled on first use."""
         config = compile_config(precision, self.threads)
         key = (config["INFERENCE_PRECISION_HINT"], shape)
@@ -331,7 +335,7 @@ class OpenVINONetwork:
             self.compiled_keys.append(key)
         return self._compiled[key]
 
-    def predict_fn(self, precision: torch.dtype = torch.float32):
+    def predict_fn(self, precision: str | torch.dtype = "float32"):
         """(B, 1, d, h, w) float32 CPU tensor -> (B, C, d, h, w) float32 probabilities, at ``precision``."""
 
         def run(x: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,6 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import torch
-
 from inference.cache_seal import SealError, open_document, read_regular, sealed_document
 
 MARGIN = 0.05  # bfloat16 must be more than 5% faster than float32 to be chosen
@@ -111,9 +109,10 @@ def _write(path: Path, key: str, entry: dict) -> bool:
 
 def choose(
     candidates: Mapping[str, Callable[[], object]], key: str, cache: Path | None, log: Callable[[str], None]
-) -> torch.dtype:
-    """The precision to run: the cached or memoized choice for ``key``, else measured on ``candidates`` (name ->
-    a call running the first window at that precision; "float32" must be one) and remembered. ``log`` gets one line."""
+) -> str:
+    """The name of the precision to run ("float32" or "bfloat16"): the cached or memoized choice for ``key``, else
+    measured on ``candidates`` (name -> a call running the first window at that precision; "float32" must be one)
+    and remembered. ``log`` gets one line."""
     path = cache / CACHE_FILE if cache is not None else None
     name = _MEMO.get(key)
     if name is None and path is not None:
@@ -134,4 +133,4 @@ def choose(
             times = ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items())
             log(f"precision auto: {name} (first window: {times}{'; remembered in ' + str(path) if stored else ''})")
     _MEMO[key] = name
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+    return name

@@ -89,8 +89,8 @@ MUTATIONS = [
     Mutation(
         "CLI ignores --precision",
         "inference/engine_options.py",
-        "resolve_precision(self.precision, device)",
-        'resolve_precision("auto", device)',
+        "precision_of(self.precision, device)",
+        'precision_of("auto", device)',
         (f"{CLI}::test_precision_is_the_one_asked_for",),
     ),
     Mutation(
@@ -124,7 +124,7 @@ MUTATIONS = [
     Mutation(
         "unknown device accepted",
         "inference/device.py",
-        'if name not in ("cpu",) and not name.startswith("cuda"):',
+        'if name not in ("auto", "cpu") and not name.startswith("cuda"):',
         "if False:",
         (f"{CLI}::test_unknown_device_or_precision_is_a_usage_error",),
     ),

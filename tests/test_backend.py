@@ -180,7 +180,7 @@ def test_a_missing_openvino_package_falls_back_to_torch_with_one_warning(monkeyp
 
 
 def test_openvino_on_cuda_is_a_usage_error(monkeypatch, capsys, tiny_weights, tmp_path):
-    monkeypatch.setattr(engine_options, "select_device", lambda name: torch.device("cuda"))  # as if a GPU were here
+    monkeypatch.setattr(engine_options, "device_name", lambda name: "cuda")  # as if a GPU were here
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     inputs = tmp_path / "in"
@@ -252,7 +252,7 @@ def test_segmenter_measures_auto_precision_once_on_its_first_window(monkeypatch,
             checkpoint, torch.device("cpu"), options, precision=None, postprocess="none", backend="openvino"
         )
         seg.segment(np.zeros((20, 32, 32), np.float32), (1.0, 1.0, 1.0))
-        assert seg.precision == torch.bfloat16
+        assert seg.precision == "bfloat16"
     # one window (batch 1) of the first call, at both precisions, once: the second segmenter found the choice
     assert timed == [{"float32": (1, 5, 16, 16, 16), "bfloat16": (1, 5, 16, 16, 16)}]
 

@@ -38,14 +38,14 @@ def test_choice_is_measured_once_and_remembered_in_the_cache(tmp_path, monkeypat
     candidates = {"float32": lambda: None, "bfloat16": lambda: None}
     key = choice_key("openvino 1.0", 2, (8, 16), (1, 1, 128, 128, 128))
     lines = []
-    assert choose(candidates, key, tmp_path, lines.append) == torch.bfloat16
+    assert choose(candidates, key, tmp_path, lines.append) == "bfloat16"
     stored = json.loads((tmp_path / "precision.json").read_text())["content"]
     assert stored[key]["choice"] == "bfloat16" and stored[key]["seconds"] == {"float32": 2.0, "bfloat16": 1.0}
     monkeypatch.setattr(precision_choice, "_MEMO", {})  # a new process: the cache file answers
-    assert choose(candidates, key, tmp_path, lines.append) == torch.bfloat16
+    assert choose(candidates, key, tmp_path, lines.append) == "bfloat16"
     assert measured == [1] and len(lines) == 2 and "measured earlier" in lines[1]
     other = choice_key("openvino 1.0", 2, (8, 16), (1, 1, 32, 128, 128))  # another window shape: measured again
-    assert choose(candidates, other, tmp_path, lines.append) == torch.bfloat16 and measured == [1, 1]
+    assert choose(candidates, other, tmp_path, lines.append) == "bfloat16" and measured == [1, 1]
 
 
 def test_without_a_cache_the_choice_is_remembered_for_the_process(monkeypatch):
@@ -53,13 +53,13 @@ def test_without_a_cache_the_choice_is_remembered_for_the_process(monkeypatch):
     monkeypatch.setattr(precision_choice, "measure", lambda c: measured.append(1) or {"float32": 1.0, "bfloat16": 2.0})
     candidates = {"float32": lambda: None, "bfloat16": lambda: None}
     for _ in range(2):
-        assert choose(candidates, "k", None, lambda line: None) == torch.float32
+        assert choose(candidates, "k", None, lambda line: None) == "float32"
     assert measured == [1]
 
 
 def test_only_float32_to_choose_from_is_not_timed(tmp_path, monkeypatch):
     monkeypatch.setattr(precision_choice, "measure", lambda c: pytest.fail("nothing to measure"))
-    assert choose({"float32": lambda: None}, "k", tmp_path, lambda line: None) == torch.float32
+    assert choose({"float32": lambda: None}, "k", tmp_path, lambda line: None) == "float32"
 
 
 def test_auto_precision_is_measured_on_the_cpu_and_bfloat16_on_cuda(monkeypatch):

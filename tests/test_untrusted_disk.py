@@ -290,7 +290,7 @@ def test_a_bad_precision_file_is_ignored_with_one_line(tmp_path, timed, bad):
     change, problem = BAD_FILES[bad]
     change(path)
     lines: list[str] = []
-    assert choose(CANDIDATES, "k", tmp_path, lines.append) == torch.bfloat16  # measured, not the file's float32
+    assert choose(CANDIDATES, "k", tmp_path, lines.append) == "bfloat16"  # measured, not the file's float32
     assert timed == [1]
     assert lines[0] == f"warning: {path}: the precision choices stored there are not used ({problem}); measuring again"
     assert len(lines) == 2 and lines[1].startswith("precision auto: bfloat16 (first window:")
@@ -301,14 +301,14 @@ def test_a_bad_precision_file_is_ignored_with_one_line(tmp_path, timed, bad):
 def test_a_sealed_entry_that_is_no_valid_choice_is_measured_again(tmp_path, timed):
     path = _stored(tmp_path, choice="float64")
     lines: list[str] = []
-    assert choose(CANDIDATES, "k", tmp_path, lines.append) == torch.bfloat16 and timed == [1]
+    assert choose(CANDIDATES, "k", tmp_path, lines.append) == "bfloat16" and timed == [1]
     assert lines[0] == f"warning: {path}: the precision choice stored for this network is not valid; measuring again"
 
 
 def test_an_intact_precision_file_is_used(tmp_path, timed):
     _stored(tmp_path)
     lines: list[str] = []
-    assert choose(CANDIDATES, "k", tmp_path, lines.append) == torch.float32 and timed == []
+    assert choose(CANDIDATES, "k", tmp_path, lines.append) == "float32" and timed == []
     assert lines == [f"precision auto: float32 (measured earlier on this machine, {tmp_path / 'precision.json'})"]
 
 
