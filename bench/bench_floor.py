@@ -33,13 +33,8 @@ from _common import RESULTS, machine_line, markdown_table, network, publish, syn
 from inference import regularized_softmax as rs  # noqa: E402
 from inference.checkpoint import CheckpointError  # noqa: E402
 from inference.model import RUNet, count_flops, fuse_batchnorm  # noqa: E402
-from inference.openvino_backend import (  # noqa: E402
-    OpenVINONetwork,
-    compile_config,
-    convert_module,
-    cpu_threads,
-    import_openvino,
-)
+from inference.openvino_backend import OpenVINONetwork, compile_config, cpu_threads, import_openvino  # noqa: E402
+from inference.openvino_conversion import convert_module  # noqa: E402
 from inference.patching import round_up, z_windows  # noqa: E402
 from inference.plan import PatchPlan  # noqa: E402
 from inference.precision_choice import measure  # noqa: E402

@@ -6,8 +6,8 @@ Forms of the activation, each converted alone (input: a (B, C, D, H, W) float32 
   float32 rounding (:func:`inference.regularized_softmax.negligible_lambda`);
 - "TV, slice and pad": the regularized softmax as the conversion wrote it before (per axis a Slice, a subtraction
   and a zero Pad for the forward difference, a Slice and a Pad for the backward one);
-- "TV, pad shifts": as the conversion writes it now (:func:`inference.openvino_backend.traceable_regularized_softmax`:
-  one Pad with a negative width per shift).
+- "TV, pad shifts": as the conversion writes it now
+  (:func:`inference.openvino_conversion.traceable_regularized_softmax`: one Pad with a negative width per shift).
 Then the shipped network per batch, converted with the TV term (slice and pad, as before) and with the activation
 the conversion now picks for its lambda. Each row: best of ``--repeats`` calls, all rows interleaved; the largest
 difference from the torch layer (float32 hint) says the forms compute the same thing.
@@ -31,13 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine_line, markdown_table, network, publish  # noqa: E402
 
 from inference.model import RUNet, fuse_batchnorm, plain_softmax_where_exact  # noqa: E402
-from inference.openvino_backend import (  # noqa: E402
-    compile_config,
-    convert_module,
-    cpu_threads,
-    import_openvino,
-    traceable_regularized_softmax,
-)
+from inference.openvino_backend import compile_config, cpu_threads, import_openvino  # noqa: E402
+from inference.openvino_conversion import convert_module, traceable_regularized_softmax  # noqa: E402
 from inference.regularized_softmax import RegularizedSoftmax, negligible_lambda, regularized_softmax  # noqa: E402
 from niftiio.command_line import UsageParser  # noqa: E402
 

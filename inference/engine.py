@@ -28,7 +28,8 @@ from inference.cli import log
 from inference.device import cpu_supports_bf16, device_type, precision_name, torch_dtype
 from inference.distributed import Launch
 from inference.engine_options import ENGINES, EngineOptions
-from inference.openvino_backend import OpenVINONetwork, import_openvino, recall_checkpoint, remember_checkpoint
+from inference.openvino_backend import OpenVINONetwork, import_openvino
+from inference.openvino_cache import recall_checkpoint, remember_checkpoint
 from inference.options import check_choice, check_whole
 from inference.patching import ProgressFn, predict_labels
 from inference.plan import PatchPlan, PlanOptions, check_plan_options, plan_patches
@@ -303,7 +304,7 @@ def _cuda_out_of_memory(device: str | torch.device) -> tuple[type[BaseException]
 
 def _read_checkpoint(path: Path, backend: str) -> tuple[Checkpoint, tuple[object, Path] | None]:
     """The checkpoint file ``path``, verified: on the openvino backend from its record in the user cache when there
-    is one that holds (metadata and converted model, no weights loaded: inference.openvino_backend.recall_checkpoint),
+    is one that holds (metadata and converted model, no weights loaded: inference.openvino_cache.recall_checkpoint),
     else loaded (and its conversion recorded by the Segmenter)."""
     if backend == "openvino":
         recalled = recall_checkpoint(user_cache_dir(), verify_sha256(path), import_openvino())

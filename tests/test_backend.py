@@ -13,13 +13,14 @@ import pytest
 import torch
 
 from evaluation.metrics import dice
-from inference import engine, engine_options, openvino_backend, predict
+from inference import engine, engine_options, openvino_cache, openvino_conversion, predict
 from inference.checkpoint import load_checkpoint
 from inference.ct_io import read_ct
 from inference.engine import Segmenter
 from inference.engine_options import resolve_backend
 from inference.model import RUNet, UNetConfig, fuse_batchnorm
-from inference.openvino_backend import OpenVINONetwork, cpu_threads, network_digest, traceable_regularized_softmax
+from inference.openvino_backend import OpenVINONetwork, cpu_threads
+from inference.openvino_conversion import network_digest, traceable_regularized_softmax
 from inference.plan import PlanOptions
 from inference.regularized_softmax import regularized_softmax
 
@@ -98,7 +99,7 @@ def test_the_cache_is_keyed_by_the_weights(tmp_path, monkeypatch):
     def no_conversion(*args, **kwargs):
         raise AssertionError("converted again although the cache holds this network")
 
-    monkeypatch.setattr(openvino_backend, "convert", no_conversion)
+    monkeypatch.setattr(openvino_conversion, "convert", no_conversion)
     again = OpenVINONetwork(_net(2), ov, cache=tmp_path)
     assert again.cache_folder == a.cache_folder
     assert (again.predict_fn()(x) - _torch_probs(first, x)).abs().max().item() < 1e-3
@@ -108,21 +109,21 @@ def test_the_conversion_version_is_part_of_the_cache_key(tmp_path, monkeypatch):
     net = _net(5)
     first = OpenVINONetwork(net, ov, cache=tmp_path)
     conversions = []
-    convert = openvino_backend.convert
-    monkeypatch.setattr(openvino_backend, "convert", lambda *a: conversions.append(1) or convert(*a))
+    convert = openvino_conversion.convert
+    monkeypatch.setattr(openvino_conversion, "convert", lambda *a: conversions.append(1) or convert(*a))
     assert OpenVINONetwork(net, ov, cache=tmp_path).cache_folder == first.cache_folder and not conversions
-    monkeypatch.setattr(openvino_backend, "CONVERSION_VERSION", openvino_backend.CONVERSION_VERSION + 1)
+    monkeypatch.setattr(openvino_cache, "CONVERSION_VERSION", openvino_cache.CONVERSION_VERSION + 1)
     bumped = OpenVINONetwork(net, ov, cache=tmp_path)
     assert conversions == [1]  # the network stored under the old version is not reused
     assert bumped.cache_folder is not None and bumped.cache_folder != first.cache_folder
-    assert bumped.cache_folder.name.endswith(f"-c{openvino_backend.CONVERSION_VERSION}")
+    assert bumped.cache_folder.name.endswith(f"-c{openvino_cache.CONVERSION_VERSION}")
 
 
 @pytest.mark.parametrize("lam", [1e-12, 0.7])
 def test_the_converted_graph_holds_the_tv_term_only_where_lambda_matters(tmp_path, lam):
     torch.manual_seed(6)
     net = fuse_batchnorm(RUNet(UNetConfig(widths=(2, 4, 8), lam_init=lam)).eval())  # the regularized layer kept
-    kinds = [op.get_type_name() for op in openvino_backend.convert(net, ov).get_ordered_ops()]
+    kinds = [op.get_type_name() for op in openvino_conversion.convert(net, ov).get_ordered_ops()]
     assert kinds.count("Softmax") == (1 if lam < 1e-9 else 2)
     assert kinds.count("Pad") == (0 if lam < 1e-9 else 6)  # six one-plane shifts, no Slice chains
     assert "Slice" not in kinds and "StridedSlice" not in kinds

@@ -285,7 +285,9 @@ def baked_conversion_name(weights: Path) -> str:
     image's openvino is requirements.txt's pin, as here)."""
     from inference.checkpoint import load_checkpoint
     from inference.model import fuse_batchnorm, plain_softmax_where_exact
-    from inference.openvino_backend import CONVERSION_VERSION, import_openvino, network_digest
+    from inference.openvino_backend import import_openvino
+    from inference.openvino_cache import CONVERSION_VERSION
+    from inference.openvino_conversion import network_digest
 
     ov = import_openvino()
     if ov is None:

@@ -17,7 +17,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from inference import openvino_backend, precision_choice, predict
+from inference import openvino_cache, openvino_conversion, precision_choice, predict
 from inference.cache_seal import SEAL_FILE, open_document, read_sealed, seal, sealed_document
 from inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_sha256sums
 from inference.engine import Segmenter
@@ -193,7 +193,7 @@ def test_a_tampered_cache_entry_is_rebuilt_with_one_line(two_entries, tmp_path, 
     def no_conversion(*args, **kwargs):
         raise AssertionError("converted again although the rebuilt entry is intact")
 
-    monkeypatch.setattr(openvino_backend, "convert", no_conversion)
+    monkeypatch.setattr(openvino_conversion, "convert", no_conversion)
     again = OpenVINONetwork(net, ov, cache=tmp_path)  # the rebuilt entry is used, without a word
     assert capsys.readouterr().err == ""
     assert (again.predict_fn()(x) - _probs(net, x)).abs().max().item() < 1e-3
@@ -205,7 +205,8 @@ def test_an_entry_that_cannot_be_removed_or_rewritten_is_skipped(two_entries, tm
     shutil.copytree(two_entries[0], tmp_path, dirs_exist_ok=True)
     _flip_signs(tmp_path / "openvino" / two_entries[1].name)
     capsys.readouterr()
-    monkeypatch.setattr(openvino_backend, "_discard", lambda folder: None)  # as on a read-only cache
+    for module in (openvino_cache, openvino_conversion):  # as on a read-only cache
+        monkeypatch.setattr(module, "discard_entry", lambda folder: None)
     backend = OpenVINONetwork(net, ov, cache=tmp_path)
     assert "model.bin differs from its seal" in capsys.readouterr().err
     assert backend.cache_folder is None  # converted in memory, nothing stored

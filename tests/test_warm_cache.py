@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference import openvino_backend
+from inference import openvino_backend, openvino_cache, openvino_conversion
 from inference.checkpoint import load_checkpoint
 from inference.engine import Segmenter
 from inference.warm_cache import main
@@ -22,7 +22,7 @@ def test_warm_cache_stores_the_conversion_that_the_engine_then_reads(tiny_weight
     def no_conversion(*args, **kwargs):
         raise AssertionError("converted again although the cache holds the conversion")
 
-    monkeypatch.setattr(openvino_backend, "convert", no_conversion)
+    monkeypatch.setattr(openvino_conversion, "convert", no_conversion)
     seg = Segmenter(load_checkpoint(tiny_weights), torch.device("cpu"), backend="openvino")
     assert str(seg.openvino_cache_folder) == folder
 
@@ -65,7 +65,7 @@ def test_a_warm_run_reads_the_checkpoint_from_its_record_with_identical_labels(t
         return (tmp_path / out / "a.nii.gz").read_bytes()
 
     first = run("full")
-    (record,) = (tmp_path / "cache" / openvino_backend.CHECKPOINTS).iterdir()
+    (record,) = (tmp_path / "cache" / openvino_cache.CHECKPOINTS).iterdir()
     assert loads == [1]
     assert run("warm") == first and loads == [1]  # no weights loaded
     record.write_text(record.read_text().replace('"hu_max"', '"hu_maximum"'))  # its seal no longer holds
