@@ -248,7 +248,7 @@ class Segmenter:
                         self.checkpoint.config.num_classes,
                         plan,
                         batch_size=self.batch_size,
-                        device=self.device,
+                        device=None if self._openvino is not None else self.device,  # numpy on OpenVINO
                         pad_value=norm.air_value,
                         progress=progress,
                     )

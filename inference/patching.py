@@ -7,21 +7,31 @@ phase, so with all phases computed the argmax of each phase is scattered straigh
 no full-resolution probability volume is ever held. With fewer phases (4 or 1) the computed phases form a coarser
 regular grid whose probabilities are linearly interpolated in-plane, a few slices at a time, before the argmax.
 
-This module runs a plan; inference/plan.py makes it (:class:`inference.plan.PatchPlan`).
+This module runs a plan; inference/plan.py makes it (:class:`inference.plan.PatchPlan`). Windows, sums and the
+interpolation are torch tensors on a torch device, or numpy arrays (``device=None``: the OpenVINO backend, which
+then never imports torch); each step is written once for both, with the same float32 arithmetic in the same
+order, so both give the same labels, byte for byte.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
 
 from inference.plan import PatchPlan
 
-PredictFn = Callable[[torch.Tensor], torch.Tensor]
-"""(B, 1, d, h, w) float32 tensor on the device -> (B, C, d, h, w) class probabilities (any float dtype)."""
+if TYPE_CHECKING:
+    import torch
+
+Array = Union["torch.Tensor", np.ndarray]
+"""A torch tensor (on a torch device) or a numpy array (device None)."""
+PredictFn = Callable[[Array], Array]
+"""(B, 1, d, h, w) float32 windows -> (B, C, d, h, w) class probabilities (any float dtype): tensors on the device,
+or numpy arrays when the device is None."""
 ProgressFn = Callable[[int, int], None]
 """Called after every network call with (windows done, windows in the volume), for a progress display."""
 
@@ -88,12 +98,40 @@ def window_coverage(depth: int, plan: PatchPlan) -> np.ndarray:
     return count[:depth]
 
 
-def _zeros_in_layout_of(like: torch.Tensor, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """float32 zeros of ``shape`` (C, D, H, W), class axis innermost when ``like`` has it so (channels-last network
-    output), so that adding window probabilities reads and writes memory in order."""
-    if like.dim() == 4 and like.stride(0) == 1 and like.shape[0] > 1:
-        return torch.zeros((*shape[1:], shape[0]), dtype=torch.float32, device=device).permute(3, 0, 1, 2)
+def _zeros(shape: tuple[int, ...], device: torch.device | None) -> Array:
+    """float32 zeros: a tensor on ``device``, or a numpy array for None."""
+    if device is None:
+        return np.zeros(shape, dtype=np.float32)
+    import torch
+
     return torch.zeros(shape, dtype=torch.float32, device=device)
+
+
+def _zeros_in_layout_of(like: Array, shape: tuple[int, ...], device: torch.device | None) -> Array:
+    """float32 zeros of ``shape`` (C, D, H, W), class axis innermost when ``like`` has it so (channels-last torch
+    network output; numpy outputs are C-contiguous), so that adding window probabilities reads and writes memory in
+    order."""
+    if device is not None and like.dim() == 4 and like.stride(0) == 1 and like.shape[0] > 1:
+        return _zeros((*shape[1:], shape[0]), device).permute(3, 0, 1, 2)
+    return _zeros(shape, device)
+
+
+def _torch_device(device: torch.device | str | None) -> torch.device | None:
+    """The torch device of a name or device; None (numpy arrays) stays None."""
+    if device is None:
+        return None
+    import torch
+
+    return torch.device(device)
+
+
+def _no_grad(device: torch.device | None) -> contextlib.AbstractContextManager:
+    """torch's inference mode on a torch device; nothing for numpy."""
+    if device is None:
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.inference_mode()
 
 
 def iter_phase_sums(
@@ -102,10 +140,10 @@ def iter_phase_sums(
     num_classes: int,
     plan: PatchPlan = PatchPlan(),
     batch_size: int = 2,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = "cpu",
     pad_value: float = -1.0,
     progress: ProgressFn | None = None,
-) -> Iterator[tuple[tuple[int, int], torch.Tensor]]:
+) -> Iterator[tuple[tuple[int, int], Array]]:
     """Run the network over every z-window of every computed phase; yield each phase once all its windows ran.
 
     Windows of consecutive phases are batched together, so a phase is yielded as soon as its last window came
@@ -114,11 +152,11 @@ def iter_phase_sums(
     Args: as :func:`predict_labels`; ``progress`` is called after every network call (see :data:`ProgressFn`).
     Yields:
         (offset, sums): the phase's (y, x) offset, and (C, D, hi, wj) float32 sums of the window probabilities on
-        ``device`` (hi, wj: the phase's in-plane size, vol[:, i::stride, j::stride].shape[1:]); divide by
-        :func:`window_coverage` along z for the mean probabilities.
+        ``device`` (numpy arrays for None; hi, wj: the phase's in-plane size, vol[:, i::stride, j::stride].shape[1:]);
+        divide by :func:`window_coverage` along z for the mean probabilities.
     """
     _check_inputs(volume, batch_size)
-    device = torch.device(device)
+    device = _torch_device(device)
     d, h, w = volume.shape
     s = plan.stride
     depth, starts = z_windows(d, plan)
@@ -128,16 +166,16 @@ def iter_phase_sums(
 
     items = [(p, z0) for p in range(len(offsets)) for z0 in starts]
     remaining = {p: len(starts) for p in range(len(offsets))}
-    sums: dict[int, torch.Tensor] = {}
-    inputs: dict[int, torch.Tensor] = {}
+    sums: dict[int, Array] = {}
+    inputs: dict[int, Array] = {}
     done = 0
     for batch in _batches(items, batch_size):
         for p, _ in batch:
             if p not in inputs:
                 phase = phase_input(volume, offsets[p], plan, depth, hw, pad_value)
-                inputs[p] = torch.from_numpy(phase).to(device)
-        x = torch.stack([inputs[p][z0 : z0 + win] for p, z0 in batch])[:, None]
-        with torch.inference_mode():
+                inputs[p] = phase if device is None else _torch_module().from_numpy(phase).to(device)
+        x = _cat([inputs[p][None, z0 : z0 + win] for p, z0 in batch], 0)[:, None]
+        with _no_grad(device):
             probs = predict_fn(x)
         if probs.shape != (len(batch), num_classes, win, *hw):
             raise ValueError(
@@ -164,7 +202,7 @@ def predict_labels(
     num_classes: int,
     plan: PatchPlan = PatchPlan(),
     batch_size: int = 2,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = "cpu",
     pad_value: float = -1.0,
     progress: ProgressFn | None = None,
 ) -> np.ndarray:
@@ -176,20 +214,21 @@ def predict_labels(
         num_classes: C, the number of classes predict_fn returns.
         plan: how to cut the volume.
         batch_size: windows per call of predict_fn (windows of several phases are batched together).
-        device: where windows and the per-phase probability sums live.
+        device: where windows and the per-phase probability sums live: a torch device, or None for numpy arrays
+            (predict_fn then takes and returns numpy arrays, and torch is not used).
         pad_value: normalized intensity used for in-plane padding (air).
         progress: called after every network call with (windows done, windows in all), or None.
     Returns:
         (D, H, W) uint8 argmax labels.
     """
     _check_inputs(volume, batch_size)
-    device = torch.device(device)
+    device = _torch_device(device)
     d, h, w = volume.shape
     g = plan.grid_step
     labels = np.empty((d, h, w), dtype=np.uint8)
     grid = None
     if g > 1:  # probabilities on the coarser grid of the computed phases, interpolated at the end
-        grid = torch.zeros((num_classes, d, -(-h // g), -(-w // g)), dtype=torch.float32, device=device)
+        grid = _zeros((num_classes, d, -(-h // g), -(-w // g)), device)
     for offset, acc in iter_phase_sums(volume, predict_fn, num_classes, plan, batch_size, device, pad_value, progress):
         _finish_phase(acc, offset, plan, labels, grid)
     if grid is not None:
@@ -197,21 +236,48 @@ def predict_labels(
     return labels
 
 
-def _argmax_classes(probs: torch.Tensor) -> np.ndarray:
-    """(C, ...) scores -> (...) uint8 numpy index of the largest (the first on ties, as argmax).
+def _torch_module():
+    import torch
 
-    ``max(0).indices`` rather than ``argmax(0)``: the same indices, several times faster on the CPU for a leading
-    class axis.
+    return torch
+
+
+def _cat(parts: list[Array], dim: int) -> Array:
+    """``parts`` joined along ``dim`` (torch.cat or np.concatenate, by their kind)."""
+    return np.concatenate(parts, dim) if isinstance(parts[0], np.ndarray) else _torch_module().cat(parts, dim)
+
+
+def _repeat(x: Array, step: int, dim: int) -> Array:
+    """Every element repeated ``step`` times along ``dim``."""
+    return np.repeat(x, step, dim) if isinstance(x, np.ndarray) else x.repeat_interleave(step, dim)
+
+
+def _numpy(x: Array) -> np.ndarray:
+    return x if isinstance(x, np.ndarray) else x.cpu().numpy()
+
+
+def _argmax_u8(probs: Array) -> Array:
+    """(C, ...) scores -> (...) uint8 index of the largest (the first on ties, as argmax), of the same kind.
+
+    On torch ``max(0).indices`` rather than ``argmax(0)``: the same indices, several times faster on the CPU for a
+    leading class axis.
     """
-    return probs.max(0).indices.to(torch.uint8).cpu().numpy()
+    if isinstance(probs, np.ndarray):
+        return probs.argmax(0).astype(np.uint8)
+    return probs.max(0).indices.to(_torch_module().uint8)
+
+
+def _argmax_classes(probs: Array) -> np.ndarray:
+    """(C, ...) scores -> (...) uint8 numpy index of the largest (the first on ties, as argmax)."""
+    return _numpy(_argmax_u8(probs))
 
 
 def _finish_phase(
-    acc: torch.Tensor,
+    acc: Array,
     offset: tuple[int, int],
     plan: PatchPlan,
     labels: np.ndarray,
-    grid: torch.Tensor | None,
+    grid: Array | None,
 ) -> None:
     """Scatter one phase's summed probabilities (C, D, hi, wj): labels directly, or into the coarse grid."""
     s, i, j = plan.stride, offset[0], offset[1]
@@ -222,28 +288,39 @@ def _finish_phase(
         grid[:, :, i // g :: s // g, j // g :: s // g] = acc
 
 
-def _upsample_axis(p: torch.Tensor, step: int, n_out: int, dim: int) -> torch.Tensor:
+def _along(dim: int, part: slice) -> tuple[slice, ...]:
+    """The index of ``part`` along axis ``dim`` (every element of the axes before it)."""
+    return (slice(None),) * dim + (part,)
+
+
+def _upsample_axis(p: Array, step: int, n_out: int, dim: int) -> Array:
     """Linear interpolation along ``dim`` of samples taken at positions step*k onto positions 0..n_out-1.
 
     Output position i = step*k + r is (1 - r/step) * p[k] + (r/step) * p[k+1], with p[k+1] clamped to the last
     sample (so positions past the last sample repeat it). Written as ``step`` strided writes of whole slices
-    instead of a gather per output position.
+    instead of a gather per output position; float32 products with the scalars rounded to float32, then their sum,
+    on torch and numpy alike.
     """
     n_in = p.shape[dim]
-    nxt = torch.cat([p.narrow(dim, 1, n_in - 1), p.narrow(dim, n_in - 1, 1)], dim) if n_in > 1 else p
+    nxt = _cat([p[_along(dim, slice(1, None))], p[_along(dim, slice(n_in - 1, None))]], dim) if n_in > 1 else p
     shape = list(p.shape)
     shape[dim] = n_out
-    out = p.new_empty(shape)
+    numpy = isinstance(p, np.ndarray)
+    out = np.empty(shape, dtype=p.dtype) if numpy else p.new_empty(shape)
+    add = np.add if numpy else _torch_module().add
     for r in range(min(step, n_out)):
         m = len(range(r, n_out, step))
-        dst = out.narrow(dim, r, n_out - r).unfold(dim, 1, step).squeeze(-1) if step > 1 else out
-        a, b = p.narrow(dim, 0, m), nxt.narrow(dim, 0, m)
+        dst = out[_along(dim, slice(r, None, step))]
+        a, b = p[_along(dim, slice(0, m))], nxt[_along(dim, slice(0, m))]
         f = r / step
-        torch.add(a * (1 - f), b * f, out=dst) if r else dst.copy_(a)
+        if r:
+            add(a * (1 - f), b * f, out=dst)
+        else:
+            dst[...] = a
     return out
 
 
-def _upsample_argmax_dense(grid: torch.Tensor, step: int, labels: np.ndarray, z0: int, z1: int) -> None:
+def _upsample_argmax_dense(grid: Array, step: int, labels: np.ndarray, z0: int, z1: int) -> None:
     """labels[z0:z1] = argmax of the bilinear in-plane interpolation of grid[:, z0:z1] (C, s, Hg, Wg), every voxel."""
     _, h, w = labels.shape
     p = _upsample_axis(grid[:, z0:z1], step, h, 2)
@@ -251,9 +328,7 @@ def _upsample_argmax_dense(grid: torch.Tensor, step: int, labels: np.ndarray, z0
     labels[z0:z1] = _argmax_classes(p)
 
 
-def _upsample_argmax(
-    grid: torch.Tensor, step: int, labels: np.ndarray, slab: int = 32, dense_above: float = 0.25
-) -> None:
+def _upsample_argmax(grid: Array, step: int, labels: np.ndarray, slab: int = 32, dense_above: float = 0.25) -> None:
     """Bilinear in-plane interpolation of grid (C, D, Hg, Wg) to labels' (D, H, W), then argmax, slab by slab.
 
     The interpolated probabilities of a voxel are a convex combination of those of the (up to 4) grid samples
@@ -266,31 +341,34 @@ def _upsample_argmax(
     """
     d, h, w = labels.shape
     c, _, hg, wg = grid.shape
-    f = torch.arange(step, device=grid.device, dtype=torch.float32) / step  # sub-sample offsets
-    fy, fx = f.view(1, 1, step), f.view(1, 1, 1, step)
+    if isinstance(grid, np.ndarray):
+        f = np.arange(step, dtype=np.float32) / step  # sub-sample offsets
+    else:
+        f = _torch_module().arange(step, device=grid.device, dtype=_torch_module().float32) / step
+    fy, fx = f.reshape(1, 1, step), f.reshape(1, 1, 1, step)
     for z0 in range(0, d, slab):
         z1 = min(z0 + slab, d)
         s = z1 - z0
         g = grid[:, z0:z1].reshape(c, -1)  # (C, s * Hg * Wg)
-        coarse = g.max(0).indices.to(torch.uint8).view(s, hg, wg)
-        below = torch.cat([coarse[:, 1:], coarse[:, -1:]], 1)  # the sample at ky + 1 (clamped), and so on
+        coarse = _argmax_u8(g).reshape(s, hg, wg)
+        below = _cat([coarse[:, 1:], coarse[:, -1:]], 1)  # the sample at ky + 1 (clamped), and so on
         # a cell (the step x step voxels from one sample to the next) is unsure when its corners disagree
-        unsure = (coarse != below) | (coarse != torch.cat([coarse[:, :, 1:], coarse[:, :, -1:]], 2))
-        unsure |= coarse != torch.cat([below[:, :, 1:], below[:, :, -1:]], 2)
-        cells = unsure.view(-1).nonzero().squeeze(1)
-        if cells.numel() > dense_above * unsure.numel():
+        unsure = (coarse != below) | (coarse != _cat([coarse[:, :, 1:], coarse[:, :, -1:]], 2))
+        unsure |= coarse != _cat([below[:, :, 1:], below[:, :, -1:]], 2)
+        cells = unsure.reshape(-1).nonzero()[0] if isinstance(unsure, np.ndarray) else unsure.view(-1).nonzero()[:, 0]
+        if len(cells) > dense_above * s * hg * wg:
             for k in range(z0, z1, 8):  # 8 slices at a time: (C, 8, H, W) float32 temporaries
                 _upsample_argmax_dense(grid, step, labels, k, min(k + 8, z1))
             continue
-        out = coarse.repeat_interleave(step, 1).repeat_interleave(step, 2)  # (s, Hg * step, Wg * step)
-        if cells.numel():
+        out = _repeat(_repeat(coarse, step, 1), step, 2)  # (s, Hg * step, Wg * step)
+        if len(cells):
             zc, yx = cells // (hg * wg), cells % (hg * wg)
             ky, kx = yx // wg, yx % wg
-            down, right = (ky < hg - 1).long() * wg, (kx < wg - 1).long()
+            down, right = (ky < hg - 1) * wg, (kx < wg - 1) * 1
             a, b = g[:, cells, None], g[:, cells + down, None]
             cc, dd = g[:, cells + right, None], g[:, cells + down + right, None]
             left = a * (1 - fy) + b * fy  # (C, n, step): along y first, as the dense pass
             rgt = cc * (1 - fy) + dd * fy
             p = left[..., None] * (1 - fx) + rgt[..., None] * fx  # (C, n, step, step)
-            out.view(s, hg, step, wg, step)[zc, ky, :, kx, :] = p.max(0).indices.to(torch.uint8)
-        labels[z0:z1] = out[:, :h, :w].cpu().numpy()
+            out.reshape(s, hg, step, wg, step)[zc, ky, :, kx, :] = _argmax_u8(p)
+        labels[z0:z1] = _numpy(out[:, :h, :w])

@@ -147,3 +147,5 @@ def test_boundary_only_upsampling_equals_interpolating_every_voxel(step, kind, s
         sparse = np.empty(shape, np.uint8)
         _upsample_argmax(grid, step, sparse, slab=4, dense_above=dense_above)
         np.testing.assert_array_equal(sparse, dense)
+        _upsample_argmax(grid.numpy(), step, sparse, slab=4, dense_above=dense_above)  # numpy arrays: the same
+        np.testing.assert_array_equal(sparse, dense)

@@ -101,6 +101,23 @@ def test_fewer_phases_interpolate_a_smooth_field(phases):
     np.testing.assert_array_equal(labels[:, ::g, ::g], expected[:, ::g, ::g])
 
 
+@pytest.mark.parametrize("phases", [16, 4, 1])
+@pytest.mark.parametrize("shape", [(37, 130, 97), (5, 9, 13)])
+def test_numpy_arrays_give_the_labels_of_torch_tensors(phases, shape):
+    """device None (the OpenVINO backend's numpy arrays, no torch) writes the labels of the torch path, byte for
+    byte, whether every phase runs or fewer are interpolated."""
+    volume = _volume(shape, seed=2)
+    plan = PatchPlan(phases=phases)
+
+    def numpy_probs(x):
+        assert isinstance(x, np.ndarray)
+        return _voxelwise_probs(torch.from_numpy(x)).numpy()
+
+    expected = predict_labels(volume, _voxelwise_probs, C, plan, batch_size=3)
+    labels = predict_labels(volume, numpy_probs, C, plan, batch_size=3, device=None)
+    assert labels.tobytes() == expected.tobytes()
+
+
 def test_plan_validation():
     with pytest.raises(ValueError, match="phases"):
         PatchPlan(phases=8)
