@@ -49,7 +49,7 @@ import json, os, sys, time
 stamps = {}
 import inference.predict as cli
 stamps["imports done"] = time.time()
-import inference.engine as engine  # loaded by the run before its checkpoint anyway (it imports torch)
+import inference.engine as engine  # loaded by the run before its checkpoint anyway (without torch on OpenVINO)
 load = engine._read_checkpoint
 def timed_load(*a, **k):
     out = load(*a, **k)

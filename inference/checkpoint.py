@@ -217,7 +217,7 @@ def checkpoint_metadata(checkpoint: Checkpoint) -> dict:
 def checkpoint_of_metadata(payload: dict) -> Checkpoint:
     """The checkpoint of a payload's entries without its weights (model None): a loaded payload, or what
     :func:`checkpoint_metadata` wrote. KeyError, TypeError or ValueError when an entry is missing or malformed."""
-    from inference.model import UNetConfig
+    from inference.model_config import UNetConfig
 
     for key in ("config", "normalization", "label_names"):
         if not isinstance(payload[key], dict):

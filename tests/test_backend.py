@@ -260,7 +260,7 @@ def test_segmenter_measures_auto_precision_once_on_its_first_window(monkeypatch,
 
 def test_cli_parses_a_cpu_run_without_loading_torch(tiny_weights, tmp_path):
     """The CLI's modules and the checks of a CPU command line leave torch unloaded (it costs most of the start-up
-    of a run on OpenVINO); only the run itself loads it, for now."""
+    of a run on OpenVINO); a run loads it only to convert the weights (tests/test_warm_cache.py)."""
     inputs = tmp_path / "in"
     inputs.mkdir()
     _write_case(inputs / "a_0000.nii.gz")

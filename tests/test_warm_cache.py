@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 
-from inference import openvino_backend, openvino_cache, openvino_conversion
+from inference import device, openvino_backend, openvino_cache, openvino_conversion
 from inference.checkpoint import load_checkpoint
 from inference.engine import Segmenter
 from inference.warm_cache import main
 
 pytestmark = pytest.mark.skipif(openvino_backend.import_openvino() is None, reason="openvino not installed")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write_case(folder: Path) -> None:
+    """One small random CT case, a_0000.nii.gz, in ``folder`` (made)."""
+    folder.mkdir()
+    image = sitk.GetImageFromArray(np.random.default_rng(0).integers(-1000, 400, (6, 20, 24)).astype(np.int16))
+    image.SetSpacing((1.5, 1.5, 3.0))
+    sitk.WriteImage(image, str(folder / "a_0000.nii.gz"))
 
 
 def test_warm_cache_stores_the_conversion_that_the_engine_then_reads(tiny_weights, tmp_path, monkeypatch, capsys):
@@ -45,16 +61,10 @@ def test_a_warm_run_reads_the_checkpoint_from_its_record_with_identical_labels(t
     """The first run on OpenVINO loads and converts the checkpoint and records it; the next reads its metadata and
     converted network from the cache without loading the weights, and writes the same bytes. A record that does
     not hold sends the run down the full path again."""
-    import numpy as np
-    import SimpleITK as sitk
-
     from inference import engine, predict
 
     monkeypatch.setenv("RUNET_CACHE_DIR", str(tmp_path / "cache"))
-    (tmp_path / "in").mkdir()
-    image = sitk.GetImageFromArray(np.random.default_rng(0).integers(-1000, 400, (6, 20, 24)).astype(np.int16))
-    image.SetSpacing((1.5, 1.5, 3.0))
-    sitk.WriteImage(image, str(tmp_path / "in" / "a_0000.nii.gz"))
+    _write_case(tmp_path / "in")
     loads = []
     real_load = engine.load_checkpoint
     monkeypatch.setattr(engine, "load_checkpoint", lambda *a, **k: loads.append(1) or real_load(*a, **k))
@@ -71,3 +81,31 @@ def test_a_warm_run_reads_the_checkpoint_from_its_record_with_identical_labels(t
     record.write_text(record.read_text().replace('"hu_max"', '"hu_maximum"'))  # its seal no longer holds
     assert run("repaired") == first and loads == [1, 1]
     assert run("warm again") == first and loads == [1, 1]
+
+
+def test_a_warm_cpu_run_on_openvino_never_imports_torch(tiny_weights, tmp_path):
+    """Two command-line runs with the default backend and precision on the CPU, sharing a user cache: the first
+    loads and converts the checkpoint (torch loaded); the second, from the cache, never imports torch and writes
+    the same bytes. ``--device auto`` where no GPU driver is loaded (the CPU without asking torch), else cpu."""
+    _write_case(tmp_path / "in")
+    code = (
+        "import sys\n"
+        "import inference.predict\n"
+        "code = inference.predict.main(sys.argv[1:])\n"
+        "print('torch' in sys.modules)\n"
+        "sys.exit(code)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RUNET_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("RUNET_BACKEND", None)
+    name = "cpu" if device.gpu_possible() else "auto"
+
+    def run(out: str) -> tuple[bool, bytes]:
+        argv = ["-i", str(tmp_path / "in"), "-o", str(tmp_path / out), "--weights", str(tiny_weights), "--device", name]
+        proc = subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip().splitlines()[-1] == "True", (tmp_path / out / "a.nii.gz").read_bytes()
+
+    torch_first, first = run("cold")
+    torch_warm, warm = run("warm")
+    assert torch_first and not torch_warm
+    assert warm == first
