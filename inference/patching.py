@@ -18,10 +18,13 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
+from inference.openvino_backend import cpu_threads
 from inference.plan import PatchPlan
 
 if TYPE_CHECKING:
@@ -263,8 +266,32 @@ def _argmax_u8(probs: Array) -> Array:
     leading class axis.
     """
     if isinstance(probs, np.ndarray):
-        return probs.argmax(0).astype(np.uint8)
+        return _numpy_argmax_u8(probs)
     return probs.max(0).indices.to(_torch_module().uint8)
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    """Threads for numpy's steps: as many as inference uses (inference.openvino_backend.cpu_threads)."""
+    return ThreadPoolExecutor(cpu_threads())
+
+
+def _numpy_argmax_u8(probs: np.ndarray, parallel_above: int = 1 << 20) -> np.ndarray:
+    """``probs.argmax(0)`` as uint8, over slabs of the second axis on every CPU for large arrays (numpy's argmax
+    runs on one thread, and lets go of the interpreter while it runs); the same indices either way."""
+    out = np.empty(probs.shape[1:], dtype=np.uint8)
+    n = probs.shape[1] if probs.ndim > 1 else 0
+    workers = cpu_threads()
+    if probs.size <= parallel_above or workers < 2 or n < 2:
+        out[...] = probs.argmax(0)
+        return out
+    bounds = np.linspace(0, n, min(workers, n) + 1).astype(int)
+
+    def slab(k: int) -> None:
+        out[bounds[k] : bounds[k + 1]] = probs[:, bounds[k] : bounds[k + 1]].argmax(0)
+
+    list(_pool().map(slab, range(len(bounds) - 1)))
+    return out
 
 
 def _argmax_classes(probs: Array) -> np.ndarray:
