@@ -306,12 +306,16 @@ def _read_checkpoint(path: Path, backend: str) -> tuple[Checkpoint, tuple[object
     """The checkpoint file ``path``, verified: on the openvino backend from its record in the user cache when there
     is one that holds (metadata and converted model, no weights loaded: inference.openvino_cache.recall_checkpoint),
     else loaded (and its conversion recorded by the Segmenter)."""
-    if backend == "openvino":
-        recalled = recall_checkpoint(user_cache_dir(), verify_sha256(path), import_openvino())
-        if recalled is not None:
-            checkpoint, model, folder = recalled
-            return checkpoint, (model, folder)
-    return load_checkpoint(path), None
+    if backend != "openvino":
+        return load_checkpoint(path), None
+    digest = verify_sha256(path)  # once: the record's key, and the check of the file loaded below
+    recalled = recall_checkpoint(user_cache_dir(), digest, import_openvino())
+    if recalled is not None:
+        checkpoint, model, folder = recalled
+        return checkpoint, (model, folder)
+    checkpoint = load_checkpoint(path, verify=False)
+    checkpoint.sha256 = digest
+    return checkpoint, None
 
 
 def check_case(image_hu: np.ndarray, spacing_zyx: Sequence[float]) -> None:

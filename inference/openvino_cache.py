@@ -12,7 +12,6 @@ and the conversion version): the entry its network converts to and the checkpoin
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from inference.cache_seal import SealError, open_document, read_regular, read_sealed, seal, sealed_document
 from inference.checkpoint import Checkpoint, checkpoint_metadata, checkpoint_of_metadata
+from niftiio.atomic_file import write_atomic
 
 CHECKPOINTS = "openvino-checkpoints"  # the cache's folder of checkpoint records, beside openvino/
 CONVERSION_VERSION = 2  # part of the cache key: bump when the traced graph changes (2: lambda* bound, Pad shifts)
@@ -49,14 +49,8 @@ def remember_checkpoint(checkpoint: Checkpoint, entry: Path, ov: ModuleType) -> 
     folder of ``<cache>/openvino``), with its metadata; nothing when the record cannot be written."""
     path = _record_path(entry.parent.parent, str(checkpoint.sha256), ov)
     text = sealed_document({"entry": entry.name, "checkpoint": checkpoint_metadata(checkpoint)})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
-        tmp.replace(path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    with contextlib.suppress(OSError):
+        write_atomic(path, lambda tmp: Path(tmp).write_text(text), suffix=".json")
 
 
 def recall_checkpoint(cache: Path | None, sha256: str, ov: ModuleType) -> tuple[Checkpoint, object, Path] | None:

@@ -105,8 +105,7 @@ def _zeros(shape: tuple[int, ...], device: torch.device | None) -> Array:
     """float32 zeros: a tensor on ``device``, or a numpy array for None."""
     if device is None:
         return np.zeros(shape, dtype=np.float32)
-    import torch
-
+    torch = _torch_module()
     return torch.zeros(shape, dtype=torch.float32, device=device)
 
 
@@ -121,20 +120,12 @@ def _zeros_in_layout_of(like: Array, shape: tuple[int, ...], device: torch.devic
 
 def _torch_device(device: torch.device | str | None) -> torch.device | None:
     """The torch device of a name or device; None (numpy arrays) stays None."""
-    if device is None:
-        return None
-    import torch
-
-    return torch.device(device)
+    return None if device is None else _torch_module().device(device)
 
 
 def _no_grad(device: torch.device | None) -> contextlib.AbstractContextManager:
     """torch's inference mode on a torch device; nothing for numpy."""
-    if device is None:
-        return contextlib.nullcontext()
-    import torch
-
-    return torch.inference_mode()
+    return contextlib.nullcontext() if device is None else _torch_module().inference_mode()
 
 
 def iter_phase_sums(
@@ -240,6 +231,7 @@ def predict_labels(
 
 
 def _torch_module():
+    """torch, imported when a step first runs on tensors (the numpy path never imports it)."""
     import torch
 
     return torch
