@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inference.ct_io import CTVolume, file_kind
+from inference.device import device_type
 from inference.names import shown
 from inference.plan import PatchPlan
 from inference.task import INPUT_SUFFIX
@@ -175,7 +176,7 @@ def append_row(path: Path, record: CaseRecord) -> None:
 def peak_memory_mb(device: str | torch.device) -> float:
     """MB (2**20 bytes): on CUDA the most memory allocated on ``device`` since :func:`reset_peak_memory`; on the CPU
     the process's peak resident set so far (ru_maxrss, which never decreases)."""
-    if str(device).startswith("cuda"):
+    if device_type(device) == "cuda":
         import torch  # a CUDA device: torch is loaded already
 
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -183,7 +184,7 @@ def peak_memory_mb(device: str | torch.device) -> float:
 
 
 def reset_peak_memory(device: str | torch.device) -> None:
-    if str(device).startswith("cuda"):
+    if device_type(device) == "cuda":
         import torch  # a CUDA device: torch is loaded already
 
         torch.cuda.reset_peak_memory_stats(device)

@@ -27,6 +27,7 @@ from inference.case_log import log_csv_problem
 from inference.checkpoint import default_weights
 from inference.cli import UsageParser, log
 from inference.cohort import share_from_options
+from inference.device import device_name
 from inference.engine_options import EngineOptions, add_engine_options
 from inference.inputs.dicom_series import is_dicom_file
 from inference.options import OptionError
@@ -183,11 +184,11 @@ def add_extra_output_options(p: argparse.ArgumentParser) -> None:
 
 def device_problem(name: str) -> str | None:
     """A --device that this machine cannot give (cuda without CUDA), in one line; None otherwise."""
-    if not name.startswith("cuda"):
+    if not name.startswith("cuda"):  # a CPU run on OpenVINO does not load torch to parse its options
         return None
-    import torch  # only for a CUDA device: a CPU run on OpenVINO does not load torch to parse its options
-
-    if not torch.cuda.is_available():
+    try:
+        device_name(name)
+    except ValueError:
         return f"--device {name}: no CUDA device is available here; use --device cpu (or auto)"
     return None
 
