@@ -65,8 +65,8 @@ def captured_stderr() -> Iterator[Captured]:
             yield result
             return
         saved = os.dup(2)
+        _saved_fd = saved  # before the redirection: a signal handler's line never goes into the sink
         os.dup2(sink, 2)
-        _saved_fd = saved
         try:
             yield result
         finally:
