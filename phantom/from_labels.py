@@ -25,6 +25,7 @@ from phantom.template_extras import (
     BOWEL_X,
     EXTRA_LABEL_V4,
     EXTRA_TISSUE_V4,
+    GUT_FAT_X,
     GUT_WALL_X,
     GUT_WORDS,
     MEDULLA_X,
@@ -129,12 +130,21 @@ _GUT_CONTENT = (
 )
 
 
-def class_tables_v4(tpl: Template, rng: np.random.Generator, phase: str):
+# version 5: the chance that a gut segment (each labelled gut class, and the synthetic bowel) looks like the pancreas
+MIMIC_P = 0.35
+
+
+def class_tables_v4(tpl: Template, rng: np.random.Generator, phase: str, mimic: bool = False):
     """Version 4's (mean, fine, coarse, FLARE label, gassy) arrays (N_CLASSES,) and the pancreas's fat fraction:
     version 3's table and variants, plus the classes phantom/template_extras.py paints (kidney medulla, psoas,
     aorta, IVC, lung bases, synthetic bowel: positive oral contrast in 25 % of cases; the gut's wall), the gut's
     content drawn per organ (_GUT_CONTENT: fluid, food, stool, oral contrast, or collapsed as wall), and the urinary
-    bladder filled with excreted contrast (`urine_excreted`: dense in the delayed phase only) in 70 % of cases."""
+    bladder filled with excreted contrast (`urine_excreted`: dense in the delayed phase only) in 70 % of cases.
+
+    mimic (version 5): each gut class (and the synthetic bowel) with probability MIMIC_P takes the case's pancreas
+    HU (+- 8 HU) and texture, without gas: food, chyme or a collapsed loop that looks like the pancreas, so that
+    only position and shape tell them apart. Returns a seventh array, (N_CLASSES,) bool: the classes so painted
+    (render_case_v4 gives them the pancreas's interlobular fat, as GUT_FAT_X, label 0); all False without mimic."""
     variants = tuple(v for v, p in (("fatty_liver", 0.15), ("fatty_pancreas", 0.25)) if rng.random() < p)
     hu, tex_f, tex_c = draw_case_hu(rng, phase, variants)
     bladder = "urine_excreted" if rng.random() < 0.7 else "urine"
@@ -164,7 +174,21 @@ def class_tables_v4(tpl: Template, rng: np.random.Generator, phase: str):
     for cid, lab in EXTRA_LABEL_V4.items():
         label[cid] = lab
     gassy[BOWEL_X] = bowel == "bowel_content"
-    return mean, fine, coarse, label, gassy, 0.4 if "fatty_pancreas" in variants else rng.uniform(0.0, 0.12)
+    fat_frac = 0.4 if "fatty_pancreas" in variants else rng.uniform(0.0, 0.12)
+    mimics = np.zeros(N_CLASSES, bool)
+    if mimic:
+        gut = [c for c, nm in tpl.names.items() if c < FIRST_EXTRA and any(w in nm for w, _ in _GUT_CONTENT)]
+        p = TISSUE_ID_V3["pancreas"]
+        for cid in [*gut, BOWEL_X]:
+            if rng.random() < MIMIC_P:
+                mean[cid], fine[cid], coarse[cid] = hu[p] + rng.normal(0, 8), tex_f[p], tex_c[p]
+                mimics[cid], gassy[cid] = True, False
+        mean[GUT_FAT_X], fine[GUT_FAT_X], coarse[GUT_FAT_X] = (
+            mean[PANCREAS_FAT],
+            fine[PANCREAS_FAT],
+            coarse[PANCREAS_FAT],
+        )
+    return mean, fine, coarse, label, gassy, fat_frac, mimics
 
 
 def class_tables(tpl: Template, rng: np.random.Generator, phase: str):
@@ -204,16 +228,21 @@ def _rotation(rng: np.random.Generator) -> np.ndarray:
 
 
 def _tables_and_imaging(tpl: Template, rng: np.random.Generator, phase: str, sz: float, version: int):
-    """(FLARE label lut, gassy flags, ImagingParams, pancreas-fat threshold of the fine field) of a case."""
+    """(FLARE label lut, gassy flags, ImagingParams, pancreas-fat threshold of the fine field, pancreas-like gut
+    classes ((N_CLASSES,) bool, version 5; else all False)) of a case."""
+    none = np.zeros(N_CLASSES, bool)
     if version == 2:
         mean, fine_sd, coarse_sd, lut, gassy = class_tables(tpl, rng, phase)
         imaging = draw_imaging(rng, mean, fine_sd, coarse_sd, sz)
         imaging.blur_z_vox = float(rng.uniform(0.3, 1.0))  # random slice thickness
-        return lut, gassy, imaging, np.inf
-    tables = class_tables_v3 if version == 3 else class_tables_v4
-    mean, fine_sd, coarse_sd, lut, gassy, fat_frac = tables(tpl, rng, phase)
+        return lut, gassy, imaging, np.inf, none
+    if version == 3:
+        mean, fine_sd, coarse_sd, lut, gassy, fat_frac = class_tables_v3(tpl, rng, phase)
+        mimics = none
+    else:
+        mean, fine_sd, coarse_sd, lut, gassy, fat_frac, mimics = class_tables_v4(tpl, rng, phase, mimic=version >= 5)
     imaging = draw_imaging_v3(rng, mean, fine_sd, coarse_sd, sz)
-    return lut, gassy, imaging, float(ndtri(1 - fat_frac)) if fat_frac > 0 else np.inf
+    return lut, gassy, imaging, float(ndtri(1 - fat_frac)) if fat_frac > 0 else np.inf, mimics
 
 
 def synthesize_canonical(
@@ -236,17 +265,18 @@ def synthesize_canonical(
     and draws HU around phantom/tissues.py's means; version 3 samples every slice with a body and draws HU from
     phantom/hu_table.py's table, with its scanner model (draw_imaging_v3) and the pancreas's interlobular fat.
     Version 4 (`_synthesize_v4`) reads the templates of `split` (phantom/template_split.py) from `templates` (a
-    folder or several; default the shared data's anatomy/ and templates/) and adds what the maps leave unlabelled.
+    folder or several; default the shared data's anatomy/ and templates/) and adds what the maps leave unlabelled;
+    version 5 also paints some gut segments like the pancreas (class_tables_v4's mimic).
     """
-    if version == 4:
-        return _synthesize_v4(rng, size_xy, n, spacing_xyz, phase, templates, select, split)
+    if version >= 4:
+        return _synthesize_v4(rng, size_xy, n, spacing_xyz, phase, templates, select, split, version)
     paths = select_templates(list_templates(templates), *select)
     tpl = load_template(str(paths[int(rng.integers(len(paths)))]))
     z_range = tpl.good_range if version == 2 else tpl.body_range  # template slices with a well-filled body
     grid = _draw_grid(rng, tpl, z_range, size_xy, n, spacing_xyz)
     warp = _draw_warp(rng, tpl, grid, z_range)
     tex = TextureFields(rng, grid)
-    lut, gassy, imaging, fat_thr = _tables_and_imaging(tpl, rng, phase, grid.spacing_xyz[2], version)
+    lut, gassy, imaging, fat_thr, _ = _tables_and_imaging(tpl, rng, phase, grid.spacing_xyz[2], version)
     pancreas_ids = np.array([flare_label(tpl.names.get(i, "")) == 4 for i in range(N_CLASSES)])
     gas_thr = rng.uniform(0.5, 1.5)
     image = np.empty(grid.shape_zyx, np.int16)
@@ -262,9 +292,9 @@ def synthesize_canonical(
     return image, label, grid, tpl.path.name
 
 
-def _synthesize_v4(rng, size_xy, n, spacing_xyz, phase, templates, select, split):
-    """Version 4's labels mode (see synthesize_canonical): draw_case_v4, then render_case_v4."""
-    case = draw_case_v4(rng, size_xy, n, spacing_xyz, phase, templates, select, split)
+def _synthesize_v4(rng, size_xy, n, spacing_xyz, phase, templates, select, split, version=4):
+    """Version 4's (and 5's) labels mode (see synthesize_canonical): draw_case_v4, then render_case_v4."""
+    case = draw_case_v4(rng, size_xy, n, spacing_xyz, phase, templates, select, split, version)
     image, label = render_case_v4(case)
     return image, label, case.grid, case.template.path.name
 
@@ -277,7 +307,8 @@ class CaseV4:
     (N_CLASSES,) uint8), gassy ((N_CLASSES,) bool), imaging (HU tables and scanner), fat_thr / gas_thr (fine-field
     thresholds of the pancreas's interlobular fat and of bowel gas), medulla_mm (kidney depth, mm, beyond which
     the medulla lies), wall_mm (the gut's wall thickness, mm), bowel (a SmoothField) and bowel_thr (its
-    threshold; inf: the map labels its own bowel).
+    threshold; inf: the map labels its own bowel), mimics ((N_CLASSES,) bool: the gut classes painted like the
+    pancreas, version 5).
     """
 
     template: Template
@@ -293,13 +324,16 @@ class CaseV4:
     wall_mm: float
     bowel: SmoothField
     bowel_thr: float
+    mimics: np.ndarray
 
 
-def draw_case_v4(rng, size_xy, n, spacing_xyz, phase, templates=None, select=((), ()), split="all") -> CaseV4:
+def draw_case_v4(
+    rng, size_xy, n, spacing_xyz, phase, templates=None, select=((), ()), split="all", version=4
+) -> CaseV4:
     """The random draws of a version-4 case: a template of `split` (from `templates`: a folder or several, default
     the shared anatomy/ and templates/), its grid and deformation (a squarer body outline, 2.0-3.2), HU tables and
     scanner, the medulla depth (4-8 mm) and, for maps without labelled bowel, a bowel field filling 35-70 % of the
-    visceral fat."""
+    visceral fat. version 5 adds the pancreas-like gut segments (class_tables_v4's mimic)."""
     folders = templates if templates is not None else anatomy_dirs()
     paths = split_templates(select_templates(list_templates(folders), *select), split)
     tpl = load_template(str(paths[int(rng.integers(len(paths)))]))
@@ -307,21 +341,23 @@ def draw_case_v4(rng, size_xy, n, spacing_xyz, phase, templates=None, select=(()
     grid = _draw_grid(rng, tpl, window, size_xy, n, spacing_xyz)
     warp = replace(_draw_warp(rng, tpl, grid, tpl.body_range), power=float(rng.uniform(2.0, 3.2)), v4=True)
     tex = TextureFields(rng, grid)
-    lut, gassy, imaging, fat_thr = _tables_and_imaging(tpl, rng, phase, grid.spacing_xyz[2], 4)
+    lut, gassy, imaging, fat_thr, mimics = _tables_and_imaging(tpl, rng, phase, grid.spacing_xyz[2], version)
     gas_thr = float(rng.uniform(0.5, 1.5))
     medulla_mm = float(rng.uniform(4.0, 8.0))
     wall_mm = float(rng.uniform(2.0, 4.0))
     has_bowel = any(w in nm for nm in tpl.names.values() for w in ("bowel", "colon"))
     bowel = SmoothField(rng, grid, float(rng.uniform(18, 30)))
     bowel_thr = np.inf if has_bowel else float(rng.uniform(-0.5, 0.4))
-    return CaseV4(tpl, grid, warp, tex, lut, gassy, imaging, fat_thr, gas_thr, medulla_mm, wall_mm, bowel, bowel_thr)
+    return CaseV4(
+        tpl, grid, warp, tex, lut, gassy, imaging, fat_thr, gas_thr, medulla_mm, wall_mm, bowel, bowel_thr, mimics
+    )
 
 
 def render_case_v4(case: CaseV4) -> tuple[np.ndarray, np.ndarray]:
     """(image int16 zyx HU, label uint8 zyx) of a drawn case, slab by slab: the kidney medulla where the kidney is
     deeper than medulla_mm (irregular by the fine field), bowel wall and content in the visceral fat where the bowel
-    field passes bowel_thr, the gut's wall within wall_mm of its surface, gas in gassy classes, the pancreas's fat;
-    then the scanner."""
+    field passes bowel_thr, the gut's wall within wall_mm of its surface, gas in gassy classes, the pancreas's fat
+    (and the same fat in the pancreas-like gut, version 5); then the scanner."""
     tpl, grid = case.template, case.grid
     names = [tpl.names.get(i, "") for i in range(N_CLASSES)]
     pancreas_ids = np.array([flare_label(nm) == 4 for nm in names])
@@ -343,6 +379,7 @@ def render_case_v4(case: CaseV4) -> tuple[np.ndarray, np.ndarray]:
             cls[vis & (f > case.bowel_thr + 0.35)] = BOWEL_X
         cls[case.gassy[cls] & (fine > case.gas_thr)] = GAS
         if case.fat_thr < np.inf:
+            cls[case.mimics[cls] & (fine > case.fat_thr)] = GUT_FAT_X
             cls[pancreas_ids[cls] & (fine > case.fat_thr)] = PANCREAS_FAT
         texture = (fine, case.texture.coarse.slab(a0, a1))
         render_into(image, label, case.lut, cls, ranges, texture, case.imaging, grid.spacing_xyz)

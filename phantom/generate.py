@@ -42,9 +42,14 @@ from phantom.tissues import PHASES
 from phantom.trunk_scan import generate_phantom_canonical_v3
 
 MODES = ("phantom", "labels", "mix")
-VERSIONS = (2, 3, 4)
+VERSIONS = (2, 3, 4, 5)
 DEFAULT_VERSION = 4
-SPACING_Z = {2: (0.8, 5.0), 3: (0.6, 5.0), 4: (0.6, 5.0)}  # default slice spacing range (mm) per generator version
+SPACING_Z = {
+    2: (0.8, 5.0),
+    3: (0.6, 5.0),
+    4: (0.6, 5.0),
+    5: (0.6, 5.0),
+}  # default slice spacing range (mm) per generator version
 LAYOUTS = ("nnunet", "flare21")
 MAX_EXTENT_Z = 500.0  # mm; drawn slice spacings keep slices * spacing below this
 

@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from inference.outputs.preview import draw_panel, to_lps_arrays
 from inference.task import INPUT_SUFFIX, shared_data_dir
 from niftiio.command_line import UsageParser
-from phantom.generate import generate_case_info
+from phantom.generate import DEFAULT_VERSION, VERSIONS, generate_case_info
 
 REAL_CASES = ("TSEX_0002", "TSDCM_0001")
 
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--extra-seeds", type=int, nargs="*", default=())
     p.add_argument("--mode", choices=("phantom", "labels", "mix"), default="phantom")
     p.add_argument("--phase", choices=("plain", "arterial", "venous", "delayed"), default=None)
-    p.add_argument("--generator-version", type=int, choices=(2, 3, 4), default=4)
+    p.add_argument("--generator-version", type=int, choices=VERSIONS, default=DEFAULT_VERSION)
     args = p.parse_args(argv)
     render_comparison(args.out, args.seed, args.mode, args.phase, args.extra_seeds, args.generator_version)
     return 0

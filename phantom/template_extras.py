@@ -41,6 +41,8 @@ EXTRA_TISSUE_V4 = {
     MEDULLA_X: "kidney_medulla",
 }
 EXTRA_LABEL_V4 = {MEDULLA_X: 2}
+# version 5: fat between the lobules of a gut segment painted like the pancreas (FLARE label 0, see from_labels.py)
+GUT_FAT_X = 241
 
 WorldXY = Callable[[int], tuple[np.ndarray, np.ndarray]]
 

@@ -82,5 +82,7 @@ def test_a_single_cuda_process_names_its_gpu_by_index(monkeypatch, name):
         chosen.append(torch.device(device))
 
     monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     d, device = join(name)
     assert device == torch.device("cuda", 1) and chosen == [device] and not d.distributed
+    assert torch.backends.cudnn.benchmark  # fixed patch shapes: cuDNN picks its convolution algorithms once

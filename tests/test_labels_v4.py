@@ -14,7 +14,7 @@ from inference.task import shared_data_dir
 from phantom.from_labels import draw_case_v4, render_case_v4
 from phantom.generate import generate_case_info, write_dataset
 from phantom.hu_table import TISSUE_ID_V3, TISSUES_V3
-from phantom.template_extras import AORTA_X, LUNG_X, MEDULLA_X, PSOAS_X
+from phantom.template_extras import AORTA_X, BOWEL_X, GUT_FAT_X, LUNG_X, MEDULLA_X, PSOAS_X
 from phantom.template_split import SCORED, VALIDATION, anatomy_dirs, split_templates
 from phantom.templates import CORTEX, class_tissue, flare_label, list_templates, load_template
 
@@ -98,6 +98,33 @@ def test_labels_are_the_deformed_templates_organs(tiny_templates):
     np.testing.assert_array_equal(label, expected)
     assert {1, 2, 3, 4} <= set(np.unique(label))
     assert image.dtype == np.int16 and label.shape == image.shape
+
+
+def test_version_5_paints_some_gut_like_the_pancreas_and_labels_it_background(tiny_templates):
+    """Version 5: a gut class that mimics the pancreas takes its HU and texture and its interlobular fat (label 0);
+    the labels stay the deformed template's organs; version 4 never mimics."""
+    mimicked = 0
+    for seed in range(12):
+        case = draw_case_v4(
+            np.random.default_rng(seed), 40, 24, (6.0, 6.0, 8.0), "venous", tiny_templates, split="train"
+        )
+        assert not case.mimics.any()
+        case = draw_case_v4(
+            np.random.default_rng(seed), 40, 24, (6.0, 6.0, 8.0), "venous", tiny_templates, split="train", version=5
+        )
+        assert set(np.nonzero(case.mimics)[0]) <= {6, BOWEL_X}  # the stomach, the synthetic bowel
+        mean, lut = case.imaging.mean, case.lut
+        for cid in np.nonzero(case.mimics)[0]:
+            assert abs(mean[cid] - mean[5]) < 40 and not case.gassy[cid] and lut[cid] == 0
+        assert lut[GUT_FAT_X] == 0 and lut[5] == 4
+        if case.mimics[6]:
+            mimicked += 1
+            image, label = render_case_v4(case)
+            tpl = case.template
+            organ_lut = np.array([flare_label(tpl.names.get(i, "")) for i in range(256)], np.uint8)
+            cls, idx = case.warp.classes_and_index(tpl, case.grid, 0, label.shape[0])
+            np.testing.assert_array_equal(label, np.where(cls == 0, 0, organ_lut[tpl.classes[idx]]))
+    assert 1 <= mimicked <= 11
 
 
 def test_extras_only_fill_unlabelled_voxels(tiny_templates):

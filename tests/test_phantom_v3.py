@@ -262,7 +262,7 @@ def test_delayed_phase_only_in_version_3():
     with pytest.raises(ValueError, match="phase"):
         generate_case(0, size_xy=32, slices=20, phase="delayed", generator_version=2)
     with pytest.raises(ValueError, match="generator_version"):
-        generate_case(0, size_xy=32, slices=20, generator_version=5)
+        generate_case(0, size_xy=32, slices=20, generator_version=6)
 
 
 def test_cli_version_and_manifest(tmp_path):

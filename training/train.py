@@ -149,6 +149,8 @@ def join(device_name: str) -> tuple[Launch, torch.device]:
         if device.index is None:  # plain "cuda": the current GPU, named by its index (set_device needs one)
             device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
+        # every step has the same patch shape: let cuDNN time its 3D convolution algorithms once and keep the fastest
+        torch.backends.cudnn.benchmark = True
     join_group(launch, "nccl" if device.type == "cuda" else "gloo", timeout=None)
     return launch, device
 
