@@ -238,12 +238,11 @@ class Segmenter:
         """The network's label map (before post-processing) by ``plan``, backing off after out-of-memory errors;
         the settings the case started with are back afterwards, whatever happened."""
         norm = self.checkpoint.normalization
-        x = norm.apply(image_hu)
         try:  # out-of-memory errors are caught on CUDA only (torch is loaded there)
             while True:
                 try:
                     return predict_labels(
-                        x,
+                        image_hu,
                         self.predict_fn,
                         self.checkpoint.config.num_classes,
                         plan,
@@ -251,6 +250,7 @@ class Segmenter:
                         device=None if self._openvino is not None else self.device,  # numpy on OpenVINO
                         pad_value=norm.air_value,
                         progress=progress,
+                        normalize=norm.apply,  # phase by phase: no normalized copy of the whole volume
                     )
                 except _cuda_out_of_memory(self.device):
                     if not self._back_off():

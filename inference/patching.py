@@ -37,6 +37,9 @@ PredictFn = Callable[[Array], Array]
 or numpy arrays when the device is None."""
 ProgressFn = Callable[[int, int], None]
 """Called after every network call with (windows done, windows in the volume), for a progress display."""
+Normalize = Callable[[np.ndarray], np.ndarray]
+"""Raw voxel values (HU, any shape) -> float32 network input of the same shape, elementwise (for example
+inference.preprocess.Normalization.apply)."""
 
 
 def z_window_starts(depth: int, window: int, overlap: float) -> list[int]:
@@ -67,9 +70,15 @@ def phase_input(
     depth: int,
     hw: tuple[int, int],
     pad_value: float,
+    normalize: Normalize | None = None,
 ) -> np.ndarray:
-    """(depth, hw[0], hw[1]) float32 sub-volume of a phase: replicate-padded along z, constant-padded in-plane."""
+    """(depth, hw[0], hw[1]) float32 sub-volume of a phase: replicate-padded along z, constant-padded in-plane.
+
+    ``normalize``: when given, ``volume`` holds raw values (HU) and only the phase's voxels are normalized by it
+    (elementwise, so the values are those of the phase of the normalized volume)."""
     sub = volume[:, offset[0] :: plan.stride, offset[1] :: plan.stride]
+    if normalize is not None:
+        sub = normalize(sub)
     out = np.full((depth, *hw), pad_value, dtype=np.float32)
     out[: sub.shape[0], : sub.shape[1], : sub.shape[2]] = sub
     if depth > sub.shape[0]:
@@ -137,13 +146,15 @@ def iter_phase_sums(
     device: torch.device | str | None = "cpu",
     pad_value: float = -1.0,
     progress: ProgressFn | None = None,
+    normalize: Normalize | None = None,
 ) -> Iterator[tuple[tuple[int, int], Array]]:
     """Run the network over every z-window of every computed phase; yield each phase once all its windows ran.
 
     Windows of consecutive phases are batched together, so a phase is yielded as soon as its last window came
     back and its buffers are freed: at most ``ceil(batch_size / windows per phase) + 1`` phase buffers live at once.
 
-    Args: as :func:`predict_labels`; ``progress`` is called after every network call (see :data:`ProgressFn`).
+    Args: as :func:`predict_labels`; ``progress`` is called after every network call (see :data:`ProgressFn`),
+    ``normalize`` normalizes each phase's raw values (None: ``volume`` is normalized already).
     Yields:
         (offset, sums): the phase's (y, x) offset, and (C, D, hi, wj) float32 sums of the window probabilities on
         ``device`` (numpy arrays for None; hi, wj: the phase's in-plane size, vol[:, i::stride, j::stride].shape[1:]);
@@ -166,7 +177,7 @@ def iter_phase_sums(
     for batch in _batches(items, batch_size):
         for p, _ in batch:
             if p not in inputs:
-                phase = phase_input(volume, offsets[p], plan, depth, hw, pad_value)
+                phase = phase_input(volume, offsets[p], plan, depth, hw, pad_value, normalize)
                 inputs[p] = phase if device is None else _torch_module().from_numpy(phase).to(device)
         x = _cat([inputs[p][None, z0 : z0 + win] for p, z0 in batch], 0)[:, None]
         with _no_grad(device):
@@ -199,11 +210,14 @@ def predict_labels(
     device: torch.device | str | None = "cpu",
     pad_value: float = -1.0,
     progress: ProgressFn | None = None,
+    normalize: Normalize | None = None,
 ) -> np.ndarray:
-    """Segment a normalized volume by strided patch inference.
+    """Segment a volume by strided patch inference.
 
     Args:
-        volume: (D, H, W) float32, normalized intensities, canonical orientation.
+        volume: (D, H, W) zyx, canonical orientation: float32 normalized intensities, or with ``normalize`` the
+            raw values (HU, any real dtype) that it normalizes one phase at a time as the phase is cut, so that
+            no normalized float32 copy of the whole volume is held (at stride s, 1/s**2 of it per phase).
         predict_fn: the network, see :data:`PredictFn`.
         num_classes: C, the number of classes predict_fn returns.
         plan: how to cut the volume.
@@ -212,6 +226,7 @@ def predict_labels(
             (predict_fn then takes and returns numpy arrays, and torch is not used).
         pad_value: normalized intensity used for in-plane padding (air).
         progress: called after every network call with (windows done, windows in all), or None.
+        normalize: see ``volume``; None when ``volume`` is normalized already.
     Returns:
         (D, H, W) uint8 argmax labels.
     """
@@ -223,7 +238,8 @@ def predict_labels(
     grid = None
     if g > 1:  # probabilities on the coarser grid of the computed phases, interpolated at the end
         grid = _zeros((num_classes, d, -(-h // g), -(-w // g)), device)
-    for offset, acc in iter_phase_sums(volume, predict_fn, num_classes, plan, batch_size, device, pad_value, progress):
+    phases = iter_phase_sums(volume, predict_fn, num_classes, plan, batch_size, device, pad_value, progress, normalize)
+    for offset, acc in phases:
         _finish_phase(acc, offset, plan, labels, grid)
     if grid is not None:
         _upsample_argmax(grid, g, labels)

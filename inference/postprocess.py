@@ -91,16 +91,18 @@ def filter_components(labels: np.ndarray, choose: Chooser) -> np.ndarray:
     """
     if labels.ndim != 3:
         raise ValueError(f"labels must be a 3D array, got shape {labels.shape}")
-    out = np.array(labels, dtype=np.uint8, copy=True)
-    box = foreground_box(out)
+    labels = np.asarray(labels, dtype=np.uint8)
+    box = foreground_box(labels)
     if box is None:
-        return out
-    crop = np.ascontiguousarray(out[box])
+        return labels.copy()
+    crop = np.array(labels[box], copy=True)  # a C-ordered copy: the input is not modified
     components, n = cc3d.connected_components(crop, connectivity=26, return_N=True)
     # Everything from the foreground voxels alone (a few % of the box): one scan finds them, and every later step
-    # touches only them instead of the whole box.
+    # touches only them instead of the whole box. The component ids (up to 4 bytes per voxel of the box, the largest
+    # array here) are let go of first, and the output is copied after: the two are never held together.
     where = np.flatnonzero(crop)
     fg_ids = components.ravel()[where]
+    del components
     sizes = np.bincount(fg_ids, minlength=n + 1)
     owner = np.zeros(n + 1, dtype=np.uint8)
     owner[fg_ids] = crop.ravel()[where]
@@ -112,10 +114,10 @@ def filter_components(labels: np.ndarray, choose: Chooser) -> np.ndarray:
     table = ComponentTable(sizes.astype(np.int64), owner, z_mean, z_min + box[0].start)
     survive = np.asarray(choose(table), dtype=bool)
     survive[0] = True
-    if survive.all():
-        return out
-    crop.ravel()[where[~survive[fg_ids]]] = 0
-    out[box] = crop
+    out = labels.copy()
+    if not survive.all():
+        crop.ravel()[where[~survive[fg_ids]]] = 0
+        out[box] = crop
     return out
 
 

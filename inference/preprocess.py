@@ -46,9 +46,12 @@ class Normalization:
 
 
 # Bytes per voxel that segmenting one case holds at its peak, on top of the decoded image itself (itemsize bytes
-# per voxel): the normalized float32 copy and the float32 it is clipped from (8), the label map (1), one phase's
-# class probabilities and window buffers (about 1.25 at 16 phases), and the output's reoriented copy (1), rounded
-# up. Checked against the measured peak of a 512x512x300 int16 case (about 13 bytes per voxel above the start-up).
+# per voxel). Set when the whole volume was normalized into a float32 copy clipped from another float32 (8), beside
+# the label map (1), one phase's class probabilities and window buffers (about 1.25 at 16 phases) and the output's
+# reoriented copy (1): checked against the measured peak of a 512x512x300 int16 case (about 13 bytes per voxel
+# above the start-up). Since then each phase is normalized as it is cut (inference.patching.phase_input) and
+# post-processing holds its component ids (up to 4 per voxel of the foreground's box) without a second copy of the
+# map; the peak of a 512x512x256 case fell by about 4 bytes per voxel, and the figure stays as a margin.
 PIPELINE_BYTES_PER_VOXEL = 12
 
 

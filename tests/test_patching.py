@@ -4,6 +4,7 @@ import torch
 
 from inference.patching import predict_labels, z_window_starts
 from inference.plan import PatchPlan
+from inference.preprocess import Normalization
 
 C = 5
 
@@ -116,6 +117,23 @@ def test_numpy_arrays_give_the_labels_of_torch_tensors(phases, shape):
     expected = predict_labels(volume, _voxelwise_probs, C, plan, batch_size=3)
     labels = predict_labels(volume, numpy_probs, C, plan, batch_size=3, device=None)
     assert labels.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("device", ["cpu", None])
+@pytest.mark.parametrize("shape,stride", [((37, 130, 97), 4), ((5, 9, 13), 1), ((140, 12, 10), 2)])
+def test_raw_values_normalized_phase_by_phase_give_the_labels_of_the_normalized_volume(device, shape, stride):
+    """normalize: each phase's HU are normalized as the phase is cut (no normalized copy of the whole volume is
+    held), with the values, and so the labels, of the volume normalized first; the HU volume is not modified."""
+    hu = np.random.default_rng(3).integers(-1100, 500, size=shape).astype(np.int16)
+    before = hu.copy()
+    norm = Normalization()
+    plan = PatchPlan(stride=stride, phases=stride * stride, window=16, size_multiple=8)
+    probs = _voxelwise_probs if device else (lambda x: _voxelwise_probs(torch.from_numpy(x)).numpy())
+    expected = predict_labels(norm.apply(hu), probs, C, plan, batch_size=3, device=device, pad_value=norm.air_value)
+    kw = {"device": device, "pad_value": norm.air_value, "normalize": norm.apply}
+    labels = predict_labels(hu, probs, C, plan, batch_size=3, **kw)
+    assert labels.tobytes() == expected.tobytes()
+    np.testing.assert_array_equal(hu, before)
 
 
 def test_plan_validation():

@@ -254,7 +254,7 @@ def test_after_an_out_of_memory_back_off_the_next_case_starts_from_the_settings(
     seg, placed = pretend_cuda
     calls = []
 
-    def fake_predict_labels(x, fn, c, plan, batch_size, device, pad_value, progress=None):
+    def fake_predict_labels(x, fn, c, plan, batch_size, device, pad_value, progress=None, normalize=None):
         calls.append((batch_size, str(device), engine.precision_name(seg.precision)))
         if len(calls) < 4:
             raise torch.OutOfMemoryError("CUDA out of memory")

@@ -217,7 +217,7 @@ def test_out_of_memory_backs_off_then_moves_to_cpu(tiny_weights, monkeypatch):
     monkeypatch.setattr(seg.checkpoint.model, "to", lambda *a, **k: seg.checkpoint.model)
     calls = []
 
-    def fake_predict_labels(x, fn, c, plan, batch_size, device, pad_value, progress=None):
+    def fake_predict_labels(x, fn, c, plan, batch_size, device, pad_value, progress=None, normalize=None):
         calls.append((batch_size, str(device)))
         if len(calls) < 4:
             raise torch.OutOfMemoryError("CUDA out of memory")
