@@ -96,14 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         nargs="+",
         default=None,
-        help="templates folder(s) for --mode labels and mix; default: version 4 the shared data's anatomy/ and "
+        help="templates folder(s) for --mode labels and mix; default: versions 4-5 the shared data's anatomy/ and "
         "templates/, versions 2-3 its templates/ ($RUNET_SHARED_DATA, else ../shared/data)",
     )
     p.add_argument(
         "--split",
         choices=SPLITS,
         default="all",
-        help="version 4: the templates of this split of phantom/template_split.py (the scored cases' maps are in none)",
+        help="versions 4-5: the templates of this split of phantom/template_split.py "
+        "(the scored cases' maps are in none)",
     )
     p.add_argument("--templates-only", nargs="+", default=(), metavar="NAME", help="use only these templates")
     p.add_argument("--templates-exclude", nargs="+", default=(), metavar="NAME", help="never use these templates")
