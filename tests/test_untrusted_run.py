@@ -16,10 +16,9 @@ import pytest
 import SimpleITK as sitk
 
 from inference import partial_files, predict, runner
-from inference.ct_io import read_ct, write_labels
+from inference.ct_io import ct_volume, read_ct, write_labels
 from inference.engine import Segmenter
 from inference.inputs.hu_check import NOT_HU, check_intensities
-from inference.inputs.volume import volume_from_image
 from inference.names import name_problem, shown
 from inference.partial_files import OUTPUTS, PARTIAL_DIR, remove_abandoned_temp_files
 from niftiio.nifti_file import decode_fully, read_header
@@ -291,7 +290,7 @@ def test_an_oblique_image_is_segmented_with_one_warning_naming_the_angle(tmp_pat
         "angle (the label map keeps the image's geometry)",
     )
     assert read_ct(tmp_path / "axial.nii.gz").warnings == ()
-    in_memory = volume_from_image(sitk.ReadImage(str(tmp_path / "oblique.nii.gz")), "series 3")  # a DICOM series
+    in_memory = ct_volume(sitk.ReadImage(str(tmp_path / "oblique.nii.gz")), "series 3")  # a DICOM series
     assert in_memory.warnings == (volume.warnings[0].replace(str(tmp_path / "oblique.nii.gz"), "series 3"),)
 
 

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from inference.ct_io import CTVolume, InputError
-from inference.inputs.volume import volume_from_image
+from inference.ct_io import CTVolume, InputError, ct_volume
 from inference.names import name_problem
 from inference.preprocess import memory_problem
 from niftiio.native_stderr import captured_stderr
@@ -205,7 +204,7 @@ def read_series(series: DicomSeries) -> CTVolume:
     except RuntimeError as exc:
         detail = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "read failed")
         raise InputError(f"{where}: cannot read the series ({detail[:200]})") from None
-    volume = volume_from_image(image, where)
+    volume = ct_volume(image, where)
     z_spacing = float(np.median(np.diff(np.sort(positions @ normal))))
     if not math.isclose(image.GetSpacing()[2], z_spacing, rel_tol=SPACING_TOLERANCE, abs_tol=0.02):
         raise InputError(
