@@ -285,11 +285,12 @@ def _check_layout(name: str | Path, dimension: int, size: tuple[int, ...], compo
 def checked_orientation(image: sitk.Image, name: str, warnings: list[str]) -> Orientation:
     """The Orientation of ``image``'s direction; InputError naming ``name`` for a degenerate one, and a warning line
     appended to ``warnings`` for an oblique one (:data:`OBLIQUE_WARN_DEGREES` or more off the axes)."""
+    direction = image.GetDirection()
     try:
-        orientation = Orientation.from_direction(image.GetDirection())
+        orientation = Orientation.from_direction(direction)
     except ValueError as exc:
         raise InputError(f"{name}: {exc}") from None
-    angle = Orientation.oblique_degrees(image.GetDirection())
+    angle = Orientation.oblique_degrees(direction)
     if angle >= OBLIQUE_WARN_DEGREES:
         warnings.append(
             f"{name}: the image axes are {angle:.1f} degrees off the patient's axes (an oblique direction); segmented "

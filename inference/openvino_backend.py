@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inference.device import precision_name
+from inference.openvino_cache import ov_version
 from inference.out_of_memory import out_of_memory
 from inference.user_cache import user_cache_dir
 
@@ -102,7 +103,7 @@ class OpenVINONetwork:
         converted: tuple[object, Path] | None = None,
     ) -> None:
         self.ov = ov
-        self.version = ov.get_version().split("-")[0]
+        self.version = ov_version(ov)
         self.threads = threads or cpu_threads()
         self.core = ov.Core()
         if converted is not None:
@@ -139,17 +140,18 @@ class OpenVINONetwork:
 
         def run(x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
             if isinstance(x, np.ndarray):
-                return self._infer(precision, np.ascontiguousarray(x, dtype=np.float32))
+                return self._infer(precision, x)
             import torch  # a tensor in: torch is loaded already
 
             if x.device.type != "cpu":
                 raise ValueError(f"the openvino backend runs on the CPU; got a tensor on {x.device}")
-            return torch.from_numpy(self._infer(precision, np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)))
+            return torch.from_numpy(self._infer(precision, x.detach().numpy()))
 
         return run
 
     def _infer(self, precision: str | torch.dtype, arr: np.ndarray) -> np.ndarray:
-        """The compiled network on a contiguous float32 (B, 1, d, h, w) array, as a new array."""
+        """The compiled network on a (B, 1, d, h, w) array (made contiguous float32 here), as a new array."""
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
         try:
             request = self._request(precision, tuple(arr.shape))
             out = request.infer({0: arr}, share_inputs=True, share_outputs=False)

@@ -24,20 +24,26 @@ from inference.checkpoint import Checkpoint, checkpoint_metadata, checkpoint_of_
 from niftiio.atomic_file import write_atomic
 
 CHECKPOINTS = "openvino-checkpoints"  # the cache's folder of checkpoint records, beside openvino/
+ENTRIES = "openvino"  # the cache's folder of converted networks, one entry each
 CONVERSION_VERSION = 2  # part of the cache key: bump when the traced graph changes (2: lambda* bound, Pad shifts)
 """Part of the key of every entry and checkpoint record. Bump it when the traced graph changes, and also when the
 network handed to the conversion changes for the same checkpoint file (batch-norm folding, the plain-softmax
 bound): a checkpoint record points at its entry by this number, not by the folded network's digest."""
 
 
+def ov_version(ov: ModuleType) -> str:
+    """OpenVINO's release (``2025.3.0`` of ``2025.3.0-19807-...``): what the cache keys and the engine report."""
+    return ov.get_version().split("-")[0]
+
+
 def _key(sha256: str, ov: ModuleType) -> str:
     """The name under which a network (by its digest) or a checkpoint file (by its sha256) is kept."""
-    return f"{sha256}-ov{ov.get_version().split('-')[0]}-c{CONVERSION_VERSION}"
+    return f"{sha256}-ov{ov_version(ov)}-c{CONVERSION_VERSION}"
 
 
 def entry_folder(cache: Path, digest: str, ov: ModuleType) -> Path:
     """The cache entry of the network whose config and weights hash to ``digest``."""
-    return cache / "openvino" / _key(digest, ov)
+    return cache / ENTRIES / _key(digest, ov)
 
 
 def _record_path(cache: Path, sha256: str, ov: ModuleType) -> Path:
@@ -47,7 +53,7 @@ def _record_path(cache: Path, sha256: str, ov: ModuleType) -> Path:
 def remember_checkpoint(checkpoint: Checkpoint, entry: Path, ov: ModuleType) -> None:
     """Record that the verified checkpoint file of ``checkpoint.sha256`` converts to the cache entry ``entry`` (a
     folder of ``<cache>/openvino``), with its metadata; nothing when the record cannot be written."""
-    path = _record_path(entry.parent.parent, str(checkpoint.sha256), ov)
+    path = _record_path(entry.parent.parent, checkpoint.sha256, ov)
     text = sealed_document({"entry": entry.name, "checkpoint": checkpoint_metadata(checkpoint)})
     with contextlib.suppress(OSError):
         write_atomic(path, lambda tmp: Path(tmp).write_text(text), suffix=".json")
@@ -64,7 +70,7 @@ def recall_checkpoint(cache: Path | None, sha256: str, ov: ModuleType) -> tuple[
         name = content["entry"]
         if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
             return None
-        folder = cache / "openvino" / name
+        folder = cache / ENTRIES / name
         checkpoint = checkpoint_of_metadata(content["checkpoint"])
         model = read_entry(folder, ov)
     except (SealError, KeyError, TypeError, ValueError):

@@ -498,8 +498,8 @@ def _cases_to_run(
         log(shown(line))
     if not cases:
         raise RunError(f"{input_dir}: no input images ({', '.join(IMAGE_SUFFIXES)} files or DICOM series) found", 1)
-    if name_problem(output_dir):
-        raise RunError(f"-o {name_problem(output_dir)}", 2)
+    if problem := name_problem(output_dir):
+        raise RunError(f"-o {problem}", 2)
     error = prepare_output(output_dir)
     if error:
         raise RunError(error, 1)
