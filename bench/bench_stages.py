@@ -1,11 +1,11 @@
 """Where the time goes for one 512x512xD CT phantom, per backend and precision, and what fewer phases cost.
 
-Stages, in process, as the CLI runs them: read (SimpleITK + reorientation), normalize, network (the seconds inside
-the network's calls), assembly (the rest of the strided patch engine: phase inputs, sums, argmax, scatter),
-post-processing (largest components), write (uint8 .nii.gz). "e2e / network" is the in-process sum over the network
-seconds (goal <= 1.10 on the CPU). Peak RSS is the case's process high-water mark (each row runs in a fresh child
-process; goal < 3 GB for D = 300 on the CPU). With --repeats N every configuration runs N times, round after round
-(interleaved), and the row of its fastest run is kept.
+Stages, in process, as the CLI runs them: read (SimpleITK + reorientation), normalize (each phase's HU as the phase
+is cut), network (the seconds inside the network's calls), assembly (the rest of the strided patch engine: phase
+inputs, sums, argmax, scatter), post-processing (the default rule), write (uint8 .nii.gz). "e2e / network" is the
+in-process sum over the network seconds (goal <= 1.10 on the CPU). Peak RSS is the case's process high-water mark
+(each row runs in a fresh child process; goal < 3 GB for D = 300 on the CPU). With --repeats N every configuration
+runs N times, round after round (interleaved), and the row of its fastest run is kept.
 
 Configurations: "before" (torch, the network as trained: batch norms, NCDHW, float32, the autograd-friendly
 regularized softmax) and, per backend (torch: folded batch norms, channels-last-3d, the in-place regularized softmax;
@@ -65,7 +65,7 @@ from inference.engine import Segmenter  # noqa: E402
 from inference.engine_options import EngineOptions  # noqa: E402
 from inference.patching import predict_labels  # noqa: E402
 from inference.plan import PlanOptions  # noqa: E402
-from inference.postprocess import keep_largest_components  # noqa: E402
+from inference.postprocess import postprocess  # noqa: E402
 from inference.preprocess import Normalization  # noqa: E402
 from inference.task import INPUT_SUFFIX  # noqa: E402
 from niftiio.command_line import UsageParser
@@ -103,17 +103,18 @@ def run_case(
     t0 = time.perf_counter()
     volume = read_ct(Path(image))
     t["read"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
     norm = seg.checkpoint.normalization
-    x = norm.apply(volume.image)
-    t["normalize"] = time.perf_counter() - t0
+    normalize = TimedFn(norm.apply)  # as the engine does it: each phase's HU as the phase is cut
     plan, num_classes = seg.plan_for(volume.spacing_zyx), seg.checkpoint.config.num_classes
     t0 = time.perf_counter()
-    labels = predict_labels(x, timed, num_classes, plan, seg.batch_size, seg.device, norm.air_value)
+    labels = predict_labels(
+        volume.image, timed, num_classes, plan, seg.batch_size, seg.device, norm.air_value, normalize=normalize
+    )
+    t["normalize"] = normalize.seconds
     t["network"] = timed.seconds
-    t["assembly"] = time.perf_counter() - t0 - timed.seconds
+    t["assembly"] = time.perf_counter() - t0 - timed.seconds - normalize.seconds
     t0 = time.perf_counter()
-    labels = keep_largest_components(labels)
+    labels = postprocess(labels, volume.spacing_zyx, seg.postprocess)
     t["postprocess"] = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
