@@ -231,13 +231,18 @@ class Segmenter:
         own = self.plan_for(spacing_zyx)
         if plan is not None and plan != own:
             raise ValueError(f"plan {plan} is not this segmenter's plan for spacing {tuple(spacing_zyx)}: {own}")
-        labels = self._labels(image_hu, own if plan is None else plan, progress)
+        labels = self.network_labels(image_hu, own if plan is None else plan, progress)
         return postprocess(labels, spacing_zyx, self.postprocess)
 
-    def _labels(self, image_hu: np.ndarray, plan: PatchPlan, progress: ProgressFn | None) -> np.ndarray:
-        """The network's label map (before post-processing) by ``plan``, backing off after out-of-memory errors;
-        the settings the case started with are back afterwards, whatever happened."""
-        norm = self.checkpoint.normalization
+    def normalize(self, hu: np.ndarray) -> np.ndarray:
+        """Any-shape array of HU -> float32 network input (the checkpoint's Normalization): applied to each phase
+        as it is cut. Benchmarks replace it on an instance, as they do :meth:`predict_fn`, to time it."""
+        return self.checkpoint.normalization.apply(hu)
+
+    def network_labels(self, image_hu: np.ndarray, plan: PatchPlan, progress: ProgressFn | None = None) -> np.ndarray:
+        """The network's (D, H, W) uint8 label map (before post-processing) of ``image_hu`` (HU, zyx, canonical) by
+        ``plan``, backing off after out-of-memory errors; the settings the case started with are back afterwards,
+        whatever happened."""
         try:  # out-of-memory errors are caught on CUDA only (torch is loaded there)
             while True:
                 try:
@@ -248,9 +253,9 @@ class Segmenter:
                         plan,
                         batch_size=self.batch_size,
                         device=None if self._openvino is not None else self.device,  # numpy on OpenVINO
-                        pad_value=norm.air_value,
+                        pad_value=self.checkpoint.normalization.air_value,
                         progress=progress,
-                        normalize=norm.apply,  # phase by phase: no normalized copy of the whole volume
+                        normalize=self.normalize,  # phase by phase: no normalized copy of the whole volume
                     )
                 except _cuda_out_of_memory(self.device):
                     if not self._back_off():
